@@ -1,0 +1,90 @@
+"""Reading images and writing outputs without ever leaving a half-written file.
+
+Every writer here writes to a temporary file in the destination folder and
+renames it into place, so an interrupted run (even ``kill -9``) leaves either
+the previous file or the complete new one, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+
+from .errors import PcnacycleError
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file next to ``path``; rename it to ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray, **kwargs) -> None:
+    """Write ``array`` as a (zlib-compressed) TIFF to ``path`` atomically."""
+    import tifffile
+
+    kwargs.setdefault("compression", "zlib")
+    with atomic_write(path, "wb") as handle:
+        tifffile.imwrite(handle, array, **kwargs)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a PNG, JPEG or TIFF file into a numpy array, as stored.
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)`` for grey images, ``(H, W, C)`` for colour PNG/JPEG, and the
+        stored axis order for TIFF stacks (e.g. ``(T, H, W)``). The dtype is
+        the file's own (uint8, uint16, float32, ...).
+
+    Raises
+    ------
+    PcnacycleError
+        If the file is missing or cannot be decoded; the message names it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PcnacycleError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(path))
+    except Exception as exc:  # decoders raise many types; the user needs the file name
+        raise PcnacycleError(f"{path}: cannot be read as an image ({exc})") from exc

@@ -1,0 +1,243 @@
+"""Mask R-CNN from torchvision, built from the config, trainable from scratch.
+
+No pretrained weights can be downloaded, so every backbone defaults to
+GroupNorm (``MODEL.RESNETS.NORM: GN``), which trains at 1–2 images per batch
+as detectron2's scratch recipes do. ``MODEL.WEIGHTS`` may name a local
+checkpoint; :func:`load_weights` keeps every tensor whose shape fits, adapts
+the first convolution to another channel count, and says what it did.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import partial
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import misc as misc_ops
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from .config import CfgNode
+from .errors import PcnacycleError
+
+log = logging.getLogger(__name__)
+
+# Inputs arrive in [0, 1] (see data.normalize_intensity); centre them on 0.
+PIXEL_MEAN = 0.5
+PIXEL_STD = 0.5
+
+#: Name of the first convolution, the one tensor whose shape follows the
+#: number of input channels.
+FIRST_CONV = "backbone.body.conv1.weight"
+
+
+def group_norm(num_channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups (fewer when the channel count is small)."""
+    groups = 32
+    while num_channels % groups:
+        groups //= 2
+    return nn.GroupNorm(groups, num_channels)
+
+
+def _norm_layer(name: str):
+    return {"GN": group_norm, "FrozenBN": misc_ops.FrozenBatchNorm2d, "BN": nn.BatchNorm2d, "": None}[name]
+
+
+def build_backbone(cfg: CfgNode) -> BackboneWithFPN:
+    """ResNet-{18,34,50,101,152} + FPN with ``len(INPUT.CHANNELS)`` input channels."""
+    depth = cfg.MODEL.RESNETS.DEPTH
+    resnet = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=_norm_layer(cfg.MODEL.RESNETS.NORM))
+    in_channels = len(cfg.INPUT.CHANNELS)
+    resnet.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    width = 64 if depth < 50 else 256  # BasicBlock vs Bottleneck output width of layer1
+    return BackboneWithFPN(
+        resnet,
+        return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+        in_channels_list=[width, width * 2, width * 4, width * 8],
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        extra_blocks=LastLevelMaxPool(),
+        norm_layer=_norm_layer(cfg.MODEL.FPN.NORM),
+    )
+
+
+class ResizeTransform(GeneralizedRCNNTransform):
+    """torchvision's transform with separate train/test sizes, as detectron2 has.
+
+    A size of 0 keeps images at their own scale (useful for nuclei, whose
+    pixel size matters more than the frame's).
+    """
+
+    def __init__(self, cfg: CfgNode):
+        channels = len(cfg.INPUT.CHANNELS)
+        super().__init__(min_size=800, max_size=1333, image_mean=[PIXEL_MEAN] * channels,
+                         image_std=[PIXEL_STD] * channels)
+        self.train_sizes = tuple(cfg.INPUT.MIN_SIZE_TRAIN)
+        self.train_sampling = cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
+        self.max_size_train = cfg.INPUT.MAX_SIZE_TRAIN
+        self.test_size = cfg.INPUT.MIN_SIZE_TEST
+        self.max_size_test = cfg.INPUT.MAX_SIZE_TEST
+
+    def resize(self, image, target=None):
+        if self.training:
+            if self.train_sampling == "range":
+                low, high = self.train_sizes
+                size = int(torch.randint(low, high + 1, (1,)).item())
+            else:
+                size = self.torch_choice(list(self.train_sizes))
+            max_size = self.max_size_train
+        else:
+            size, max_size = self.test_size, self.max_size_test
+        if size == 0:
+            return image, target
+        self.min_size, self.max_size = (size,), max_size
+        return super().resize(image, target)
+
+
+def build_model(cfg: CfgNode) -> MaskRCNN:
+    """The Mask R-CNN that ``cfg`` describes, randomly initialised.
+
+    Input: a list of ``(C, H, W)`` float tensors in [0, 1], C =
+    ``len(INPUT.CHANNELS)``. Output in eval mode: torchvision's list of dicts
+    with ``boxes`` (N, 4), ``labels`` (N,), ``scores`` (N,), ``masks``
+    (N, 1, H, W) probabilities.
+    """
+    m = cfg.MODEL
+    backbone = build_backbone(cfg)
+    out_channels = backbone.out_channels
+    ratios = m.ANCHOR_GENERATOR.ASPECT_RATIOS
+    ratios = ratios * 5 if len(ratios) == 1 else ratios
+    anchors = AnchorGenerator(sizes=tuple(tuple(s) for s in m.ANCHOR_GENERATOR.SIZES),
+                              aspect_ratios=tuple(tuple(r) for r in ratios))
+    rpn_head = RPNHead(out_channels, anchors.num_anchors_per_location()[0])
+
+    box = m.ROI_BOX_HEAD
+    if box.NUM_CONV == 0 and box.NUM_FC == 2:
+        box_head = TwoMLPHead(out_channels * 7 * 7, box.FC_DIM)  # torchvision's own layout: its weights load
+    else:
+        box_head = FastRCNNConvFCHead((out_channels, 7, 7), [box.CONV_DIM] * box.NUM_CONV, [box.FC_DIM] * box.NUM_FC,
+                                      norm_layer=_norm_layer(box.NORM))
+    num_classes = m.ROI_HEADS.NUM_CLASSES + 1  # + background
+    mask = m.ROI_MASK_HEAD
+    mask_head = MaskRCNNHeads(out_channels, [mask.CONV_DIM] * mask.NUM_CONV, 1, norm_layer=_norm_layer(mask.NORM))
+    model = MaskRCNN(
+        backbone,
+        num_classes=None,
+        rpn_anchor_generator=anchors,
+        rpn_head=rpn_head,
+        rpn_pre_nms_top_n_train=m.RPN.PRE_NMS_TOPK_TRAIN,
+        rpn_pre_nms_top_n_test=m.RPN.PRE_NMS_TOPK_TEST,
+        rpn_post_nms_top_n_train=m.RPN.POST_NMS_TOPK_TRAIN,
+        rpn_post_nms_top_n_test=m.RPN.POST_NMS_TOPK_TEST,
+        rpn_nms_thresh=m.RPN.NMS_THRESH,
+        rpn_batch_size_per_image=m.RPN.BATCH_SIZE_PER_IMAGE,
+        rpn_positive_fraction=m.RPN.POSITIVE_FRACTION,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(box.FC_DIM, num_classes),
+        box_score_thresh=m.ROI_HEADS.SCORE_THRESH_TEST,
+        box_nms_thresh=m.ROI_HEADS.NMS_THRESH_TEST,
+        box_detections_per_img=cfg.TEST.DETECTIONS_PER_IMAGE,
+        box_batch_size_per_image=m.ROI_HEADS.BATCH_SIZE_PER_IMAGE,
+        box_positive_fraction=m.ROI_HEADS.POSITIVE_FRACTION,
+        mask_head=mask_head,
+        mask_predictor=MaskRCNNPredictor(mask.CONV_DIM, mask.CONV_DIM, num_classes),
+    )
+    model.transform = ResizeTransform(cfg)
+    return model
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The model tensors in a checkpoint of ours or a plain torchvision state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise PcnacycleError(f"{path}: weights file not found (MODEL.WEIGHTS)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PcnacycleError(f"{path}: not a loadable PyTorch weights file ({exc})") from exc
+    state = data.get("model", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PcnacycleError(f"{path}: holds neither a state dict nor a checkpoint with a 'model' state dict")
+    return state
+
+
+def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Re-shape a trained first-layer kernel for another number of input channels.
+
+    Each new channel gets the sum of the old kernels over channels, divided by
+    the new count: for an input whose channels all equal one grey image, the
+    layer's response is unchanged.
+
+    Parameters
+    ----------
+    weight : (out, C_old, k, k) tensor
+    in_channels : C_new
+
+    Returns
+    -------
+    (out, C_new, k, k) tensor
+    """
+    summed = weight.sum(dim=1, keepdim=True) / in_channels
+    return summed.repeat(1, in_channels, 1, 1)
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Load every tensor of ``path`` whose name and shape fit ``model``.
+
+    The first convolution is adapted when only its channel count differs;
+    tensors of another shape (e.g. class predictors after NUM_CLASSES
+    changed) keep their fresh initialisation. Logs one line per outcome.
+
+    Returns
+    -------
+    dict with lists of tensor names: ``loaded``, ``adapted``,
+    ``reinitialised`` (shape differs), ``missing`` (not in the file),
+    ``unused`` (in the file, not in the model).
+    """
+    source = read_state_dict(path)
+    target = model.state_dict()
+    report = {"loaded": [], "adapted": [], "reinitialised": [], "missing": [], "unused": sorted(set(source) - set(target))}
+    new_state = {}
+    for name, tensor in target.items():
+        if name not in source:
+            report["missing"].append(name)
+        elif source[name].shape == tensor.shape:
+            new_state[name] = source[name]
+            report["loaded"].append(name)
+        elif name == FIRST_CONV and source[name].shape[0] == tensor.shape[0] and source[name].shape[2:] == tensor.shape[2:]:
+            new_state[name] = adapt_first_conv(source[name], tensor.shape[1])
+            report["adapted"].append(name)
+        else:
+            report["reinitialised"].append(name)
+    model.load_state_dict(new_state, strict=False)
+    log.info("weights %s: %d tensors loaded, %d adapted, %d re-initialised, %d not in file, %d unused",
+             path, len(report["loaded"]), len(report["adapted"]), len(report["reinitialised"]),
+             len(report["missing"]), len(report["unused"]))
+    for key in ("adapted", "reinitialised", "missing", "unused"):
+        if report[key]:
+            log.info("  %s: %s", key, ", ".join(report[key][:8]) + (" ..." if len(report[key]) > 8 else ""))
+    if not report["loaded"] and not report["adapted"]:
+        raise PcnacycleError(f"{path}: no tensor matches this model (is it a Mask R-CNN checkpoint?)")
+    return report
+
+
+def resolve_device(name: str) -> torch.device:
+    """``MODEL.DEVICE`` as a torch device; ``auto`` picks CUDA when available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PcnacycleError(f"MODEL.DEVICE is {name!r} but no CUDA GPU is visible; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def is_norm_parameter(module: nn.Module) -> bool:
+    """Whether ``module``'s parameters are normalisation scales/shifts (WEIGHT_DECAY_NORM)."""
+    return isinstance(module, (nn.GroupNorm, nn.BatchNorm2d, nn.LayerNorm, nn.SyncBatchNorm))

@@ -1,0 +1,352 @@
+"""Training: the solver, the loop, checkpoints and resuming.
+
+:func:`train` reads top to bottom: prepare the output folder, index and split
+the data, build the model and solver, resume if asked, then iterate — forward,
+backward, step, log, checkpoint, evaluate — and finally draw the loss curve.
+
+Output folder::
+
+    config.yaml        the resolved config
+    split.json         image ids per subset (evaluation reuses it)
+    metrics.jsonl      one JSON object per logged iteration
+    model_NNNNNNN.pt   every SOLVER.CHECKPOINT_PERIOD iterations (N = iterations done)
+    model_final.pt     at the end
+    last_checkpoint    the name of the newest checkpoint
+    loss_curve.png     at the end
+    log.txt            everything logged
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import data as data_mod
+from .config import CfgNode, dump_config
+from .errors import PcnacycleError
+from .io import atomic_write, write_text
+from .model import build_model, is_norm_parameter, load_weights, resolve_device
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_POINTER = "last_checkpoint"
+
+
+# ---------------------------------------------------------------- solver
+
+
+def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.SGD:
+    """SGD with momentum and detectron2's parameter groups.
+
+    Normalisation scales and shifts get ``WEIGHT_DECAY_NORM``; biases get
+    ``BASE_LR * BIAS_LR_FACTOR``; everything else ``BASE_LR`` and
+    ``WEIGHT_DECAY``.
+    """
+    s = cfg.SOLVER
+    groups: dict[tuple[float, float], list] = {}
+    seen = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            lr, decay = s.BASE_LR, s.WEIGHT_DECAY
+            if is_norm_parameter(module):
+                decay = s.WEIGHT_DECAY_NORM
+            elif name == "bias":
+                lr = s.BASE_LR * s.BIAS_LR_FACTOR
+            groups.setdefault((lr, decay), []).append(param)
+    return torch.optim.SGD(
+        [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()],
+        lr=s.BASE_LR, momentum=s.MOMENTUM,
+    )
+
+
+def lr_factor(cfg: CfgNode, iteration: int) -> float:
+    """Multiplier of BASE_LR at ``iteration`` (0-based): warm-up, then step decay.
+
+    Linear warm-up goes from ``WARMUP_FACTOR`` to 1 over ``WARMUP_ITERS``;
+    after each iteration in ``STEPS`` the rate is multiplied by ``GAMMA``.
+    """
+    s = cfg.SOLVER
+    decay = s.GAMMA ** bisect.bisect_right(s.STEPS, iteration)
+    if iteration >= s.WARMUP_ITERS:
+        return decay
+    if s.WARMUP_METHOD == "constant":
+        return s.WARMUP_FACTOR * decay
+    alpha = iteration / s.WARMUP_ITERS
+    return (s.WARMUP_FACTOR * (1 - alpha) + alpha) * decay
+
+
+def build_scheduler(cfg: CfgNode, optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-iteration scheduler following :func:`lr_factor`."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(cfg, it))
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: int, cfg: CfgNode) -> None:
+    """Write a checkpoint atomically; loadable with ``torch.load(weights_only=True)``."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "iteration": iteration,
+        "config": cfg.to_dict(),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
+    write_text(path.parent / CHECKPOINT_POINTER, path.name + "\n")
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The checkpoint ``last_checkpoint`` names, or None."""
+    pointer = output_dir / CHECKPOINT_POINTER
+    if not pointer.is_file():
+        return None
+    path = output_dir / pointer.read_text().strip()
+    if not path.is_file():
+        raise PcnacycleError(f"{pointer} names {path.name}, which does not exist")
+    return path
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PcnacycleError(f"{path}: cannot be loaded as a checkpoint ({exc})") from exc
+    if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "iteration"} <= set(state):
+        raise PcnacycleError(f"{path}: not a pcnacycle training checkpoint")
+    return state
+
+
+# ---------------------------------------------------------------- logging helpers
+
+
+def _attach_log_file(output_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(output_dir / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("pcnacycle").addHandler(handler)
+    return handler
+
+
+def _truncate_metrics(path: Path, iteration: int) -> None:
+    """Drop logged iterations after ``iteration``: a resumed run logs them again."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("iteration", 0) <= iteration]
+    write_text(path, "".join(line + "\n" for line in kept))
+
+
+def plot_loss_curve(metrics_path: Path, out_path: Path) -> None:
+    """Draw total and per-term losses (and any AP logged) from ``metrics.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    train_rows = [r for r in rows if "total_loss" in r]
+    eval_rows = [r for r in rows if any(k.endswith("/AP50") for k in r)]
+    fig, axes = plt.subplots(1, 2 if eval_rows else 1, figsize=(11 if eval_rows else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    its = [r["iteration"] for r in train_rows]
+    for key in [k for k in (train_rows[0] if train_rows else {}) if k.startswith("loss_")] + ["total_loss"]:
+        ax.plot(its, [r[key] for r in train_rows], label=key, lw=2 if key == "total_loss" else 1)
+    ax.set(xlabel="iteration", ylabel="loss", title="training loss", yscale="log")
+    ax.legend(fontsize=7)
+    if eval_rows:
+        ax = axes[0, 1]
+        for key in sorted({k for r in eval_rows for k in r if k.endswith("/AP50")}):
+            ax.plot([r["iteration"] for r in eval_rows], [r.get(key) for r in eval_rows], "o-", label=key)
+        ax.set(xlabel="iteration", ylabel="AP50 (%)", title="validation", ylim=(0, 100))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_write(out_path) as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+          evaluate: Callable[[torch.nn.Module, int], dict] | None = None) -> Path:
+    """Train the model ``cfg`` describes; return the path of ``model_final.pt``.
+
+    Parameters
+    ----------
+    cfg : the resolved config (see :func:`pcnacycle.config.load_config`).
+    output_dir : where every output goes (created if needed). A folder that
+        already holds a run is refused unless ``resume`` is set.
+    resume : continue from ``last_checkpoint`` with the model, optimizer,
+        scheduler, iteration and random state saved there.
+    evaluate : called as ``evaluate(model, iteration)`` every
+        ``TEST.EVAL_PERIOD`` iterations and at the end; the flat dict it
+        returns (e.g. ``{"segm/AP50": 83.4}``) is appended to metrics.jsonl.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = latest_checkpoint(output_dir)
+    if checkpoint_path is None and resume:
+        raise PcnacycleError(f"{output_dir}: --resume given but there is no {CHECKPOINT_POINTER} to resume from")
+    if checkpoint_path is not None and not resume:
+        raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another --output")
+    handler = _attach_log_file(output_dir)
+    try:
+        return _train(cfg, output_dir, checkpoint_path if resume else None, progress, evaluate)
+    finally:
+        logging.getLogger("pcnacycle").removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, evaluate) -> Path:
+    s = cfg.SOLVER
+    write_text(output_dir / "config.yaml", dump_config(cfg))
+    torch.manual_seed(cfg.SEED)
+    random.seed(cfg.SEED)
+    np.random.seed(cfg.SEED % 2**32)
+
+    # Data: the split is written once and reused, so evaluation and a resumed
+    # run see the same images even if the folder gains files later.
+    records = data_mod.read_records(cfg)
+    split_path = output_dir / "split.json"
+    if split_path.is_file():
+        split = data_mod.read_split(split_path)
+    else:
+        split = data_mod.split_records(records, cfg.DATASETS.VAL_SIZE, cfg.DATASETS.SPLIT_SEED)
+        data_mod.write_split(split_path, split, cfg)
+    train_records = data_mod.select(records, split["train"], f"{split_path} (train)")
+    log.info("dataset %s: %d train, %d val images", cfg.DATASETS.ROOT, len(split["train"]), len(split["val"]))
+
+    device = resolve_device(cfg.MODEL.DEVICE)
+    model = build_model(cfg)
+    if cfg.MODEL.WEIGHTS and checkpoint_path is None:
+        load_weights(model, cfg.MODEL.WEIGHTS)
+    model.to(device)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer)
+    use_amp = device.type == "cuda" and s.AMP.ENABLED
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+
+    start_iter, saved_rng = 0, None
+    metrics_path = output_dir / "metrics.jsonl"
+    if checkpoint_path is not None:
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_iter, saved_rng = int(state["iteration"]), state["rng"]
+        _truncate_metrics(metrics_path, start_iter)
+        log.info("resumed from %s at iteration %d", checkpoint_path.name, start_iter)
+    elif metrics_path.exists():
+        metrics_path.unlink()  # a stale file from a run that never reached a checkpoint
+
+    dataset = data_mod.InstanceDataset(train_records, cfg, augment=True)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=s.IMS_PER_BATCH,
+        sampler=data_mod.TrainingSampler(len(dataset), cfg.SEED, start=start_iter * s.IMS_PER_BATCH),
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        collate_fn=data_mod.collate,
+        persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0,
+    )
+    # Starting the loader draws a worker seed from torch's generator, so the
+    # saved random state is restored only after it: the iterations that follow
+    # then draw exactly what an uninterrupted run would have drawn.
+    batches = iter(loader)
+    if saved_rng is not None:
+        torch.set_rng_state(saved_rng["torch"])
+        if device.type == "cuda" and saved_rng.get("cuda"):
+            torch.cuda.set_rng_state_all(saved_rng["cuda"])
+
+    model.train()
+    window: list[dict] = []
+    bar = tqdm(total=s.MAX_ITER, initial=start_iter, disable=not progress, desc="train", unit="it", dynamic_ncols=True)
+    tick = time.perf_counter()
+    with bar, open(metrics_path, "a") as metrics_file:
+        for iteration in range(start_iter, s.MAX_ITER):
+            images, targets = next(batches)
+            data_time = time.perf_counter() - tick
+            images = [im.to(device, non_blocking=True) for im in images]
+            targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+
+            with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
+                losses = model(images, targets)
+            total = sum(losses.values())
+            if not math.isfinite(total.item()):
+                raise PcnacycleError(
+                    f"the loss became {total.item()} at iteration {iteration}: lower SOLVER.BASE_LR, lengthen "
+                    "SOLVER.WARMUP_ITERS or enable SOLVER.CLIP_GRADIENTS"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(total).backward()
+                scaler.unscale_(optimizer)
+            else:
+                total.backward()
+            _clip_gradients(cfg, model)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            lr = s.BASE_LR * lr_factor(cfg, iteration)  # the rate this iteration used
+            scheduler.step()
+
+            done = iteration + 1
+            window.append({"total_loss": total.item(), **{k: v.item() for k, v in losses.items()},
+                           "time": time.perf_counter() - tick, "data_time": data_time})
+            bar.update(1)
+            bar.set_postfix(loss=f"{total.item():.3f}", lr=f"{lr:.2e}")
+            if done % s.LOG_PERIOD == 0 or done == s.MAX_ITER:
+                row = {"iteration": done, "lr": lr}
+                row.update({k: float(np.mean([w[k] for w in window])) for k in window[0]})
+                metrics_file.write(json.dumps(row) + "\n")
+                metrics_file.flush()
+                window.clear()
+            if done % s.CHECKPOINT_PERIOD == 0 and done != s.MAX_ITER:
+                save_checkpoint(output_dir / f"model_{done:07d}.pt", model, optimizer, scheduler, scaler, done, cfg)
+            if evaluate is not None and (done == s.MAX_ITER or (cfg.TEST.EVAL_PERIOD and done % cfg.TEST.EVAL_PERIOD == 0)):
+                results = evaluate(model, done)
+                model.train()
+                metrics_file.write(json.dumps({"iteration": done, **results}) + "\n")
+                metrics_file.flush()
+            tick = time.perf_counter()
+
+    final = output_dir / "model_final.pt"
+    save_checkpoint(final, model, optimizer, scheduler, scaler, s.MAX_ITER, cfg)
+    plot_loss_curve(metrics_path, output_dir / "loss_curve.png")
+    log.info("training finished: %s", final)
+    return final
+
+
+def _clip_gradients(cfg: CfgNode, model: torch.nn.Module) -> None:
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    if not clip.ENABLED:
+        return
+    params = [p for p in model.parameters() if p.grad is not None]
+    if clip.CLIP_TYPE == "value":
+        torch.nn.utils.clip_grad_value_(params, clip.CLIP_VALUE)
+    else:
+        torch.nn.utils.clip_grad_norm_(params, clip.CLIP_VALUE, clip.NORM_TYPE)
