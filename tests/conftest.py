@@ -81,3 +81,16 @@ def tiny_overrides(root, **extra):
     }
     opts.update(extra)
     return [str(x) for kv in opts.items() for x in kv]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One tiny training run (12 iterations, checkpoints every 6), shared by several tests."""
+    from pcnacycle import load_config, train
+
+    base = tmp_path_factory.mktemp("trained")
+    root = make_dsb_folder(base / "dsb", n_images=6)
+    cfg = load_config(None, tiny_overrides(root, **{"SOLVER.MAX_ITER": 12, "SOLVER.STEPS": "[9]",
+                                                     "SOLVER.CHECKPOINT_PERIOD": 6}))
+    train(cfg, base / "run", progress=False)
+    return base / "run"

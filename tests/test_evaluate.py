@@ -199,7 +199,7 @@ def test_hand_built_classification_report(hand_built):
     assert report.loc["M", ["recall", "f1"]].tolist() == [0.0, 0.0]
     assert report["support"].tolist() == [1, 1, 2, 4, 3]
     # Detection: 3 matched, 1 missed, 1 spurious.
-    assert report.loc["nucleus", ["precision", "recall", "f1"]].tolist() == pytest.approx(
+    assert report.loc["detection", ["precision", "recall", "f1"]].tolist() == pytest.approx(
         [3 / 4, 3 / 4, 3 / 4]
     )
     # Phase accuracy over the 3 matched nuclei: a and b right, c wrong.
@@ -358,7 +358,7 @@ def test_no_predictions_at_all_give_ap_zero():
     assert scores[["tp", "fp", "fn"]].to_numpy().tolist() == [[0, 0, 2]]
     assert scores["accuracy"].item() == 0.0 and math.isnan(scores["precision"].item())
     report = classification_report(phase_confusion(ground_truth, predictions, CLASSES))
-    assert report.loc["nucleus", "recall"] == 0.0 and report.loc["nucleus", "support"] == 2
+    assert report.loc["detection", "recall"] == 0.0 and report.loc["detection", "support"] == 2
 
 
 # --------------------------------------------------------------------------

@@ -25,8 +25,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(final)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .evaluate import evaluate
+
+    evaluate(load_config(args.config, args.opts), args.weights, split=args.split, output=args.output,
+             progress=not args.quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pcnacycle", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pcnacycle",
+        description="Segment nuclei and call PCNA cell-cycle phases with Mask R-CNN; track cells; "
+                    "report phase durations.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -39,6 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
     p.set_defaults(func=_cmd_train)
+
+    p = commands.add_parser("evaluate", help="COCO AP, phase confusion and matching scores of a model",
+                            description="Score a model on a dataset split with pycocotools (bbox and segm AP, "
+                                        "AP50, AP75, APs, APm, APl, per class), the phase confusion matrix and "
+                                        "the StarDist/Cellpose matching score. Writes eval.json, confusion.csv, "
+                                        "confusion.png and matching.csv to --output.")
+    p.add_argument("--config", required=True, help="YAML file (e.g. a training run's config.yaml) or shipped name")
+    p.add_argument("--weights", required=True, help="checkpoint file, or a training folder (its model_final.pt)")
+    p.add_argument("--split", default="val", choices=["val", "train", "all"],
+                   help="val/train: ids from split.json beside the weights; all: every image of DATASETS.ROOT")
+    p.add_argument("--output", help="folder for the reports (none written without it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

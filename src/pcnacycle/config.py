@@ -104,7 +104,15 @@ DEFAULTS: dict[str, Any] = {
         "AMP": {"ENABLED": True},
         "CLIP_GRADIENTS": {"ENABLED": False, "CLIP_TYPE": "norm", "CLIP_VALUE": 1.0, "NORM_TYPE": 2.0},
     },
-    "TEST": {"EVAL_PERIOD": 0, "DETECTIONS_PER_IMAGE": 100},
+    "TEST": {
+        "EVAL_PERIOD": 0,
+        "DETECTIONS_PER_IMAGE": 100,
+        # Frames larger than this (input pixels, before any resizing) are
+        # predicted in overlapping tiles; 0 never tiles. The overlap must
+        # exceed the largest nucleus diameter.
+        "TILE_SIZE": 1024,
+        "TILE_OVERLAP": 128,
+    },
 }
 
 # Keys whose value must be one of a few words or numbers.
@@ -358,6 +366,9 @@ def validate(cfg: CfgNode) -> None:
     need("SOLVER.STEPS", all(0 < s for s in solver.STEPS) and solver.STEPS == sorted(solver.STEPS),
          "increasing positive iterations")
     need("TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD >= 0, "an integer >= 0 (0: only at the end)")
+    need("TEST.TILE_OVERLAP", cfg.TEST.TILE_OVERLAP >= 0, "an integer >= 0")
+    need("TEST.TILE_SIZE", cfg.TEST.TILE_SIZE == 0 or cfg.TEST.TILE_SIZE > 2 * cfg.TEST.TILE_OVERLAP,
+         "0 (no tiling) or more than twice TEST.TILE_OVERLAP")
 
 
 def get_value(cfg: Mapping, key: str) -> Any:

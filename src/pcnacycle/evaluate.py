@@ -21,8 +21,10 @@ Three views of the same predictions are offered:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from io import StringIO
+from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -30,15 +32,21 @@ import pandas as pd
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
+from tqdm import tqdm
+
+from .data import compose_channels, load_sample, read_records, read_split, select
 from .errors import PcnacycleError
-from .io import atomic_write
+from .io import atomic_write, write_json
+from .predict import label_image_to_masks, load_model, load_weights_path, predict_image
+
+log = logging.getLogger(__name__)
 
 #: Row of :func:`phase_confusion` for predictions that match no nucleus.
 SPURIOUS = "spurious"
 #: Column of :func:`phase_confusion` for nuclei that no prediction matched.
 MISSED = "missed"
 #: Row of :func:`classification_report` for class-agnostic detection.
-NUCLEUS = "nucleus"
+DETECTION = "detection"
 #: Row of :func:`classification_report` for the phase accuracy of matched pairs.
 PHASE_ACCURACY = "phase accuracy"
 
@@ -74,7 +82,7 @@ def _check_class_names(class_names: Sequence[str]) -> list[str]:
         raise PcnacycleError("class_names is empty: give at least one class name")
     if len(set(names)) != len(names):
         raise PcnacycleError(f"class_names has duplicates: {names}")
-    reserved = {SPURIOUS, MISSED, NUCLEUS, PHASE_ACCURACY} & set(names)
+    reserved = {SPURIOUS, MISSED, DETECTION, PHASE_ACCURACY} & set(names)
     if reserved:
         raise PcnacycleError(
             f"class_names may not use the reserved name(s) {sorted(reserved)}"
@@ -575,7 +583,7 @@ def classification_report(confusion: pd.DataFrame) -> pd.DataFrame:
         Columns ``precision``, ``recall``, ``f1`` (float, NaN when 0/0) and
         ``support`` (int: true nuclei of the class). One row per class, then
 
-        * ``"nucleus"``: class-agnostic detection, matched nuclei as true
+        * ``"detection"``: class-agnostic detection, matched nuclei as true
           positives, missed ones as false negatives and spurious predictions
           as false positives;
         * ``"phase accuracy"``: the fraction of matched nuclei given their
@@ -595,7 +603,7 @@ def classification_report(confusion: pd.DataFrame) -> pd.DataFrame:
     num_matched = int(matched.sum())
     num_missed = int(counts[:-1, -1].sum())
     num_spurious = int(counts[-1, :-1].sum())
-    rows[NUCLEUS] = _scores_row(
+    rows[DETECTION] = _scores_row(
         num_matched, num_spurious, num_missed, num_matched + num_missed
     )
     accuracy = _ratio(int(np.trace(matched)), num_matched)
@@ -735,3 +743,120 @@ def plot_confusion(confusion: pd.DataFrame, path: str | os.PathLike) -> None:
     figure.tight_layout()
     with atomic_write(path, "wb") as handle:
         figure.savefig(handle, format="png", dpi=150)
+
+
+# --------------------------------------------------------------------------
+# Running a model over a dataset
+# --------------------------------------------------------------------------
+
+
+def predict_dataset(model, cfg, records, progress: bool = False) -> tuple[list[dict], list[dict]]:
+    """Ground truth and predictions for each record, predicted as ``pcnacycle run`` would.
+
+    Frames go through :func:`pcnacycle.predict.predict_image` at full size
+    (tiled when large, overlaps resolved), never shrunk for evaluation.
+
+    Returns
+    -------
+    (ground_truth, predictions): lists aligned by record, in this module's format.
+    """
+    ground_truth, predictions = [], []
+    was_training = model.training
+    model.eval()
+    for record in tqdm(records, desc="evaluate", unit="image", disable=not progress, leave=False):
+        sample = load_sample(cfg, record)
+        image = compose_channels(sample["channels"], cfg.INPUT.CHANNELS, cfg)
+        result = predict_image(model, image, cfg)
+        ground_truth.append({"masks": sample["masks"], "labels": sample["labels"]})
+        predictions.append({"masks": label_image_to_masks(result["label_image"], len(result["scores"])),
+                            "labels": result["labels"], "scores": result["scores"]})
+    model.train(was_training)
+    return ground_truth, predictions
+
+
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    """``{"bbox/AP": .., "segm/AP50": .., "segm/AP50/<class>": ..}`` for metrics.jsonl."""
+    flat = {}
+    for iou_type in ("bbox", "segm"):
+        for key in _COCO_SUMMARY_KEYS:
+            flat[f"{iou_type}/{key}"] = metrics[iou_type][key]
+        if len(metrics[iou_type]["per_class"]) > 1:
+            for name, values in metrics[iou_type]["per_class"].items():
+                flat[f"{iou_type}/AP50/{name}"] = values["AP50"]
+    return flat
+
+
+def make_training_evaluator(cfg, records):
+    """The ``evaluate(model, iteration)`` callback :func:`pcnacycle.train.train` calls."""
+    def evaluate_during_training(model, iteration: int) -> dict[str, float]:
+        ground_truth, predictions = predict_dataset(model, cfg, records)
+        flat = flat_metrics(coco_metrics(ground_truth, predictions, cfg.MODEL.CLASS_NAMES))
+        log.info("iteration %d, %d val images: segm AP50 %s, bbox AP50 %s", iteration, len(records),
+                 _fmt(flat["segm/AP50"]), _fmt(flat["bbox/AP50"]))
+        return flat
+
+    return evaluate_during_training
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = True) -> dict:
+    """Score ``weights`` on a subset of ``cfg``'s dataset; write the reports to ``output``.
+
+    Parameters
+    ----------
+    cfg : config of the dataset and model (``DATASETS.ROOT`` may point at
+        another dataset than training's when ``split`` is ``"all"``).
+    weights : checkpoint file, or a training folder (its ``model_final.pt``).
+    split : ``"val"`` or ``"train"`` (ids from the ``split.json`` beside the
+        weights, so the split is training's own), or ``"all"`` (every image).
+    output : folder for ``eval.json``, ``confusion.csv``, ``confusion.png``
+        and ``matching.csv``; None writes nothing.
+
+    Returns
+    -------
+    dict: ``bbox`` and ``segm`` as :func:`coco_metrics` gives, ``matching``
+    (rows of :func:`matching_scores`), ``phase`` (``confusion`` and
+    ``report`` as nested dicts), ``images`` (count), ``weights``, ``split``.
+    """
+    weights = load_weights_path(weights)
+    records = read_records(cfg)
+    if split == "all":
+        chosen = records
+    elif split in ("train", "val"):
+        split_path = weights.parent / "split.json"
+        if not split_path.is_file():
+            raise PcnacycleError(f"{split_path}: no split file beside the weights; use --split all to score "
+                                 "every image of DATASETS.ROOT")
+        chosen = select(records, read_split(split_path)[split], f"{split_path} ({split})")
+    else:
+        raise PcnacycleError(f"split {split!r}: expected val, train or all")
+    model, cfg = load_model(weights, cfg)
+    ground_truth, predictions = predict_dataset(model, cfg, chosen, progress=progress)
+    if not any(len(gt["labels"]) for gt in ground_truth):
+        raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
+
+    names = list(cfg.MODEL.CLASS_NAMES)
+    results = coco_metrics(ground_truth, predictions, names)
+    confusion = phase_confusion(ground_truth, predictions, names)
+    report = classification_report(confusion)
+    matching = matching_scores(ground_truth, predictions)
+    results.update({
+        "matching": matching.to_dict(orient="records"),
+        "phase": {"confusion": confusion.to_dict(orient="index"),
+                  "report": report.replace({np.nan: None}).to_dict(orient="index")},
+        "images": len(chosen), "weights": str(weights), "split": split,
+    })
+    print(format_table(results))
+    print(matching.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(report.to_string(float_format=lambda v: f"{v:.3f}"))
+    if output is not None:
+        output = Path(output)
+        write_json(output / "eval.json", results)
+        write_confusion_csv(confusion, output / "confusion.csv")
+        plot_confusion(confusion, output / "confusion.png")
+        with atomic_write(output / "matching.csv", "w") as handle:
+            matching.to_csv(handle, index=False)
+    return results

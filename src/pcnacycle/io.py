@@ -85,6 +85,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(tifffile.imread(path))
         import imageio.v3 as iio
 
-        return np.asarray(iio.imread(path))
+        return np.asarray(iio.imread(path, plugin="pillow"))
     except Exception as exc:  # decoders raise many types; the user needs the file name
         raise PcnacycleError(f"{path}: cannot be read as an image ({exc})") from exc

@@ -27,14 +27,13 @@ import random
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from . import data as data_mod
 from .config import CfgNode, dump_config
+from .evaluate import make_training_evaluator
 from .errors import PcnacycleError
 from .io import atomic_write, write_text
 from .model import build_model, is_norm_parameter, load_weights, resolve_device
@@ -188,8 +187,7 @@ def plot_loss_curve(metrics_path: Path, out_path: Path) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
-          evaluate: Callable[[torch.nn.Module, int], dict] | None = None) -> Path:
+def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> Path:
     """Train the model ``cfg`` describes; return the path of ``model_final.pt``.
 
     Parameters
@@ -199,9 +197,11 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
         already holds a run is refused unless ``resume`` is set.
     resume : continue from ``last_checkpoint`` with the model, optimizer,
         scheduler, iteration and random state saved there.
-    evaluate : called as ``evaluate(model, iteration)`` every
-        ``TEST.EVAL_PERIOD`` iterations and at the end; the flat dict it
-        returns (e.g. ``{"segm/AP50": 83.4}``) is appended to metrics.jsonl.
+
+    The validation images are scored (COCO AP by pycocotools) every
+    ``TEST.EVAL_PERIOD`` iterations and at the end; the results
+    (``segm/AP50`` ...) are appended to metrics.jsonl and drawn beside the
+    loss curve.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -212,13 +212,13 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
         raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another --output")
     handler = _attach_log_file(output_dir)
     try:
-        return _train(cfg, output_dir, checkpoint_path if resume else None, progress, evaluate)
+        return _train(cfg, output_dir, checkpoint_path if resume else None, progress)
     finally:
         logging.getLogger("pcnacycle").removeHandler(handler)
         handler.close()
 
 
-def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, evaluate) -> Path:
+def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) -> Path:
     s = cfg.SOLVER
     write_text(output_dir / "config.yaml", dump_config(cfg))
     torch.manual_seed(cfg.SEED)
@@ -236,6 +236,9 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, 
         data_mod.write_split(split_path, split, cfg)
     train_records = data_mod.select(records, split["train"], f"{split_path} (train)")
     log.info("dataset %s: %d train, %d val images", cfg.DATASETS.ROOT, len(split["train"]), len(split["val"]))
+    evaluate = None
+    if split["val"]:
+        evaluate = make_training_evaluator(cfg, data_mod.select(records, split["val"], f"{split_path} (val)"))
 
     device = resolve_device(cfg.MODEL.DEVICE)
     model = build_model(cfg)

@@ -1,0 +1,190 @@
+"""Prediction: a trained model applied to whole frames of any size.
+
+One nucleus gets one detection carrying the probability of every class
+(phase), not one detection per class as torchvision's default post-processing
+gives. Frames larger than ``TEST.TILE_SIZE`` are cut into overlapping tiles; a
+nucleus belongs to the tile whose core (the tile minus half the overlap on
+each inner side) holds its box centre, so nuclei smaller than the overlap are
+neither split nor duplicated at the seams. Finally each pixel is given to one
+nucleus only: the most confident one.
+
+Evaluation calls the same :func:`predict_image`, so its scores describe what a
+user gets from ``pcnacycle run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import CfgNode, load_config
+from .errors import PcnacycleError
+from .model import FIRST_CONV, build_model, read_state_dict, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def check_weights_fit(state: dict, cfg: CfgNode, path: str | os.PathLike) -> None:
+    """Raise a clear error when a state dict's channel or class count differs from ``cfg``."""
+    channels = len(cfg.INPUT.CHANNELS)
+    if FIRST_CONV in state and state[FIRST_CONV].shape[1] != channels:
+        raise PcnacycleError(
+            f"{path}: weights take {state[FIRST_CONV].shape[1]} input channel(s) but the config's "
+            f"INPUT.CHANNELS {cfg.INPUT.CHANNELS} has {channels}"
+        )
+    key = "roi_heads.box_predictor.cls_score.weight"
+    if key in state and state[key].shape[0] != cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1:
+        raise PcnacycleError(
+            f"{path}: weights predict {state[key].shape[0] - 1} class(es) but the config's "
+            f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}"
+        )
+
+
+def load_model(weights: str | os.PathLike, cfg: CfgNode | None = None) -> tuple[torch.nn.Module, CfgNode]:
+    """A model ready for inference, with its config.
+
+    Without ``cfg`` the config saved in the checkpoint is used (our checkpoints
+    carry it). The weights must fit the config exactly.
+    """
+    state = read_state_dict(weights)
+    if cfg is None:
+        saved = torch.load(weights, map_location="cpu", weights_only=True).get("config")
+        if not saved:
+            raise PcnacycleError(f"{weights}: carries no config; pass --config")
+        cfg = load_config(None, _flat_overrides(saved))
+    check_weights_fit(state, cfg, weights)
+    model = build_model(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise PcnacycleError(f"{weights}: {len(missing)} model tensors missing, e.g. {missing[0]}; "
+                             "do MODEL.RESNETS.DEPTH and the head sizes match the training config?")
+    model.to(resolve_device(cfg.MODEL.DEVICE)).eval()
+    return model, cfg
+
+
+def _flat_overrides(tree: dict, prefix: str = "") -> list[str]:
+    """A nested config dict as KEY VALUE strings for :func:`load_config`."""
+    import yaml
+
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += _flat_overrides(value, f"{prefix}{key}.")
+        else:
+            out += [f"{prefix}{key}", yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()]
+    return out
+
+
+# ---------------------------------------------------------------- tiling
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride)) + [length - tile]
+    return sorted(set(starts))
+
+
+def tile_cores(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
+    """The part of each tile that owns the objects centred in it: a partition of [0, length)."""
+    bounds = [0] + [(starts[i + 1] + starts[i] + tile) // 2 for i in range(len(starts) - 1)] + [length]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+@torch.no_grad()
+def _detect(model: torch.nn.Module, image: np.ndarray, mask_threshold: float) -> list[dict]:
+    """Detections in one tile as box-cropped masks, in tile coordinates."""
+    device = next(model.parameters()).device
+    output = model([torch.from_numpy(np.ascontiguousarray(image)).to(device)])[0]
+    probs = model.roi_heads.class_probs[0].cpu().numpy()
+    boxes = output["boxes"].cpu().numpy()
+    masks = output["masks"][:, 0] >= mask_threshold
+    objects = []
+    for i, box in enumerate(boxes):
+        x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
+        x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
+        crop = masks[i, y0:y1, x0:x1].cpu().numpy()
+        if not crop.any():
+            continue
+        objects.append({"y0": y0, "x0": x0, "mask": crop, "score": float(output["scores"][i]),
+                        "label": int(output["labels"][i]), "probs": probs[i], "box": box})
+    return objects
+
+
+def predict_image(model: torch.nn.Module, image: np.ndarray, cfg: CfgNode, mask_threshold: float = 0.5) -> dict:
+    """Detect nuclei in one frame, tiling it when it is larger than ``TEST.TILE_SIZE``.
+
+    Parameters
+    ----------
+    image : (C, H, W) float32 in [0, 1], as :func:`pcnacycle.data.compose_channels` gives.
+
+    Returns
+    -------
+    dict with
+        ``label_image`` (H, W) int32: 0 background, i + 1 for object i; each
+        pixel belongs to at most one object (the most confident one);
+        ``scores`` (N,) float32, ``labels`` (N,) int64 in 1..K, ``probs``
+        (N, K) float32 (class probabilities, rows sum to 1), ``boxes`` (N, 4)
+        float32 (x0, y0, x1, y1) in frame coordinates; objects sorted by
+        descending score.
+    """
+    _, height, width = image.shape
+    tile, overlap = cfg.TEST.TILE_SIZE, cfg.TEST.TILE_OVERLAP
+    tile_h, tile_w = (height, width) if tile == 0 else (min(tile, height), min(tile, width))
+    ys, xs = tile_starts(height, tile_h, overlap), tile_starts(width, tile_w, overlap)
+    y_cores, x_cores = tile_cores(ys, tile_h, height), tile_cores(xs, tile_w, width)
+    objects = []
+    for ty, (cy0, cy1) in zip(ys, y_cores):
+        for tx, (cx0, cx1) in zip(xs, x_cores):
+            for obj in _detect(model, image[:, ty:ty + tile_h, tx:tx + tile_w], mask_threshold):
+                centre_y = ty + (obj["box"][1] + obj["box"][3]) / 2
+                centre_x = tx + (obj["box"][0] + obj["box"][2]) / 2
+                if cy0 <= centre_y < cy1 and cx0 <= centre_x < cx1:
+                    obj["y0"] += ty
+                    obj["x0"] += tx
+                    obj["box"] = obj["box"] + np.array([tx, ty, tx, ty], np.float32)
+                    objects.append(obj)
+    return _paint(objects, (height, width), len(cfg.MODEL.CLASS_NAMES))
+
+
+def _paint(objects: list[dict], shape: tuple[int, int], num_classes: int) -> dict:
+    """Give each pixel to the most confident object covering it; drop objects left empty."""
+    objects.sort(key=lambda o: -o["score"])
+    label_image = np.zeros(shape, np.int32)
+    kept = []
+    for obj in objects:
+        mask = obj["mask"]
+        window = label_image[obj["y0"]:obj["y0"] + mask.shape[0], obj["x0"]:obj["x0"] + mask.shape[1]]
+        free = mask[: window.shape[0], : window.shape[1]] & (window == 0)
+        if free.any():
+            window[free] = len(kept) + 1
+            kept.append(obj)
+    return {
+        "label_image": label_image,
+        "scores": np.array([o["score"] for o in kept], np.float32),
+        "labels": np.array([o["label"] for o in kept], np.int64),
+        "probs": np.array([o["probs"] for o in kept], np.float32).reshape(-1, num_classes),
+        "boxes": np.array([o["box"] for o in kept], np.float32).reshape(-1, 4),
+    }
+
+
+def label_image_to_masks(label_image: np.ndarray, count: int | None = None) -> np.ndarray:
+    """(H, W) labels 1..N → (N, H, W) bool masks (object i is label i + 1)."""
+    count = int(label_image.max()) if count is None else count
+    return label_image[None] == np.arange(1, count + 1)[:, None, None]
+
+
+def load_weights_path(path: str | os.PathLike) -> Path:
+    """A weights path, or the final checkpoint of a training folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model_final.pt"
+    if not path.is_file():
+        raise PcnacycleError(f"{path}: weights file not found")
+    return path

@@ -1,0 +1,74 @@
+import pytest
+
+from pcnacycle.config import dump_config, load_config, parse_value
+from pcnacycle.errors import PcnacycleError
+
+
+def test_shipped_report_config_has_the_reports_settings():
+    cfg = load_config("stage1_dsb2018")
+    s = cfg.SOLVER
+    assert (s.IMS_PER_BATCH, s.BASE_LR, s.WEIGHT_DECAY, s.WEIGHT_DECAY_NORM, s.GAMMA) == (2, 0.01, 0.0001, 0.0, 0.1)
+    assert (s.STEPS, s.MAX_ITER) == ([1000], 3000)
+    assert cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 256 and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1
+    assert cfg.MODEL.RESNETS.DEPTH == 101 and cfg.DATASETS.VAL_SIZE == 100
+    assert cfg.INPUT.RANDOM_FLIP == "none" and not cfg.INPUT.CROP.ENABLED
+
+
+def test_cpu_profile_inherits_the_report_and_lightens_the_model():
+    cfg = load_config("stage1_dsb2018_cpu")
+    assert cfg.MODEL.RESNETS.DEPTH == 18
+    assert cfg.SOLVER.WEIGHT_DECAY_NORM == 0.0 and cfg.DATASETS.VAL_SIZE == 100  # from _BASE_
+
+
+def test_overrides_are_parsed_as_yaml_and_python_tuples():
+    cfg = load_config(None, ["SOLVER.STEPS", "(1000,)", "SOLVER.MAX_ITER", "2000", "SOLVER.BASE_LR", "1",
+                             "MODEL.CLASS_NAMES", "[G1/G2, S, M]", "MODEL.ROI_HEADS.NUM_CLASSES", "3"])
+    assert cfg.SOLVER.STEPS == [1000] and cfg.SOLVER.MAX_ITER == 2000
+    assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
+    assert cfg.MODEL.CLASS_NAMES == ["G1/G2", "S", "M"]
+    assert parse_value("[1000]") == [1000]
+
+
+@pytest.mark.parametrize("overrides, named", [
+    (["SOLVER.BASE_RATE", "0.1"], "SOLVER.BASE_RATE"),
+    (["SOLVER.BASE_LR", "fast"], "SOLVER.BASE_LR"),
+    (["SOLVER.BASE_LR", "-1"], "SOLVER.BASE_LR"),
+    (["SOLVER.MAX_ITER", "10.5"], "SOLVER.MAX_ITER"),
+    (["MODEL.RESNETS.DEPTH", "42"], "MODEL.RESNETS.DEPTH"),
+    (["MODEL.ROI_HEADS.NUM_CLASSES", "3"], "MODEL.CLASS_NAMES"),
+    (["SOLVER.STEPS", "[2000, 1000]"], "SOLVER.STEPS"),
+    (["SOLVER", "1"], "SOLVER"),
+    (["INPUT.CROP.SIZE", "[1.5, 0.9]"], "INPUT.CROP.SIZE"),
+    (["SOLVER.MAX_ITER"], "KEY VALUE"),
+])
+def test_bad_keys_and_values_are_rejected_by_name(overrides, named):
+    with pytest.raises(PcnacycleError, match=named.replace(".", r"\.")):
+        load_config(None, overrides)
+
+
+def test_yaml_file_errors_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("SOLVER:\n  BASE_LRR: 0.1\n")
+    with pytest.raises(PcnacycleError, match=r"SOLVER\.BASE_LRR.*bad\.yaml"):
+        load_config(bad)
+    with pytest.raises(PcnacycleError, match="no such config"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(PcnacycleError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_base_chain_and_relative_paths(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "base.yaml").write_text("SOLVER: {MAX_ITER: 77, BASE_LR: 0.5}\nDATASETS: {ROOT: data}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text("_BASE_: ../base.yaml\nSOLVER: {BASE_LR: 0.25}\n")
+    cfg = load_config(tmp_path / "sub" / "child.yaml", ["SOLVER.MAX_ITER", "78"])
+    assert cfg.SOLVER.BASE_LR == 0.25 and cfg.SOLVER.MAX_ITER == 78
+    assert cfg.DATASETS.ROOT == str((tmp_path / "data").resolve())
+
+
+def test_dumped_config_loads_back_identically(tmp_path):
+    cfg = load_config("stage1_dsb2018_cpu", ["SOLVER.STEPS", "[10, 20]"])
+    (tmp_path / "c.yaml").write_text(dump_config(cfg))
+    assert load_config(tmp_path / "c.yaml") == cfg

@@ -1,0 +1,151 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import make_dsb_folder, tiny_overrides
+from pcnacycle import load_config, train
+from pcnacycle.cli import main
+from pcnacycle.errors import PcnacycleError
+from pcnacycle.model import FIRST_CONV, build_model, load_weights
+from pcnacycle.train import lr_factor
+
+
+def read_metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_writes_every_output_and_the_loss_goes_down(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.yaml", "split.json", "metrics.jsonl", "model_0000006.pt", "model_final.pt",
+            "last_checkpoint", "loss_curve.png", "log.txt"} <= names
+    assert (trained_run / "last_checkpoint").read_text().strip() == "model_final.pt"
+    assert not [n for n in names if n.endswith(".tmp")]
+    rows = [r for r in read_metrics(trained_run) if "total_loss" in r]
+    assert [r["iteration"] for r in rows] == list(range(1, 13))
+    for key in ("lr", "total_loss", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
+                "loss_rpn_box_reg", "time", "data_time"):
+        assert key in rows[0]
+    first, last = sum(r["total_loss"] for r in rows[:3]) / 3, sum(r["total_loss"] for r in rows[-3:]) / 3
+    assert last < 0.85 * first
+    evals = [r for r in read_metrics(trained_run) if "segm/AP50" in r]
+    assert evals and evals[-1]["iteration"] == 12  # validation scored at the end
+
+
+def test_checkpoint_contents_load_without_pickled_code(trained_run):
+    state = torch.load(trained_run / "model_0000006.pt", map_location="cpu", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "iteration", "config", "rng"} <= set(state)
+    assert state["iteration"] == 6
+    assert state["config"]["SOLVER"]["MAX_ITER"] == 12
+    assert state["scheduler"]["last_epoch"] == 6
+    cfg = load_config(trained_run / "config.yaml")
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])  # strict: every tensor present and shaped right
+
+
+def test_learning_rate_schedule_is_detectron2s():
+    cfg = load_config(None, ["SOLVER.WARMUP_ITERS", "10", "SOLVER.WARMUP_FACTOR", "0.1", "SOLVER.STEPS", "[20, 30]",
+                             "SOLVER.GAMMA", "0.5", "SOLVER.MAX_ITER", "40"])
+    assert lr_factor(cfg, 0) == pytest.approx(0.1)
+    assert lr_factor(cfg, 5) == pytest.approx(0.1 * 0.5 + 0.5)
+    assert lr_factor(cfg, 10) == 1.0 and lr_factor(cfg, 19) == 1.0
+    assert lr_factor(cfg, 20) == 0.5 and lr_factor(cfg, 30) == 0.25
+
+
+def test_weight_decay_norm_applies_to_normalisation_parameters():
+    from pcnacycle.train import build_optimizer
+
+    cfg = load_config(None, ["MODEL.RESNETS.DEPTH", "18", "SOLVER.WEIGHT_DECAY_NORM", "0.0",
+                             "SOLVER.WEIGHT_DECAY", "0.0001"])
+    model = build_model(cfg)
+    optimizer = build_optimizer(cfg, model)
+    gn_weight = model.backbone.body.bn1.weight  # a GroupNorm, by default
+    group = next(g for g in optimizer.param_groups if any(p is gn_weight for p in g["params"]))
+    conv_group = next(g for g in optimizer.param_groups if any(p is model.backbone.body.conv1.weight
+                                                                 for p in g["params"]))
+    assert group["weight_decay"] == 0.0 and conv_group["weight_decay"] == 0.0001
+
+
+def test_interrupted_and_resumed_run_matches_the_straight_run(trained_run, tmp_path):
+    # The state a crash right after the iteration-6 checkpoint leaves behind,
+    # including metrics logged after that checkpoint.
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for name in ("config.yaml", "split.json", "model_0000006.pt", "metrics.jsonl"):
+        shutil.copy(trained_run / name, crashed / name)
+    (crashed / "last_checkpoint").write_text("model_0000006.pt\n")
+    train(load_config(crashed / "config.yaml"), crashed, resume=True, progress=False)
+
+    straight = torch.load(trained_run / "model_final.pt", weights_only=True)
+    resumed = torch.load(crashed / "model_final.pt", weights_only=True)
+    assert resumed["iteration"] == straight["iteration"] == 12
+    assert resumed["scheduler"]["_last_lr"] == straight["scheduler"]["_last_lr"]
+    for name, tensor in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    straight_rows = [r for r in read_metrics(trained_run) if "total_loss" in r]
+    resumed_rows = [r for r in read_metrics(crashed) if "total_loss" in r]
+    assert [r["iteration"] for r in resumed_rows] == list(range(1, 13))  # no duplicated iterations
+    assert [r["lr"] for r in resumed_rows] == [r["lr"] for r in straight_rows]
+    assert resumed_rows[-1]["total_loss"] == pytest.approx(straight_rows[-1]["total_loss"], rel=1e-3)
+
+
+def test_output_folder_of_a_previous_run_is_refused_without_resume(trained_run, tmp_path):
+    cfg = load_config(trained_run / "config.yaml")
+    with pytest.raises(PcnacycleError, match="--resume"):
+        train(cfg, trained_run, progress=False)
+    with pytest.raises(PcnacycleError, match="no last_checkpoint"):
+        train(cfg, tmp_path / "fresh", resume=True, progress=False)
+
+
+def test_weights_transfer_to_more_channels_and_classes(trained_run, tmp_path, caplog):
+    cfg = load_config(None, tiny_overrides("unused", **{"INPUT.CHANNELS": "[pcna, dic, otsu]",
+                                                        "MODEL.ROI_HEADS.NUM_CLASSES": 3,
+                                                        "MODEL.CLASS_NAMES": "[G1/G2, S, M]"}))
+    model = build_model(cfg)
+    source = torch.load(trained_run / "model_final.pt", weights_only=True)["model"]
+    with caplog.at_level("INFO"):
+        report = load_weights(model, trained_run / "model_final.pt")
+    state = model.state_dict()
+    torch.testing.assert_close(state["backbone.body.layer1.0.conv1.weight"], source["backbone.body.layer1.0.conv1.weight"])
+    assert report["adapted"] == [FIRST_CONV]
+    assert state[FIRST_CONV].shape[1] == 3
+    torch.testing.assert_close(state[FIRST_CONV].sum(1), source[FIRST_CONV].sum(1))  # same response to grey input
+    assert "roi_heads.box_predictor.cls_score.weight" in report["reinitialised"]
+    assert state["roi_heads.box_predictor.cls_score.weight"].shape[0] == 4
+    assert "re-initialised" in caplog.text
+
+
+def test_bad_weights_files_are_clear_errors(tmp_path):
+    cfg = load_config(None, tiny_overrides("unused"))
+    model = build_model(cfg)
+    with pytest.raises(PcnacycleError, match="not found"):
+        load_weights(model, tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(PcnacycleError, match="junk.pt: not a loadable"):
+        load_weights(model, tmp_path / "junk.pt")
+    torch.save({"something": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(PcnacycleError, match="no tensor matches"):
+        load_weights(model, tmp_path / "other.pt")
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["train", "--config", "stage1_dsb2018_cpu", "--output", str(tmp_path / "o"),
+                 "SOLVER.BASE_LRR", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown config key 'SOLVER.BASE_LRR'") and "Traceback" not in err
+    assert main(["train", "--config", "stage1_dsb2018_cpu", "--output", str(tmp_path / "o")]) == 2
+    assert "DATASETS.ROOT" in capsys.readouterr().err
+
+
+def test_console_command_trains(tmp_path):
+    root = make_dsb_folder(tmp_path / "dsb", n_images=4)
+    out = tmp_path / "run"
+    opts = tiny_overrides(root, **{"SOLVER.MAX_ITER": 2, "SOLVER.STEPS": "[1]", "DATASETS.VAL_SIZE": 1})
+    done = subprocess.run([sys.executable, "-m", "pcnacycle.cli", "train", "--config", "stage1_dsb2018_cpu",
+                           "--output", str(out), *opts], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("model_final.pt")
+    assert (out / "model_final.pt").is_file()
