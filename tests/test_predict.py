@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+from skimage.measure import label, regionprops
+
+from pcnacycle.config import load_config
+from pcnacycle.predict import _paint, predict_image, tile_cores, tile_starts
+
+
+class ComponentModel(torch.nn.Module):
+    """A stand-in detector with a known answer: every bright connected blob is a nucleus.
+
+    It returns torchvision's eval output format and, like PhaseRoIHeads, leaves
+    class probabilities in ``roi_heads.class_probs``. Blobs cut by the tile
+    edge are reported too (with their visible part), as a real model does.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.roi_heads = type("Heads", (), {"class_probs": []})()
+
+    def forward(self, images):
+        image = images[0][0].numpy()
+        labels = label(image > 0.5)
+        regions = regionprops(labels)
+        masks = np.stack([labels == r.label for r in regions]) if regions else np.zeros((0,) + image.shape, bool)
+        boxes = [[r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]] for r in regions]
+        self.roi_heads.class_probs = [torch.ones(len(regions), 1)]
+        return [{"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                 "scores": torch.tensor([0.5 + r.area / 1e4 for r in regions]),
+                 "labels": torch.ones(len(regions), dtype=torch.int64),
+                 "masks": torch.from_numpy(masks[:, None].astype(np.float32))}]
+
+
+def discs_image(shape, radius, spacing, offset=(0, 0)):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    image = np.zeros(shape, np.float32)
+    for cy in range(radius + 2 + offset[0], shape[0] - radius - 2, spacing):
+        for cx in range(radius + 2 + offset[1], shape[1] - radius - 2, spacing):
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2] = 1.0
+    return image[None]
+
+
+@pytest.mark.parametrize("length, tile, overlap", [(100, 100, 20), (250, 100, 30), (1000, 256, 64), (257, 256, 64)])
+def test_tiles_cover_the_frame_and_cores_partition_it(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + tile == length
+    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+    cores = tile_cores(starts, tile, length)
+    assert cores[0][0] == 0 and cores[-1][1] == length
+    assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))
+    for start, (low, high) in zip(starts, cores):  # each core leaves half the overlap as margin
+        assert start <= low and high <= start + tile
+
+
+def test_tiled_and_untiled_prediction_give_the_same_objects():
+    image = discs_image((300, 340), radius=9, spacing=31, offset=(5, 11))
+    whole = predict_image(ComponentModel(), image, load_config(None, ["TEST.TILE_SIZE", "0"]))
+    tiled = predict_image(ComponentModel(), image, load_config(None, ["TEST.TILE_SIZE", "96",
+                                                                      "TEST.TILE_OVERLAP", "40"]))
+    assert len(whole["scores"]) == label(image[0] > 0.5).max()
+    assert len(tiled["scores"]) == len(whole["scores"])  # no nucleus split or duplicated at the seams
+    # The same pixels carry the same objects (up to numbering).
+    pairs = set(zip(whole["label_image"].ravel(), tiled["label_image"].ravel()))
+    assert len(pairs) == len(whole["scores"]) + 1
+    assert (whole["label_image"] > 0).sum() == (tiled["label_image"] > 0).sum() == (image[0] > 0.5).sum()
+
+
+def test_overlapping_detections_give_each_pixel_to_the_most_confident():
+    big = {"y0": 0, "x0": 0, "mask": np.ones((10, 10), bool), "score": 0.9, "label": 1,
+           "probs": np.array([1.0]), "box": np.array([0, 0, 10, 10], np.float32)}
+    shifted = dict(big, y0=5, x0=5, score=0.6)
+    hidden = dict(big, y0=2, x0=2, mask=np.ones((3, 3), bool), score=0.3)  # entirely under the first
+    result = _paint([shifted, hidden, big], (20, 20), 1)
+    assert result["scores"].tolist() == pytest.approx([0.9, 0.6])
+    assert (result["label_image"] == 1).sum() == 100 and (result["label_image"] == 2).sum() == 75
+
+
+def test_empty_frame_gives_no_objects():
+    result = predict_image(ComponentModel(), np.zeros((1, 64, 64), np.float32), load_config(None))
+    assert result["label_image"].max() == 0 and result["probs"].shape == (0, 1)
