@@ -82,7 +82,7 @@ DEFAULTS: dict[str, Any] = {
         "FORMAT": "dsb2018",
         "ROOT": "",
         # Validation subset: a count of images, or a fraction when below 1.
-        "VAL_SIZE": 100,
+        "VAL_SIZE": 100.0,
         "SPLIT_SEED": 0,
     },
     "DATALOADER": {"NUM_WORKERS": 2},
@@ -356,7 +356,8 @@ def validate(cfg: CfgNode) -> None:
     need("INPUT.NORMALIZE.PERCENTILES", len(cfg.INPUT.NORMALIZE.PERCENTILES) == 2 and 0 <= low < high <= 100,
          "[low, high] with 0 <= low < high <= 100")
     need("INPUT.NORMALIZE.GAMMA", cfg.INPUT.NORMALIZE.GAMMA > 0, "a positive number")
-    need("DATASETS.VAL_SIZE", cfg.DATASETS.VAL_SIZE >= 0, "a count or fraction >= 0")
+    val = cfg.DATASETS.VAL_SIZE
+    need("DATASETS.VAL_SIZE", 0 <= val < 1 or val == int(val), "a whole count of images, or a fraction below 1")
     need("DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS >= 0, "an integer >= 0")
     solver = cfg.SOLVER
     need("SOLVER.BASE_LR", solver.BASE_LR > 0, "a positive number")

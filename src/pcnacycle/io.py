@@ -20,24 +20,32 @@ from .errors import PcnacycleError
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file next to ``path``; rename it to ``path`` on success.
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path next to ``path``, renamed to ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    For writers that want a file name rather than an open handle. On an
+    exception the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file next to ``path``; rename it to ``path`` on success."""
+    with atomic_path(path) as tmp, open(tmp, mode) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -56,8 +64,9 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, **kwargs) -> None:
     import tifffile
 
     kwargs.setdefault("compression", "zlib")
-    with atomic_write(path, "wb") as handle:
-        tifffile.imwrite(handle, array, **kwargs)
+    with atomic_path(path) as tmp:
+        # tifffile names its file itself, so it gets the temporary path, not a handle.
+        tifffile.imwrite(tmp, array, **kwargs)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
