@@ -76,6 +76,8 @@ def test_interrupted_and_resumed_run_matches_the_straight_run(trained_run, tmp_p
     crashed.mkdir()
     for name in ("config.yaml", "split.json", "model_0000006.pt", "metrics.jsonl"):
         shutil.copy(trained_run / name, crashed / name)
+    with open(crashed / "metrics.jsonl", "a") as metrics:
+        metrics.write('{"iteration": 13, "total_lo')  # killed in the middle of a write
     (crashed / "last_checkpoint").write_text("model_0000006.pt\n")
     train(load_config(crashed / "config.yaml"), crashed, resume=True, progress=False)
 
@@ -149,3 +151,36 @@ def test_console_command_trains(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("model_final.pt")
     assert (out / "model_final.pt").is_file()
+
+
+def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
+    import os
+    import signal
+    import time
+
+    root = make_dsb_folder(tmp_path / "dsb", n_images=4)
+    out = tmp_path / "run"
+    opts = tiny_overrides(root, **{"SOLVER.MAX_ITER": 500, "SOLVER.CHECKPOINT_PERIOD": 2, "DATASETS.VAL_SIZE": 1})
+    command = [sys.executable, "-m", "pcnacycle.cli", "train", "--quiet", "--config", "stage1_dsb2018_cpu",
+               "--output", str(out)]
+    process = subprocess.Popen(command + opts, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "last_checkpoint").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # let it get somewhere between two checkpoints
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    done_before = torch.load(out / (out / "last_checkpoint").read_text().strip(), weights_only=True)["iteration"]
+
+    # Resume, asking for a shorter run so the test stays quick; the schedule must carry on unchanged.
+    stop = done_before + 3
+    resumed = subprocess.run(command + ["--resume"] + opts + ["SOLVER.MAX_ITER", str(stop)],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from model_{done_before:07d}.pt at iteration {done_before}" in resumed.stderr
+    rows = [r for r in read_metrics(out) if "total_loss" in r]
+    assert [r["iteration"] for r in rows] == list(range(1, stop + 1))
+    cfg = load_config(out / "config.yaml")
+    assert [r["lr"] for r in rows] == pytest.approx([0.01 * lr_factor(cfg, i) for i in range(stop)])
+    assert torch.load(out / "model_final.pt", weights_only=True)["iteration"] == stop

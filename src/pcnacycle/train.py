@@ -146,13 +146,22 @@ def _attach_log_file(output_dir: Path) -> logging.Handler:
     return handler
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of ``metrics.jsonl``; a torn last line (the run was killed mid-write) is skipped."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s: skipped an incomplete line (the run was interrupted while writing it)", path)
+    return rows
+
+
 def _truncate_metrics(path: Path, iteration: int) -> None:
     """Drop logged iterations after ``iteration``: a resumed run logs them again."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("iteration", 0) <= iteration]
-    write_text(path, "".join(line + "\n" for line in kept))
+    if path.is_file():
+        kept = [row for row in read_metrics(path) if row.get("iteration", 0) <= iteration]
+        write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
 def plot_loss_curve(metrics_path: Path, out_path: Path) -> None:
@@ -162,7 +171,7 @@ def plot_loss_curve(metrics_path: Path, out_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(metrics_path)
     train_rows = [r for r in rows if "total_loss" in r]
     eval_rows = [r for r in rows if any(k.endswith("/AP50") for k in r)]
     fig, axes = plt.subplots(1, 2 if eval_rows else 1, figsize=(11 if eval_rows else 6, 4), squeeze=False)
@@ -260,6 +269,9 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) 
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         start_iter, saved_rng = int(state["iteration"]), state["rng"]
+        if start_iter >= s.MAX_ITER:
+            raise PcnacycleError(f"{checkpoint_path} is at iteration {start_iter}, which SOLVER.MAX_ITER "
+                                 f"({s.MAX_ITER}) does not go beyond: nothing to resume")
         _truncate_metrics(metrics_path, start_iter)
         log.info("resumed from %s at iteration %d", checkpoint_path.name, start_iter)
     elif metrics_path.exists():

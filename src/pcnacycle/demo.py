@@ -1,0 +1,125 @@
+"""``pcnacycle demo``: the whole pipeline on simulated data, with nothing but the package.
+
+Simulate a training movie and a separate test movie, train the stage-3 CPU
+profile for a few hundred iterations, score the model on the test movie
+against its ground truth, and write ``report.html`` with the figures.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import load_config
+from .data import compose_channels, load_sample, read_records
+from .errors import PcnacycleError
+from .evaluate import evaluate
+from .io import write_json
+from .predict import load_model, predict_image
+from .report import HtmlReport, legend_html, phase_overlay, png_bytes
+from .simulate import simulate
+from .train import train
+
+#: Marks a folder as a demo's, so ``--overwrite`` never deletes anything else.
+MARKER = "demo.json"
+
+#: The demo's budget, measured on 2 cores (BENCHMARKS.md): about 8 minutes of
+#: training and 2 of simulation and evaluation.
+TRAIN_ITERATIONS = 400
+TRAIN_MOVIE = {"frames": 60, "size": (256, 256), "cells": 30, "seed": 1, "annotated_frames": 30}
+TEST_MOVIE = {"frames": 24, "size": (256, 256), "cells": 30, "seed": 2, "annotated_frames": 8}
+
+
+def prepare_output(output: Path, overwrite: bool) -> None:
+    """Create ``output``; refuse a non-empty folder unless it is an earlier demo and ``overwrite`` is set."""
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise PcnacycleError(f"{output} is not empty; choose another --output or pass --overwrite")
+        if not (output / MARKER).is_file():
+            raise PcnacycleError(f"{output} is not empty and was not written by pcnacycle demo; "
+                                 "refusing to overwrite it")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def demo(output: str | Path = "demo-output", overwrite: bool = False, iterations: int = TRAIN_ITERATIONS,
+         progress: bool = True) -> Path:
+    """Run the demo into ``output``; return the path of ``report.html``."""
+    output = Path(output)
+    prepare_output(output, overwrite)
+    write_json(output / MARKER, {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "iterations": iterations})
+    print(f"pcnacycle demo: simulates PCNA movies, trains a 3-class Mask R-CNN from scratch for {iterations} "
+          "iterations on this machine, scores it on an unseen movie and writes an HTML report. "
+          "About 10 minutes on 2 CPU cores (under 15).", flush=True)
+    started = time.perf_counter()
+
+    print("1/4 simulating a training movie and a test movie", flush=True)
+    train_movie = simulate(output / "sim_train", **TRAIN_MOVIE, progress=progress)
+    test_movie = simulate(output / "sim_test", **TEST_MOVIE, progress=progress)
+
+    print(f"2/4 training ({iterations} iterations)", flush=True)
+    cfg = load_config("stage3_pcna_cpu", [
+        "DATASETS.ROOT", str(train_movie / "annotated"), "DATASETS.VAL_SIZE", "3",
+        "SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"[{int(iterations * 0.8)}]",
+        "SOLVER.WARMUP_ITERS", str(min(100, iterations // 4)), "SOLVER.CHECKPOINT_PERIOD", str(iterations),
+        "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0",
+    ])
+    weights = train(cfg, output / "train", progress=progress)
+
+    print("3/4 scoring the model on the test movie", flush=True)
+    test_cfg = load_config(output / "train" / "config.yaml", ["DATASETS.ROOT", str(test_movie / "annotated")])
+    results = evaluate(test_cfg, weights, split="all", output=output / "eval", progress=progress)
+
+    print("4/4 writing the report", flush=True)
+    report = write_demo_report(output, test_cfg, weights, results, time.perf_counter() - started)
+    print(report.resolve())
+    return report
+
+
+def write_demo_report(output: Path, cfg, weights: Path, results: dict, seconds: float) -> Path:
+    """``report.html``: overlays, loss curve, AP table, phase confusion."""
+    names = list(cfg.MODEL.CLASS_NAMES)
+    page = HtmlReport("pcnacycle demo")
+    page.text(f"Everything here was produced by `pcnacycle demo` in {seconds / 60:.1f} minutes: a simulated PCNA "
+              "movie trained a Mask R-CNN (ResNet-18-FPN, from scratch, three-channel input PCNA + DIC + "
+              "lowered-Otsu mask) and a second, unseen simulated movie scored it against exact ground truth.")
+
+    page.heading("Nuclei coloured by phase: model (left) and ground truth (right)")
+    page.raw(legend_html(names))
+    model, cfg = load_model(weights, cfg)
+    for record in read_records(cfg)[:3]:
+        sample = load_sample(cfg, record)
+        predicted = predict_image(model, compose_channels(sample["channels"], cfg.INPUT.CHANNELS, cfg), cfg)
+        truth_labels = np.zeros(sample["masks"].shape[1:], np.int32)
+        for i, mask in enumerate(sample["masks"]):
+            truth_labels[mask] = i + 1
+        pcna = sample["channels"]["pcna"]
+        with page.row():
+            page.image(png_bytes(phase_overlay(pcna, predicted["label_image"],
+                                               [names[k - 1] for k in predicted["labels"]])),
+                       f"{record['image_id']}: {len(predicted['labels'])} nuclei found", width=400)
+            page.image(png_bytes(phase_overlay(pcna, truth_labels, [names[k - 1] for k in sample["labels"]])),
+                       f"{record['image_id']}: {len(sample['labels'])} nuclei in the ground truth", width=400)
+
+    page.heading("Detection and segmentation (COCO AP by pycocotools, %)")
+    rows = {t: {k: results[t][k] for k in ("AP", "AP50", "AP75")} for t in ("bbox", "segm")}
+    for name in names:
+        rows[f"segm AP50 {name}"] = {"AP50": results["segm"]["per_class"][name]["AP50"]}
+    page.table(pd.DataFrame(rows).T.astype(float))
+    matching = pd.DataFrame(results["matching"])
+    page.text("Matching score (StarDist/Cellpose accuracy TP / (TP + FP + FN)) by IoU threshold:")
+    page.table(matching[["threshold", "tp", "fp", "fn", "accuracy", "f1"]].set_index("threshold"), "{:.3f}")
+
+    page.heading("Training and phase calls")
+    with page.row():
+        page.image(output / "train" / "loss_curve.png", "training loss", width=560)
+        page.image(output / "eval" / "confusion.png", "phase of matched nuclei (IoU ≥ 0.5), with missed and "
+                                                       "spurious ones", width=420)
+    page.table(pd.DataFrame(results["phase"]["report"]).T.astype(float), "{:.3f}")
+    page.text(f"Files: {output.resolve()} — sim_train/, sim_test/ (movies with ground truth), train/ "
+              "(checkpoints, metrics.jsonl), eval/ (eval.json, confusion.csv, matching.csv).")
+    return page.save(output / "report.html")

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from pcnacycle.demo import MARKER, demo, prepare_output
+from pcnacycle.errors import PcnacycleError
+from pcnacycle.report import PHASE_COLOURS, HtmlReport, phase_overlay, png_bytes
+
+
+def test_demo_runs_end_to_end_and_writes_a_self_contained_report(tmp_path, capsys):
+    report = demo(tmp_path / "demo", iterations=3, progress=False)
+    assert report == tmp_path / "demo" / "report.html"
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") >= 8  # 3 × 2 overlays, loss curve, confusion matrix
+    for text in ("AP50", "G1/G2", "confusion", "Matching score"):
+        assert text in page
+    printed = capsys.readouterr().out
+    assert "under 15" in printed.splitlines()[0]  # says up front how long it takes
+    assert printed.strip().endswith("report.html")
+    for path in ("sim_train/truth/ctc/01_GT/TRA/man_track.txt", "train/model_final.pt", "eval/eval.json"):
+        assert (tmp_path / "demo" / path).is_file()
+
+
+def test_demo_never_overwrites_a_folder_it_did_not_write(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    with pytest.raises(PcnacycleError, match="not empty"):
+        prepare_output(mine, overwrite=False)
+    with pytest.raises(PcnacycleError, match="not written by pcnacycle demo"):
+        prepare_output(mine, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "precious"
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / MARKER).write_text("{}")
+    (earlier / "report.html").write_text("old")
+    prepare_output(earlier, overwrite=True)
+    assert list(earlier.iterdir()) == []
+
+
+def test_phase_overlay_colours_each_nucleus_by_its_class():
+    image = np.full((20, 30), 100, np.uint16)
+    image[0, 0] = 0
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:8, 2:8] = 1
+    labels[10:18, 15:25] = 2
+    rgb = phase_overlay(image, labels, ["S", "M"])
+    assert rgb.shape == (20, 30, 3) and rgb.dtype == np.uint8
+    assert tuple(rgb[2, 2]) == PHASE_COLOURS["S"] and tuple(rgb[10, 15]) == PHASE_COLOURS["M"]  # outlines
+    inside_s, inside_m = rgb[5, 5].astype(int), rgb[14, 20].astype(int)
+    assert inside_s[2] < inside_s[0] and inside_m[1] < inside_m[0]  # tinted towards their colours
+    assert tuple(rgb[19, 0]) == (255, 255, 255)  # background keeps its grey
+
+
+def test_html_report_embeds_images_and_escapes_text(tmp_path):
+    page = HtmlReport("a <title>")
+    page.text("x < y & z")
+    page.image(png_bytes(np.zeros((4, 4, 3), np.uint8)), "caption")
+    path = page.save(tmp_path / "r.html")
+    html = path.read_text()
+    assert "x &lt; y &amp; z" in html and "a &lt;title&gt;" in html
+    assert html.count("data:image/png;base64,") == 1
