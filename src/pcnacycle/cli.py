@@ -48,6 +48,17 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     demo(args.output, overwrite=args.overwrite, progress=not args.quiet)
 
 
+def _cmd_annotate(args: argparse.Namespace) -> None:
+    from .annotate import preannotate
+    from .config import load_config
+
+    if args.opts and not args.config:
+        raise PcnacycleError("config overrides need --config (without it the checkpoint's own config is used)")
+    cfg = load_config(args.config, args.opts) if args.config else None
+    for path in preannotate(args.weights, args.images, args.output, cfg=cfg, fmt=args.format).values():
+        print(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcnacycle",
@@ -95,6 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier simulation in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
+
+    p = commands.add_parser("annotate", help="pre-annotate images with a model (VIA 2 and COCO JSON)",
+                            description="Run a model on images and write its nuclei and phases as VIA 2 "
+                                        "(via_region_data.json) and COCO (coco_annotations.json) annotations, to "
+                                        "correct in an annotation tool and train on with DATASETS.FORMAT via2 or "
+                                        "coco.")
+    p.add_argument("--weights", required=True, help="checkpoint file, or a training folder (its model_final.pt)")
+    p.add_argument("--images", required=True, nargs="+",
+                   help="image files of the annotated channel (pcna or gray), all in one folder; other channels "
+                        "(e.g. dic) are found as the readers find them")
+    p.add_argument("--output", required=True, help="folder for the annotation files")
+    p.add_argument("--config", help="YAML file or shipped name; default: the config saved in the checkpoint")
+    p.add_argument("--format", nargs="+", default=["via2", "coco"], choices=["via2", "coco"],
+                   help="annotation formats to write (default: both)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
+    p.set_defaults(func=_cmd_annotate)
 
     p = commands.add_parser("demo", help="simulate, train, evaluate and report, with nothing but this package",
                             description="The main job on an embedded default: about 10 minutes on 2 CPU cores. "

@@ -77,6 +77,15 @@ DEFAULTS: dict[str, Any] = {
         # Each channel is scaled so these percentiles map to 0 and 1, then
         # raised to GAMMA: uint8, uint16 and float input look alike.
         "NORMALIZE": {"PERCENTILES": [1.0, 99.8], "GAMMA": 1.0},
+        # The "otsu" channel thresholds at this fraction of Otsu's threshold.
+        "OTSU_FACTOR": 0.5,
+        # Training augmentation: random quarter turns, and a random per-channel
+        # gain and offset of up to this magnitude (not on "otsu").
+        "ROTATE_90": False,
+        "INTENSITY_JITTER": 0.0,
+        # Channel names of a multichannel image file, in stored order (e.g.
+        # [pcna, pcna, bf]); empty: one single-channel file per channel.
+        "STORED_CHANNELS": [],
     },
     "DATASETS": {
         "FORMAT": "dsb2018",
@@ -84,6 +93,19 @@ DEFAULTS: dict[str, Any] = {
         # Validation subset: a count of images, or a fraction when below 1.
         "VAL_SIZE": 100.0,
         "SPLIT_SEED": 0,
+        # "group": keep each movie's frames in one subset when the reader
+        # knows the movies (deepcell); "image": shuffle frames individually.
+        "SPLIT_BY": "group",
+        # via2/coco: the annotation JSON, relative to ROOT; "": the one *.json in ROOT.
+        "ANNOTATIONS": "",
+        # via2: the region attribute holding the class name.
+        "CLASS_ATTRIBUTE": "phase",
+        # via2/coco: "NAME=CLASS" renamings applied before matching MODEL.CLASS_NAMES
+        # (pcnaDeep's emerging daughters "E" count as G1/G2).
+        "CLASS_MAP": ["E=G1/G2"],
+        # "CHANNEL=FOLDER" (relative to ROOT) where a channel's files are;
+        # by default <ROOT>/<channel>/, or ROOT itself for the annotated channel.
+        "CHANNEL_DIRS": [],
     },
     "DATALOADER": {"NUM_WORKERS": 2},
     "SOLVER": {
@@ -125,7 +147,8 @@ _CHOICES: dict[str, tuple] = {
     "INPUT.MIN_SIZE_TRAIN_SAMPLING": ("choice", "range"),
     "INPUT.RANDOM_FLIP": ("none", "horizontal", "vertical", "both"),
     "INPUT.CROP.TYPE": ("relative", "relative_range", "absolute"),
-    "DATASETS.FORMAT": ("dsb2018", "labelmask"),
+    "DATASETS.FORMAT": ("dsb2018", "labelmask", "deepcell", "via2", "coco"),
+    "DATASETS.SPLIT_BY": ("group", "image"),
     "SOLVER.WARMUP_METHOD": ("linear", "constant"),
     "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": ("norm", "value"),
 }
@@ -358,6 +381,10 @@ def validate(cfg: CfgNode) -> None:
     need("INPUT.NORMALIZE.GAMMA", cfg.INPUT.NORMALIZE.GAMMA > 0, "a positive number")
     val = cfg.DATASETS.VAL_SIZE
     need("DATASETS.VAL_SIZE", 0 <= val < 1 or val == int(val), "a whole count of images, or a fraction below 1")
+    need("INPUT.OTSU_FACTOR", 0 < cfg.INPUT.OTSU_FACTOR <= 1, "a number in (0, 1]")
+    need("INPUT.INTENSITY_JITTER", 0 <= cfg.INPUT.INTENSITY_JITTER < 1, "a number in [0, 1)")
+    for key in ("DATASETS.CLASS_MAP", "DATASETS.CHANNEL_DIRS"):
+        need(key, all("=" in entry for entry in get_value(cfg, key)), "a list of NAME=VALUE strings")
     need("DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS >= 0, "an integer >= 0")
     solver = cfg.SOLVER
     need("SOLVER.BASE_LR", solver.BASE_LR > 0, "a positive number")

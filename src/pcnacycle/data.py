@@ -3,10 +3,12 @@
 The flow is ``read_records`` (what images exist, cheap) → ``split_records``
 (which subset each belongs to, saved as ``split.json``) → ``load_sample``
 (pixels and instance masks of one image) → :class:`InstanceDataset` (channel
-composition, cropping, flipping, tensors for torchvision).
+composition, cropping, flipping, tensors for torchvision). The readers of
+each ``DATASETS.FORMAT`` live in :mod:`pcnacycle.readers`.
 
-A *record* is a dict with at least ``image_id`` (unique, stable across runs)
-and whatever its reader needs to load it. A *sample* is a dict::
+A *record* is a dict with at least ``image_id`` (unique, stable across runs),
+optionally ``group`` (the movie it comes from, which splits keep whole), and
+whatever its reader needs to load it. A *sample* is a dict::
 
     {"image_id": str,
      "channels": {name: (H, W) ndarray, raw dtype},  # what the files hold
@@ -17,7 +19,6 @@ and whatever its reader needs to load it. A *sample* is a dict::
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -27,163 +28,12 @@ import torch
 
 from .config import CfgNode
 from .errors import PcnacycleError
-from .io import read_image, write_json
-
-log = logging.getLogger(__name__)
+from .io import write_json
+from .readers import (DERIVED_CHANNELS, load_coco_sample, load_deepcell_sample, load_dsb2018_sample,
+                      load_labelmask_sample, load_via2_sample, read_coco_records, read_deepcell_records,
+                      read_dsb2018_records, read_labelmask_records, read_via2_records)
 
 # ---------------------------------------------------------------- readers
-
-
-def read_dsb2018_records(root: str | os.PathLike) -> list[dict]:
-    """Index a Kaggle DSB2018 ``stage1_train`` folder.
-
-    Layout: ``<root>/<id>/images/<id>.png`` and ``<root>/<id>/masks/*.png``,
-    one binary PNG per nucleus. Images without any mask are skipped, counted
-    and logged (they carry nothing to learn from).
-
-    Returns
-    -------
-    list of dict
-        ``{"image_id", "image_path", "mask_paths"}``, sorted by id.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise PcnacycleError(f"{root}: dataset folder does not exist (DATASETS.ROOT)")
-    records, no_masks = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        image_path = folder / "images" / f"{folder.name}.png"
-        if not image_path.is_file():
-            raise PcnacycleError(f"{folder}: expected the image at {image_path}")
-        mask_paths = sorted((folder / "masks").glob("*.png"))
-        if not mask_paths:
-            no_masks.append(folder.name)
-            continue
-        records.append({"image_id": folder.name, "image_path": str(image_path), "mask_paths": [str(p) for p in mask_paths]})
-    if no_masks:
-        log.warning("%s: skipped %d image(s) without masks: %s", root, len(no_masks), ", ".join(no_masks[:5]))
-    if not records:
-        raise PcnacycleError(f"{root}: no DSB2018 images found (expected <id>/images/<id>.png with <id>/masks/*.png)")
-    return records
-
-
-def load_dsb2018_sample(record: dict) -> dict:
-    """Pixels and masks of one DSB2018 record.
-
-    Channels: ``gray`` (mean of the colour channels, as stored: uint8) and
-    ``red``, ``green``, ``blue``. Empty mask files are skipped and logged;
-    a mask of another size than its image is an error naming the file.
-    """
-    image = read_image(record["image_path"])
-    if image.ndim == 3:
-        rgb = image[..., :3]  # drop the alpha channel the PNGs carry
-        channels = {"red": rgb[..., 0], "green": rgb[..., 1], "blue": rgb[..., 2],
-                    "gray": rgb.mean(axis=-1).astype(np.float32)}
-    else:
-        channels = {name: image for name in ("gray", "red", "green", "blue")}
-    height, width = image.shape[:2]
-    masks = []
-    for path in record["mask_paths"]:
-        mask = read_image(path)
-        if mask.ndim == 3:
-            mask = mask[..., 0]
-        if mask.shape != (height, width):
-            raise PcnacycleError(
-                f"{path}: mask is {mask.shape[1]}×{mask.shape[0]} but its image "
-                f"{record['image_path']} is {width}×{height}"
-            )
-        if mask.any():
-            masks.append(mask > 0)
-        else:
-            log.warning("%s: empty mask skipped", path)
-    mask_array = np.stack(masks) if masks else np.zeros((0, height, width), bool)
-    return {"image_id": record["image_id"], "channels": channels, "masks": mask_array,
-            "labels": np.ones(len(masks), np.int64)}
-
-
-def read_labelmask_records(root: str | os.PathLike, channels: Sequence[str]) -> list[dict]:
-    """Index a label-mask dataset (the simulator's ``annotated/`` folder).
-
-    Layout: ``<root>/<channel>/<name>.tif`` for each stored channel, with the
-    same names in every channel folder, ``<root>/labels/<name>.tif`` (uint16
-    instance labels, 0 = background) and optionally ``<root>/classes.csv``
-    with columns ``image,label,class`` (without it every instance is class 1).
-    """
-    root = Path(root)
-    labels_dir = root / "labels"
-    if not labels_dir.is_dir():
-        raise PcnacycleError(f"{root}: no labels/ folder (expected <root>/labels/<name>.tif)")
-    stored = [c for c in channels if c not in DERIVED_CHANNELS]
-    records = []
-    for label_path in sorted(labels_dir.glob("*.tif*")):
-        name = label_path.name.split(".")[0]
-        paths = {}
-        for channel in stored:
-            candidates = sorted((root / channel).glob(f"{name}.tif*"))
-            if not candidates:
-                raise PcnacycleError(f"{label_path}: no matching image {root / channel / (name + '.tif')}")
-            paths[channel] = str(candidates[0])
-        records.append({"image_id": name, "label_path": str(label_path), "channel_paths": paths,
-                        "classes_path": str(root / "classes.csv")})
-    if not records:
-        raise PcnacycleError(f"{labels_dir}: no label images (*.tif)")
-    return records
-
-
-def load_labelmask_sample(record: dict, class_names: Sequence[str]) -> dict:
-    """Pixels and masks of one label-mask record; classes by name from classes.csv."""
-    label_image = read_image(record["label_path"])
-    if label_image.ndim != 2:
-        raise PcnacycleError(f"{record['label_path']}: expected a 2-D label image, got shape {label_image.shape}")
-    channels = {}
-    for name, path in record["channel_paths"].items():
-        channels[name] = read_image(path)
-        if channels[name].shape != label_image.shape:
-            raise PcnacycleError(
-                f"{path}: image shape {channels[name].shape} differs from its labels "
-                f"{record['label_path']} {label_image.shape}"
-            )
-    ids = np.unique(label_image)
-    ids = ids[ids > 0]
-    classes = _read_classes(record["classes_path"], record["image_id"], class_names)
-    labels = []
-    for label in ids:
-        if classes is None:
-            labels.append(1)
-        elif int(label) not in classes:
-            raise PcnacycleError(f"{record['classes_path']}: no class for label {label} of image {record['image_id']}")
-        else:
-            labels.append(classes[int(label)])
-    masks = label_image[None] == ids[:, None, None]
-    return {"image_id": record["image_id"], "channels": channels, "masks": masks,
-            "labels": np.asarray(labels, np.int64)}
-
-
-def _read_classes(path: str, image_id: str, class_names: Sequence[str]) -> dict[int, int] | None:
-    if not Path(path).is_file():
-        if len(class_names) > 1:
-            raise PcnacycleError(f"{path}: missing; it must give a class for every label when there are {len(class_names)} classes")
-        return None
-    table = _cached_csv(path)
-    missing = {"image", "label", "class"} - set(table.columns)
-    if missing:
-        raise PcnacycleError(f"{path}: missing column(s) {sorted(missing)}")
-    rows = table[table["image"].astype(str) == image_id]
-    index = {name: i + 1 for i, name in enumerate(class_names)}
-    unknown = sorted(set(rows["class"]) - set(index))
-    if unknown:
-        raise PcnacycleError(f"{path}: class {unknown[0]!r} (image {image_id}) is not in MODEL.CLASS_NAMES {list(class_names)}")
-    return {int(label): index[name] for label, name in zip(rows["label"], rows["class"])}
-
-
-_CSV_CACHE: dict[str, object] = {}
-
-
-def _cached_csv(path: str):
-    import pandas as pd
-
-    if path not in _CSV_CACHE:
-        _CSV_CACHE[path] = pd.read_csv(path, dtype={"image": str, "class": str})
-    return _CSV_CACHE[path]
 
 
 def read_records(cfg: CfgNode) -> list[dict]:
@@ -191,26 +41,46 @@ def read_records(cfg: CfgNode) -> list[dict]:
     root = cfg.DATASETS.ROOT
     if not root:
         raise PcnacycleError("config key 'DATASETS.ROOT' is empty: set it to the dataset folder")
-    if cfg.DATASETS.FORMAT == "dsb2018":
+    fmt = cfg.DATASETS.FORMAT
+    if fmt == "dsb2018":
         return read_dsb2018_records(root)
-    return read_labelmask_records(root, cfg.INPUT.CHANNELS)
+    if fmt == "deepcell":
+        return read_deepcell_records(root, cfg.INPUT.STORED_CHANNELS)
+    if fmt == "via2":
+        return read_via2_records(root, cfg)
+    if fmt == "coco":
+        return read_coco_records(root, cfg)
+    return read_labelmask_records(root, cfg)
 
 
 def load_sample(cfg: CfgNode, record: dict) -> dict:
     """Load one record with the reader of ``DATASETS.FORMAT``."""
-    if cfg.DATASETS.FORMAT == "dsb2018":
+    fmt = cfg.DATASETS.FORMAT
+    if fmt == "dsb2018":
         return load_dsb2018_sample(record)
+    if fmt == "deepcell":
+        return load_deepcell_sample(record)
+    if fmt == "via2":
+        return load_via2_sample(record)
+    if fmt == "coco":
+        return load_coco_sample(record)
     return load_labelmask_sample(record, cfg.MODEL.CLASS_NAMES)
 
 
 # ---------------------------------------------------------------- splits
 
 
-def split_records(records: Sequence[dict], val_size: float, seed: int) -> dict[str, list[str]]:
+def split_records(records: Sequence[dict], val_size: float, seed: int, by: str = "group") -> dict[str, list[str]]:
     """Seeded random split of image ids into ``train`` and ``val``.
 
     ``val_size`` is a count (>= 1) or a fraction (< 1) of the images. The same
     ids and seed always give the same split, whatever order the ids come in.
+
+    ``by="group"`` (``DATASETS.SPLIT_BY``) keeps all frames of a movie in one
+    subset when records carry a ``group`` (frames of one movie are near
+    copies, so splitting them would score memory, not generalisation); the
+    validation size is then as close to ``val_size`` as whole movies allow.
+    Without groups, or with ``by="image"``, frames are shuffled one by one.
     """
     ids = sorted(r["image_id"] for r in records)
     count = int(round(val_size * len(ids))) if val_size < 1 else int(val_size)
@@ -218,16 +88,42 @@ def split_records(records: Sequence[dict], val_size: float, seed: int) -> dict[s
         raise PcnacycleError(
             f"DATASETS.VAL_SIZE={val_size} leaves no training images out of {len(ids)}"
         )
+    if by == "group" and any("group" in r for r in records):
+        return _split_groups(records, count, seed)
     order = np.random.default_rng(seed).permutation(len(ids))
     val = sorted(ids[i] for i in order[:count])
     train = sorted(ids[i] for i in order[count:])
     return {"train": train, "val": val}
 
 
+def _split_groups(records: Sequence[dict], count: int, seed: int) -> dict[str, list[str]]:
+    """Whole groups to ``val`` until it holds about ``count`` images, at least one group each side."""
+    members: dict[str, list[str]] = {}
+    for record in records:
+        members.setdefault(str(record.get("group", record["image_id"])), []).append(record["image_id"])
+    names = sorted(members)
+    if count and len(names) < 2:
+        raise PcnacycleError(f"DATASETS.SPLIT_BY group: all {len(records)} images come from one movie "
+                             f"({names[0]}); set DATASETS.SPLIT_BY image to split its frames")
+    val_groups, taken = [], 0
+    for i in np.random.default_rng(seed).permutation(len(names)) if count else []:
+        size = len(members[names[i]])
+        # A group joins when it brings val closer to the asked size; one group always stays for training.
+        if abs(taken + size - count) < abs(taken - count) and len(val_groups) + 1 < len(names):
+            val_groups.append(names[i])
+            taken += size
+    if count and not val_groups:  # every movie is over twice the asked size: val gets one anyway
+        val_groups = [min(names, key=lambda name: (len(members[name]), name))]
+    val = sorted(i for name in val_groups for i in members[name])
+    train = sorted(i for name in names if name not in val_groups for i in members[name])
+    return {"train": train, "val": val}
+
+
 def write_split(path: str | os.PathLike, split: dict[str, list[str]], cfg: CfgNode) -> None:
     """Save a split with what produced it, so evaluation reuses it exactly."""
     write_json(path, {"dataset_root": cfg.DATASETS.ROOT, "format": cfg.DATASETS.FORMAT,
-                      "seed": cfg.DATASETS.SPLIT_SEED, "val_size": cfg.DATASETS.VAL_SIZE, **split})
+                      "seed": cfg.DATASETS.SPLIT_SEED, "val_size": cfg.DATASETS.VAL_SIZE,
+                      "split_by": cfg.DATASETS.SPLIT_BY, **split})
 
 
 def read_split(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -252,10 +148,6 @@ def select(records: Sequence[dict], ids: Sequence[str], what: str) -> list[dict]
 
 
 # ---------------------------------------------------------------- channels
-
-#: Channels computed from stored ones rather than read from files.
-DERIVED_CHANNELS = ("otsu",)
-
 
 def normalize_intensity(image: np.ndarray, percentiles: Sequence[float] = (1.0, 99.8), gamma: float = 1.0) -> np.ndarray:
     """Scale ``image`` so the given percentiles map to 0 and 1, then apply gamma.
@@ -306,7 +198,7 @@ def compose_channels(channels: dict[str, np.ndarray], names: Sequence[str], cfg:
     channels : {name: (H, W) ndarray}
         What the reader loaded, in the files' own dtypes.
     names : channel names in input order (``INPUT.CHANNELS``); ``otsu`` is
-        derived from the first stored fluorescence channel (``pcna`` if present).
+        derived from ``pcna`` (or ``gray``) at ``INPUT.OTSU_FACTOR``.
 
     Returns
     -------
@@ -319,7 +211,7 @@ def compose_channels(channels: dict[str, np.ndarray], names: Sequence[str], cfg:
             source = channels.get("pcna", channels.get("gray"))
             if source is None:
                 raise PcnacycleError("channel 'otsu' needs a 'pcna' or 'gray' channel to threshold")
-            out.append(lowered_otsu_mask(source))
+            out.append(lowered_otsu_mask(source, cfg.INPUT.OTSU_FACTOR))
         elif name in channels:
             out.append(normalize_intensity(channels[name], norm.PERCENTILES, norm.GAMMA))
         else:
@@ -353,20 +245,47 @@ def random_crop_window(height: int, width: int, cfg: CfgNode, rng: np.random.Gen
 MIN_INSTANCE_PIXELS = 4
 
 
-def augment(image: np.ndarray, masks: np.ndarray, labels: np.ndarray, cfg: CfgNode,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Crop and flip an image with its masks, identically.
+def jitter_intensity(image: np.ndarray, names: Sequence[str], magnitude: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Random gain and offset per channel, so the model does not learn one exposure.
 
     Parameters
     ----------
-    image : (C, H, W) float32
+    image : (C, H, W) float32 in [0, 1], channels named ``names``
+    magnitude : gains are drawn from ``1 ± magnitude``, offsets from ``± magnitude``
+
+    Returns
+    -------
+    (C, H, W) float32, clipped to [0, 1] (the range the model is fed);
+    derived channels (binary masks such as ``otsu``) are left unchanged.
+    """
+    gains = 1 + rng.uniform(-magnitude, magnitude, len(names))
+    offsets = rng.uniform(-magnitude, magnitude, len(names))
+    out = image.astype(np.float32, copy=True)
+    for i, name in enumerate(names):
+        if name not in DERIVED_CHANNELS:
+            out[i] = np.clip(out[i] * gains[i] + offsets[i], 0.0, 1.0)
+    return out
+
+
+def augment(image: np.ndarray, masks: np.ndarray, labels: np.ndarray, cfg: CfgNode,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop, flip, rotate and jitter an image with its masks, identically.
+
+    Parameters
+    ----------
+    image : (C, H, W) float32, channels as named by ``INPUT.CHANNELS``
     masks : (N, H, W) bool
     labels : (N,) int64
 
     Returns
     -------
-    image, masks, labels after the same crop and flips; instances left with
-    fewer than :data:`MIN_INSTANCE_PIXELS` pixels are removed.
+    image, masks, labels after the same crop, flips and quarter turns
+    (``INPUT.ROTATE_90``; an odd turn swaps H and W), and the image's
+    intensity jittered (``INPUT.INTENSITY_JITTER``); instances left with
+    fewer than :data:`MIN_INSTANCE_PIXELS` pixels are removed. Random draws
+    for the optional steps come after the others, so turning them on does
+    not change the crops and flips a seed gives.
     """
     if cfg.INPUT.CROP.ENABLED:
         top, left, crop_h, crop_w = random_crop_window(*image.shape[1:], cfg, rng)
@@ -379,6 +298,11 @@ def augment(image: np.ndarray, masks: np.ndarray, labels: np.ndarray, cfg: CfgNo
         image, masks = image[:, :, ::-1], masks[:, :, ::-1]
     if flip in ("vertical", "both") and rng.random() < 0.5:
         image, masks = image[:, ::-1, :], masks[:, ::-1, :]
+    if cfg.INPUT.ROTATE_90:
+        turns = int(rng.integers(4))
+        image, masks = np.rot90(image, turns, axes=(1, 2)), np.rot90(masks, turns, axes=(1, 2))
+    if cfg.INPUT.INTENSITY_JITTER > 0:
+        image = jitter_intensity(image, cfg.INPUT.CHANNELS, cfg.INPUT.INTENSITY_JITTER, rng)
     return np.ascontiguousarray(image), np.ascontiguousarray(masks), labels
 
 

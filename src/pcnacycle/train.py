@@ -241,7 +241,7 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) 
     if split_path.is_file():
         split = data_mod.read_split(split_path)
     else:
-        split = data_mod.split_records(records, cfg.DATASETS.VAL_SIZE, cfg.DATASETS.SPLIT_SEED)
+        split = data_mod.split_records(records, cfg.DATASETS.VAL_SIZE, cfg.DATASETS.SPLIT_SEED, by=cfg.DATASETS.SPLIT_BY)
         data_mod.write_split(split_path, split, cfg)
     train_records = data_mod.select(records, split["train"], f"{split_path} (train)")
     log.info("dataset %s: %d train, %d val images", cfg.DATASETS.ROOT, len(split["train"]), len(split["val"]))
