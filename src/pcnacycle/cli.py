@@ -59,6 +59,20 @@ def _cmd_annotate(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _cmd_run(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .pipeline import run
+
+    if args.opts and not args.config:
+        raise PcnacycleError("config overrides need --config (without it the checkpoint's own config is used)")
+    cfg = load_config(args.config, args.opts) if args.config else None
+    out = run(args.weights, args.pcna, args.output, dic=args.dic, frame_interval=args.frame_interval, cfg=cfg,
+              pcna_channel=args.pcna_channel, dic_channel=args.dic_channel, score_threshold=args.score_threshold,
+              min_area=args.min_area, exclude_border=args.exclude_border, max_distance=args.max_distance,
+              max_gap=args.max_gap, overwrite=args.overwrite, progress=not args.quiet)
+    print(out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcnacycle",
@@ -90,6 +104,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
     p.set_defaults(func=_cmd_evaluate)
+
+    p = commands.add_parser("run", help="segment, classify, track and resolve a PCNA movie",
+                            description="From a PCNA movie (and DIC) to per-cell phase durations. Writes masks.tif, "
+                                        "objects.csv, phases.csv, ctc/ (res_track.txt + masks), timeline.png, "
+                                        "run.json and log.txt to --output.")
+    p.add_argument("--weights", required=True, help="checkpoint file, or a training folder (its model_final.pt)")
+    p.add_argument("--pcna", required=True, help="PCNA movie: TIFF/OME-TIFF T×H×W, T×C×H×W, or one frame")
+    p.add_argument("--dic", help="DIC/bright-field movie of the same shape (when the model takes one)")
+    p.add_argument("--pcna-channel", type=int, help="channel index of PCNA in a multichannel stack")
+    p.add_argument("--dic-channel", type=int, help="channel index of DIC (in --dic, or else in --pcna)")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--frame-interval", type=float, help="minutes between frames (default: file metadata, else 10)")
+    p.add_argument("--config", help="config to use instead of the one saved in the checkpoint")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="least detection score (default 0.5)")
+    p.add_argument("--min-area", type=int, default=20, help="least nucleus area in pixels (default 20)")
+    p.add_argument("--exclude-border", action="store_true", help="drop nuclei touching the frame edge")
+    p.add_argument("--max-distance", type=float, default=20.0, help="tracking reach, pixels per frame (default 20)")
+    p.add_argument("--max-gap", type=int, default=2, help="frames a nucleus may be missed (default 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --output")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
+    p.set_defaults(func=_cmd_run)
 
     p = commands.add_parser("simulate", help="simulate a PCNA/DIC time-lapse movie with full ground truth",
                             description="Write pcna.tif, dic.tif, truth/ (labels, objects, tracks, phase "

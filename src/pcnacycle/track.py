@@ -375,6 +375,9 @@ def ctc_tracks(tracked: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
         ``track, first_frame, last_frame, parent`` (int64), one row per CTC track, sorted by track.
     """
     require_columns(tracked, ["frame", "track", "parent"], "tracked table")
+    if tracked.empty:
+        columns = ["track", "first_frame", "last_frame", "parent"]
+        return np.zeros(0, np.int64), pd.DataFrame({c: pd.Series(dtype=np.int64) for c in columns})
     frames = tracked["frame"].to_numpy(np.int64)
     tracks = tracked["track"].to_numpy(np.int64)
     order = np.lexsort((frames, tracks))

@@ -1,0 +1,308 @@
+"""``pcnacycle run``: from a PCNA movie to per-cell phase durations.
+
+Stages, each with its progress bar: detect (frame by frame, streaming) →
+track (laptrack, gap closing, division detection) → mitosis vetting →
+phase resolving → outputs. Everything is written into a staging folder that
+is renamed to the output folder only when complete, so a failed or killed run
+never leaves files that look like results.
+
+Outputs in the output folder::
+
+    masks.tif        (T, H, W) uint16, label = track id
+    objects.csv      one row per nucleus per frame
+    phases.csv       one row per cell: G1/S/G2/M durations, flags
+    ctc/             res_track.txt + maskNNN.tif (Cell Tracking Challenge layout)
+    timeline.png     lineages coloured by phase
+    run.json         inputs, settings, counts (written last)
+    log.txt
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+from tqdm import tqdm
+
+from .config import CfgNode
+from .data import compose_channels
+from .errors import PcnacycleError
+from .io import atomic_path, write_json
+from .movie import MovieReader
+from .predict import load_model, load_weights_path, predict_image
+from .resolve import phase_durations, resolve_phases
+from .track import frame_detections, probability_column, relabel_masks, track, write_ctc
+
+log = logging.getLogger(__name__)
+
+#: Written last: its presence marks a complete run folder.
+RUN_MARKER = "run.json"
+PHASE_CLASSES = ["G1/G2", "S", "M"]
+DEFAULT_FRAME_INTERVAL = 10.0
+
+
+def filter_objects(result: dict, score_threshold: float, min_area: int, exclude_border: bool) -> dict:
+    """Drop low-score, small or border-touching objects and renumber the rest 1..N.
+
+    Parameters
+    ----------
+    result : :func:`pcnacycle.predict.predict_image`'s dict.
+
+    Returns
+    -------
+    The same dict layout with only the kept objects.
+    """
+    labels = result["label_image"]
+    n = len(result["scores"])
+    areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    keep = (result["scores"] >= score_threshold) & (areas >= max(min_area, 1))
+    if exclude_border:
+        edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        keep[edge[edge > 0] - 1] = False
+    new_ids = np.zeros(n + 1, np.int32)
+    new_ids[1:][keep] = np.arange(1, keep.sum() + 1)
+    out = {key: value[keep] for key, value in result.items() if key != "label_image"}
+    out["label_image"] = new_ids[labels]
+    return out
+
+
+def _open_inputs(pcna: str | os.PathLike, dic, pcna_channel, dic_channel) -> tuple[MovieReader, MovieReader | None]:
+    pcna_movie = MovieReader(pcna, pcna_channel)
+    dic_movie = None
+    if dic is not None or dic_channel is not None:
+        dic_movie = MovieReader(dic if dic is not None else pcna, dic_channel)
+        if (dic_movie.frames, dic_movie.shape) != (pcna_movie.frames, pcna_movie.shape):
+            raise PcnacycleError(
+                f"PCNA {pcna_movie.path} is {pcna_movie.frames} frame(s) of {pcna_movie.shape[0]}×{pcna_movie.shape[1]} "
+                f"but DIC {dic_movie.path} is {dic_movie.frames} frame(s) of {dic_movie.shape[0]}×{dic_movie.shape[1]}"
+                + (" (one is a single image, the other a movie)" if 1 in (pcna_movie.frames, dic_movie.frames) else "")
+            )
+    return pcna_movie, dic_movie
+
+
+def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> Path:
+    """The staging folder; refuses to replace anything but an earlier run, or a folder holding inputs."""
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise PcnacycleError(f"{output} holds a previous run or other files; choose another --output or "
+                                 "pass --overwrite")
+        if not (output / RUN_MARKER).is_file():
+            raise PcnacycleError(f"{output} is not a pcnacycle run folder; refusing to overwrite it")
+    for path in inputs:
+        if output.resolve() in path.resolve().parents:
+            raise PcnacycleError(f"input {path} lies inside the output folder {output}; choose another --output")
+    stage = output.parent / f".{output.name}.incomplete"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.PathLike, *,
+        dic: str | os.PathLike | None = None, frame_interval: float | None = None, cfg: CfgNode | None = None,
+        pcna_channel: int | None = None, dic_channel: int | None = None, score_threshold: float = 0.5,
+        min_area: int = 20, exclude_border: bool = False, max_distance: float = 20.0, max_gap: int = 2,
+        overwrite: bool = False, progress: bool = True) -> Path:
+    """Segment, classify, track and resolve a PCNA movie; return the output folder.
+
+    Parameters
+    ----------
+    weights : checkpoint file or training folder; its saved config is used unless ``cfg`` is given.
+    pcna, dic : TIFF/OME-TIFF movies (T×H×W), hyperstacks (T×C×H×W, with
+        ``pcna_channel`` / ``dic_channel``; ``dic`` defaults to the PCNA file
+        when only ``dic_channel`` is given), or single frames.
+    frame_interval : minutes between frames; default from the file's
+        metadata, else 10 (logged as assumed).
+    score_threshold, min_area, exclude_border : which detections count.
+    max_distance, max_gap : tracking reach in pixels per frame, and the most
+        frames a nucleus may go undetected.
+    """
+    weights = load_weights_path(weights)
+    output = Path(output)
+    pcna_movie, dic_movie = _open_inputs(pcna, dic, pcna_channel, dic_channel)
+    model, cfg = load_model(weights, cfg)
+    needs_dic = bool({"dic", "bf"} & set(cfg.INPUT.CHANNELS))
+    if needs_dic and dic_movie is None:
+        raise PcnacycleError(f"{weights} takes INPUT.CHANNELS {cfg.INPUT.CHANNELS}: give the DIC movie with --dic "
+                             "(or --dic-channel for a hyperstack)")
+    inputs = [pcna_movie.path] + ([dic_movie.path] if dic_movie else [])
+    stage = _prepare_output(output, inputs, overwrite)
+    handler = logging.FileHandler(stage / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("pcnacycle").addHandler(handler)
+    try:
+        if frame_interval is None:
+            frame_interval = pcna_movie.frame_interval
+            if frame_interval is None:
+                frame_interval = DEFAULT_FRAME_INTERVAL
+                log.warning("no frame interval given or found in %s: assuming %g minutes (use --frame-interval)",
+                            pcna_movie.path, frame_interval)
+        if frame_interval <= 0:
+            raise PcnacycleError(f"frame interval {frame_interval} minutes: must be positive")
+        summary = _run_stages(model, cfg, pcna_movie, dic_movie, stage, frame_interval, score_threshold, min_area,
+                              exclude_border, max_distance, max_gap, progress)
+        summary.update({"weights": str(weights), "pcna": str(pcna_movie.path),
+                        "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
+                        "score_threshold": score_threshold, "min_area": min_area, "exclude_border": exclude_border,
+                        "max_distance": max_distance, "max_gap": max_gap,
+                        "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        write_json(stage / RUN_MARKER, summary)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        logging.getLogger("pcnacycle").removeHandler(handler)
+        handler.close()
+        pcna_movie.close()
+        if dic_movie:
+            dic_movie.close()
+    if output.exists():
+        shutil.rmtree(output)
+    stage.rename(output)
+    log.info("run finished: %s", output)
+    return output
+
+
+def _run_stages(model, cfg, pcna_movie, dic_movie, stage: Path, frame_interval, score_threshold, min_area,
+                exclude_border, max_distance, max_gap, progress) -> dict:
+    class_names = list(cfg.MODEL.CLASS_NAMES)
+    frames, (height, width) = pcna_movie.frames, pcna_movie.shape
+    # Per-frame detection labels wait on disk for the relabelling after
+    # tracking, so the movie is never held twice in memory.
+    raw_labels = np.lib.format.open_memmap(stage / "detections.npy", mode="w+", dtype=np.uint16,
+                                           shape=(frames, height, width))
+    tables = []
+    for t in tqdm(range(frames), desc="detect", unit="frame", disable=not progress):
+        pcna = pcna_movie.frame(t)
+        channels = {"pcna": pcna, "gray": pcna}
+        if dic_movie is not None:
+            channels["dic"] = channels["bf"] = dic_movie.frame(t)
+        result = filter_objects(predict_image(model, compose_channels(channels, cfg.INPUT.CHANNELS, cfg), cfg),
+                                score_threshold, min_area, exclude_border)
+        if result["label_image"].max() > np.iinfo(np.uint16).max:
+            raise PcnacycleError(f"frame {t}: more than 65535 nuclei")
+        raw_labels[t] = result["label_image"]
+        table = frame_detections(result["label_image"], result["probs"], t, class_names, intensity_image=pcna)
+        table["score"] = result["scores"]
+        table["mean_dic"] = (_mean_intensity(result["label_image"], channels["dic"], len(table))
+                             if dic_movie is not None else np.nan)
+        table["predicted_phase"] = [class_names[k - 1] for k in result["labels"]]
+        tables.append(table)
+    raw_labels.flush()
+    detections = pd.concat(tables, ignore_index=True)
+    log.info("detected %d nuclei in %d frames", len(detections), frames)
+
+    mitosis = probability_column("M")
+    if mitosis not in detections:
+        # A model without an M class gives no mitotic evidence: divisions are
+        # then accepted on geometry alone (see track.pair_mitoses).
+        detections[mitosis] = np.nan
+    with tqdm(total=3, desc="track + resolve", disable=not progress) as bar:
+        tracked = track(detections, max_distance=max_distance, max_gap=max_gap, mitosis_column=mitosis)
+        bar.update()
+        resolvable = sorted(class_names) == sorted(PHASE_CLASSES)
+        if resolvable:
+            tracked = resolve_phases(tracked, frame_interval, class_names=class_names)
+            durations = phase_durations(tracked, frame_interval)
+            _write_csv(stage / "phases.csv", durations)
+        else:
+            log.warning("classes %s are not %s: tracks are written, phases are not resolved",
+                        class_names, PHASE_CLASSES)
+        bar.update()
+        objects = _objects_table(tracked, class_names)
+        _write_csv(stage / "objects.csv", objects)
+        bar.update()
+
+    by_frame = dict(tuple(tracked.groupby("frame")))
+    empty = tracked.iloc[:0]
+    relabelled = (relabel_masks(raw_labels[t], by_frame.get(t, empty))
+                  for t in tqdm(range(frames), desc="write masks", unit="frame", disable=not progress))
+    with atomic_path(stage / "masks.tif") as tmp:
+        # One series of T pages, streamed from the generator: never the whole movie in memory.
+        tifffile.imwrite(tmp, relabelled, shape=(frames, height, width), dtype=np.uint16, compression="zlib",
+                         photometric="minisblack")
+    write_ctc(tracked, (raw_labels[t] for t in range(frames)), stage / "ctc", frames=frames)
+    del raw_labels
+    (stage / "detections.npy").unlink()
+    if resolvable:
+        plot_timeline(tracked, stage / "timeline.png", frame_interval)
+    return {"frames": frames, "nuclei": int(len(tracked)), "tracks": int(tracked["track"].nunique()),
+            "divisions": int((tracked.groupby("track")["parent"].first() > 0).sum() // 2),
+            "class_names": class_names, "phases_resolved": resolvable}
+
+
+def _mean_intensity(labels: np.ndarray, image: np.ndarray, count: int) -> np.ndarray:
+    sums = np.bincount(labels.ravel(), weights=image.ravel().astype(np.float64), minlength=count + 1)[1:]
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    return sums / np.maximum(areas, 1)
+
+
+def _objects_table(tracked: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
+    columns = ["frame", "track", "parent", "label", "centroid_y", "centroid_x", "area", "mean_pcna", "mean_dic",
+               "score", *[probability_column(c) for c in class_names], "predicted_phase"]
+    columns += [c for c in ("phase", "arrested") if c in tracked]
+    return tracked[columns].sort_values(["frame", "track"])
+
+
+def _write_csv(path: Path, table: pd.DataFrame) -> None:
+    from .io import atomic_write
+
+    with atomic_write(path, "w") as handle:
+        table.to_csv(handle, index=False, float_format="%.6g")
+
+
+def plot_timeline(resolved: pd.DataFrame, path: Path, frame_interval: float) -> None:
+    """One line per cell, coloured by resolved phase, daughters joined to their mother."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_write
+    from .report import PHASE_COLOURS
+
+    tracks = resolved.groupby("track")
+    order = _lineage_order(resolved)
+    row = {track_id: i for i, track_id in enumerate(order)}
+    fig, ax = plt.subplots(figsize=(10, max(3, 0.12 * len(order) + 1)))
+    hours = frame_interval / 60
+    for track_id, cell in tracks:
+        y = row[track_id]
+        for phase, chunk in cell.groupby((cell["phase"] != cell["phase"].shift()).cumsum()):
+            name = chunk["phase"].iloc[0]
+            ax.plot([chunk["frame"].min() * hours, (chunk["frame"].max() + 1) * hours], [y, y], lw=3,
+                    color=np.array(PHASE_COLOURS.get(name, (150, 150, 150))) / 255, solid_capstyle="butt")
+        parent = int(cell["parent"].iloc[0])
+        if parent in row:
+            start = cell["frame"].min() * hours
+            ax.plot([start, start], [row[parent], y], color="0.6", lw=0.8)
+    for name in ("G1", "S", "G2", "M"):
+        ax.plot([], [], lw=3, color=np.array(PHASE_COLOURS[name]) / 255, label=name)
+    ax.set(xlabel="time (h)", ylabel="cell (grouped by lineage)", yticks=[], title="cell-cycle phases by lineage")
+    ax.legend(ncol=4, loc="upper right", fontsize=8)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _lineage_order(resolved: pd.DataFrame) -> list[int]:
+    """Track ids ordered so each mother is followed by her descendants."""
+    first = resolved.groupby("track").agg(parent=("parent", "first"), start=("frame", "min"))
+    children: dict[int, list[int]] = {}
+    for track_id, row in first.sort_values("start").iterrows():
+        children.setdefault(int(row["parent"]), []).append(int(track_id))
+    order, stack = [], list(reversed(children.get(0, [])))
+    orphans = [t for p, kids in children.items() if p and p not in first.index for t in kids]
+    stack += list(reversed(orphans))
+    while stack:
+        track_id = stack.pop()
+        order.append(track_id)
+        stack.extend(reversed(children.get(track_id, [])))
+    return order

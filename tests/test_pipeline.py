@@ -1,0 +1,183 @@
+"""`pcnacycle run` end to end, with an oracle detector so the right answer is known exactly."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from pcnacycle import pipeline
+from pcnacycle.config import load_config
+from pcnacycle.errors import PcnacycleError
+from pcnacycle.movie import MovieReader
+from pcnacycle.simulate import CLASSES, SimulationParams, simulate_movie
+
+
+@pytest.fixture(scope="module")
+def movie():
+    params = SimulationParams(frames=24, size=(128, 128), cells=6, seed=4, frame_interval=30.0)
+    return simulate_movie(params)
+
+
+@pytest.fixture
+def oracle(monkeypatch, movie):
+    """Replace the model by the simulator's ground truth: true masks, one-hot phase probabilities."""
+    cfg = load_config("stage3_pcna_cpu")
+    classes = movie.objects.set_index(["frame", "track"])["class"]
+    frame_of = {id(None): None}
+    calls = []
+
+    def fake_load_model(weights, cfg_given=None):
+        return "oracle", cfg
+
+    def fake_predict(model, image, cfg_):
+        t = len(calls)
+        calls.append(t)
+        truth = movie.labels[t].astype(np.int32)
+        ids = np.unique(truth)[1:]
+        label_image = np.zeros_like(truth)
+        for i, track_id in enumerate(ids):
+            label_image[truth == track_id] = i + 1
+        names = [classes[(t, int(track_id))] for track_id in ids]
+        probs = np.array([[float(n == c) for c in CLASSES] for n in names], np.float32).reshape(-1, 3)
+        return {"label_image": label_image, "scores": np.ones(len(ids), np.float32),
+                "labels": np.array([CLASSES.index(n) + 1 for n in names], np.int64), "probs": probs,
+                "boxes": np.zeros((len(ids), 4), np.float32)}
+
+    monkeypatch.setattr(pipeline, "load_model", fake_load_model)
+    monkeypatch.setattr(pipeline, "predict_image", fake_predict)
+    del frame_of
+    return calls
+
+
+@pytest.fixture
+def movie_files(tmp_path, movie):
+    tifffile.imwrite(tmp_path / "pcna.tif", movie.pcna)
+    tifffile.imwrite(tmp_path / "dic.tif", movie.dic)
+    (tmp_path / "weights.pt").write_bytes(b"stand-in")
+    return tmp_path
+
+
+def test_run_reproduces_tracks_and_phase_durations_of_the_truth(oracle, movie_files, movie):
+    out = pipeline.run(movie_files / "weights.pt", movie_files / "pcna.tif", movie_files / "out",
+                       dic=movie_files / "dic.tif", frame_interval=30.0, min_area=1, max_distance=30,
+                       progress=False)
+    for name in ("masks.tif", "objects.csv", "phases.csv", "ctc/res_track.txt", "ctc/mask000.tif",
+                 "timeline.png", "run.json", "log.txt"):
+        assert (out / name).is_file(), name
+    assert not (out / "detections.npy").exists() and not (out.parent / ".out.incomplete").exists()
+
+    masks = tifffile.imread(out / "masks.tif")
+    assert masks.shape == movie.labels.shape and masks.dtype == np.uint16
+    # Same partition of pixels into cells, frame by frame and across frames (tracks up to renaming).
+    pairs = set(zip(masks.ravel(), movie.labels.ravel()))
+    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+
+    objects = pd.read_csv(out / "objects.csv")
+    for column in ("frame", "track", "parent", "centroid_y", "centroid_x", "area", "mean_pcna", "mean_dic",
+                   "p_G1/G2", "p_S", "p_M", "predicted_phase", "phase"):
+        assert column in objects
+    rename = {int(ours): int(true) for ours, true in pairs if ours}  # our track id -> true track id
+    objects["track"] = objects["track"].map(rename)
+    truth = movie.objects.merge(objects, on=["frame", "track"], suffixes=("_true", ""))
+    assert len(truth) == len(movie.objects) == len(objects)
+    assert (truth["area_true"] == truth["area"]).all()
+    assert (truth["phase_true"] == truth["phase"]).mean() > 0.95
+    assert (truth["parent_true"] == truth["parent"].map(lambda p: rename.get(p, 0))).all()  # same lineage
+
+    found = pd.read_csv(out / "phases.csv")
+    found["track"] = found["track"].map(rename)
+    both = movie.durations.merge(found, on="track", suffixes=("_true", ""))
+    assert len(both) == len(movie.durations)
+    for phase in ("G1", "S", "G2", "M"):
+        assert (both[f"{phase}_frames_true"] == both[f"{phase}_frames"]).mean() > 0.9, phase
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["frames"] == 24 and summary["tracks"] == movie.tracks["track"].nunique()
+
+
+def test_single_frame_and_empty_frames_work(oracle, tmp_path, movie, monkeypatch):
+    tifffile.imwrite(tmp_path / "one.tif", movie.pcna[0])
+    tifffile.imwrite(tmp_path / "dic.tif", movie.dic[0])
+    (tmp_path / "w.pt").write_bytes(b"stand-in")
+    out = pipeline.run(tmp_path / "w.pt", tmp_path / "one.tif", tmp_path / "out1", dic=tmp_path / "dic.tif",
+                       progress=False)
+    assert tifffile.imread(out / "masks.tif").shape == (1, 128, 128)  # always T×H×W
+    assert "assuming 10 minutes" in (out / "log.txt").read_text()
+
+    # A movie in which no nucleus is ever found.
+    monkeypatch.setattr(pipeline, "predict_image", lambda model, image, cfg: {
+        "label_image": np.zeros(image.shape[1:], np.int32), "scores": np.zeros(0, np.float32),
+        "labels": np.zeros(0, np.int64), "probs": np.zeros((0, 3), np.float32), "boxes": np.zeros((0, 4))})
+    tifffile.imwrite(tmp_path / "three.tif", movie.pcna[:3], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "three_dic.tif", movie.dic[:3], photometric="minisblack")
+    out = pipeline.run(tmp_path / "w.pt", tmp_path / "three.tif", tmp_path / "out3", dic=tmp_path / "three_dic.tif",
+                       progress=False)
+    assert tifffile.imread(out / "masks.tif").max() == 0
+    assert len(pd.read_csv(out / "objects.csv")) == 0 and len(pd.read_csv(out / "phases.csv")) == 0
+
+
+def test_bad_inputs_are_refused_clearly(oracle, movie_files, movie, tmp_path):
+    weights, pcna = movie_files / "weights.pt", movie_files / "pcna.tif"
+    tifffile.imwrite(tmp_path / "short_dic.tif", movie.dic[:5])
+    with pytest.raises(PcnacycleError, match=r"24 frame\(s\).*short_dic\.tif is 5 frame\(s\)"):
+        pipeline.run(weights, pcna, tmp_path / "o", dic=tmp_path / "short_dic.tif", progress=False)
+    tifffile.imwrite(tmp_path / "one_dic.tif", movie.dic[0])
+    with pytest.raises(PcnacycleError, match="single image, the other a movie"):
+        pipeline.run(weights, pcna, tmp_path / "o", dic=tmp_path / "one_dic.tif", progress=False)
+    with pytest.raises(PcnacycleError, match="give the DIC movie"):
+        pipeline.run(weights, pcna, tmp_path / "o", progress=False)
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine")
+    with pytest.raises(PcnacycleError, match="--overwrite"):
+        pipeline.run(weights, pcna, precious, dic=movie_files / "dic.tif", progress=False)
+    with pytest.raises(PcnacycleError, match="not a pcnacycle run folder"):
+        pipeline.run(weights, pcna, precious, dic=movie_files / "dic.tif", overwrite=True, progress=False)
+    assert (precious / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_run_leaves_nothing_that_looks_complete(oracle, movie_files, monkeypatch):
+    original = pipeline.track
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(pipeline, "track", broken)
+    with pytest.raises(RuntimeError):
+        pipeline.run(movie_files / "weights.pt", movie_files / "pcna.tif", movie_files / "out",
+                     dic=movie_files / "dic.tif", progress=False)
+    assert not (movie_files / "out").exists() and not (movie_files / ".out.incomplete").exists()
+    monkeypatch.setattr(pipeline, "track", original)
+
+
+def test_previous_run_is_replaced_only_with_overwrite(oracle, movie_files):
+    args = (movie_files / "weights.pt", movie_files / "pcna.tif", movie_files / "out")
+    pipeline.run(*args, dic=movie_files / "dic.tif", progress=False)
+    with pytest.raises(PcnacycleError, match="previous run"):
+        pipeline.run(*args, dic=movie_files / "dic.tif", progress=False)
+    oracle.clear()
+    pipeline.run(*args, dic=movie_files / "dic.tif", overwrite=True, progress=False)
+    assert (movie_files / "out" / "run.json").is_file()
+
+
+def test_movie_reader_handles_hyperstacks_and_metadata(tmp_path):
+    stack = np.arange(3 * 2 * 8 * 10, dtype=np.uint16).reshape(3, 2, 8, 10)
+    tifffile.imwrite(tmp_path / "tc.tif", stack, imagej=True, metadata={"axes": "TCYX", "finterval": 300,
+                                                                       "tunit": "sec"})
+    reader = MovieReader(tmp_path / "tc.tif", channel=1)
+    assert (reader.frames, reader.shape) == (3, (8, 10)) and reader.frame_interval == pytest.approx(5.0)
+    np.testing.assert_array_equal(reader.frame(2), stack[2, 1])
+    with pytest.raises(PcnacycleError, match="holds 2 channels"):
+        MovieReader(tmp_path / "tc.tif")
+    with pytest.raises(PcnacycleError, match="channel 5 does not exist"):
+        MovieReader(tmp_path / "tc.tif", channel=5)
+    tifffile.imwrite(tmp_path / "ome.ome.tif", stack[:, 0], metadata={"axes": "TYX", "TimeIncrement": 2.0,
+                                                                      "TimeIncrementUnit": "min"})
+    ome = MovieReader(tmp_path / "ome.ome.tif")
+    assert ome.frames == 3 and ome.frame_interval == pytest.approx(2.0)
+    np.testing.assert_array_equal(list(ome), list(stack[:, 0]))
+    (tmp_path / "bad.tif").write_bytes(b"nope")
+    with pytest.raises(PcnacycleError, match="not a readable TIFF"):
+        MovieReader(tmp_path / "bad.tif")
