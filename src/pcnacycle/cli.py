@@ -73,6 +73,12 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print(out)
 
 
+def _cmd_evaluate_tracks(args: argparse.Namespace) -> None:
+    from .evaluate_tracks import evaluate_tracks
+
+    evaluate_tracks(args.pred, args.gt, output=args.output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcnacycle",
@@ -120,12 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-threshold", type=float, default=0.5, help="least detection score (default 0.5)")
     p.add_argument("--min-area", type=int, default=20, help="least nucleus area in pixels (default 20)")
     p.add_argument("--exclude-border", action="store_true", help="drop nuclei touching the frame edge")
-    p.add_argument("--max-distance", type=float, default=20.0, help="tracking reach, pixels per frame (default 20)")
+    p.add_argument("--max-distance", type=float, default=30.0,
+                   help="tracking reach in pixels per frame, also for mother-to-daughter jumps (default 30)")
     p.add_argument("--max-gap", type=int, default=2, help="frames a nucleus may be missed (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
     p.set_defaults(func=_cmd_run)
+
+    p = commands.add_parser("evaluate-tracks", help="CTC tracking metrics, phase accuracy and duration errors",
+                            description="Score tracks against ground truth with py-ctcmetrics (TRA, DET, SEG, LNK, "
+                                        "CT, TF, BC, CCA) and, when both sides carry phases, the per-frame phase "
+                                        "accuracy, phase confusion and phase-duration errors. Writes "
+                                        "track_eval.json to --output.")
+    p.add_argument("--pred", required=True, help="pcnacycle run folder (CTC results in ctc/) or a CTC result folder")
+    p.add_argument("--gt", required=True, help="CTC ground-truth folder (TRA/, SEG/) or a pcnacycle simulate folder")
+    p.add_argument("--output", help="folder for track_eval.json (none written without it)")
+    p.set_defaults(func=_cmd_evaluate_tracks)
 
     p = commands.add_parser("simulate", help="simulate a PCNA/DIC time-lapse movie with full ground truth",
                             description="Write pcna.tif, dic.tif, truth/ (labels, objects, tracks, phase "

@@ -170,7 +170,7 @@ def normalize_intensity(image: np.ndarray, percentiles: Sequence[float] = (1.0, 
     return (scaled ** gamma if gamma != 1.0 else scaled).astype(np.float32, copy=False)
 
 
-def lowered_otsu_mask(image: np.ndarray, factor: float = 0.5) -> np.ndarray:
+def lowered_otsu_mask(image: np.ndarray, factor: float = 0.6) -> np.ndarray:
     """Binary mask above a lowered Otsu threshold, as the report's third channel.
 
     The threshold is ``factor`` times Otsu's on a lightly smoothed image, so

@@ -7,6 +7,7 @@ against its ground truth, and write ``report.html`` with the figures.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -18,7 +19,9 @@ from .config import load_config
 from .data import compose_channels, load_sample, read_records
 from .errors import PcnacycleError
 from .evaluate import evaluate
+from .evaluate_tracks import evaluate_tracks
 from .io import write_json
+from .pipeline import run
 from .predict import load_model, predict_image
 from .report import HtmlReport, legend_html, phase_overlay, png_bytes
 from .simulate import simulate
@@ -48,7 +51,12 @@ def prepare_output(output: Path, overwrite: bool) -> None:
 
 def demo(output: str | Path = "demo-output", overwrite: bool = False, iterations: int = TRAIN_ITERATIONS,
          progress: bool = True) -> Path:
-    """Run the demo into ``output``; return the path of ``report.html``."""
+    """Run the demo into ``output``; return the path of ``report.html``.
+
+    Simulate → train → evaluate (COCO AP, phase confusion) → ``run`` on the
+    whole test movie → evaluate tracks (CTC TRA, phase accuracy, duration
+    errors) → ``report.html``.
+    """
     output = Path(output)
     prepare_output(output, overwrite)
     write_json(output / MARKER, {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "iterations": iterations})
@@ -57,11 +65,11 @@ def demo(output: str | Path = "demo-output", overwrite: bool = False, iterations
           "About 10 minutes on 2 CPU cores (under 15).", flush=True)
     started = time.perf_counter()
 
-    print("1/4 simulating a training movie and a test movie", flush=True)
+    print("1/5 simulating a training movie and a test movie", flush=True)
     train_movie = simulate(output / "sim_train", **TRAIN_MOVIE, progress=progress)
     test_movie = simulate(output / "sim_test", **TEST_MOVIE, progress=progress)
 
-    print(f"2/4 training ({iterations} iterations)", flush=True)
+    print(f"2/5 training ({iterations} iterations)", flush=True)
     cfg = load_config("stage3_pcna_cpu", [
         "DATASETS.ROOT", str(train_movie / "annotated"), "DATASETS.VAL_SIZE", "3",
         "SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"[{int(iterations * 0.8)}]",
@@ -70,18 +78,24 @@ def demo(output: str | Path = "demo-output", overwrite: bool = False, iterations
     ])
     weights = train(cfg, output / "train", progress=progress)
 
-    print("3/4 scoring the model on the test movie", flush=True)
+    print("3/5 scoring segmentation and phase calls on the test movie's annotated frames", flush=True)
     test_cfg = load_config(output / "train" / "config.yaml", ["DATASETS.ROOT", str(test_movie / "annotated")])
     results = evaluate(test_cfg, weights, split="all", output=output / "eval", progress=progress)
 
-    print("4/4 writing the report", flush=True)
-    report = write_demo_report(output, test_cfg, weights, results, time.perf_counter() - started)
+    print("4/5 running the whole movie pipeline (detect, track, resolve phases) on the test movie", flush=True)
+    run_dir = run(weights, test_movie / "pcna.tif", output / "run", dic=test_movie / "dic.tif",
+                  frame_interval=json.loads((test_movie / "simulation.json").read_text())["frame_interval"],
+                  progress=progress)
+    tracking = evaluate_tracks(run_dir, test_movie, output=output / "track_eval")
+
+    print("5/5 writing the report", flush=True)
+    report = write_demo_report(output, test_cfg, weights, results, tracking, time.perf_counter() - started)
     print(report.resolve())
     return report
 
 
-def write_demo_report(output: Path, cfg, weights: Path, results: dict, seconds: float) -> Path:
-    """``report.html``: overlays, loss curve, AP table, phase confusion."""
+def write_demo_report(output: Path, cfg, weights: Path, results: dict, tracking: dict, seconds: float) -> Path:
+    """``report.html``: overlays, loss curve, AP table, phase confusion, tracks and phase durations."""
     names = list(cfg.MODEL.CLASS_NAMES)
     page = HtmlReport("pcnacycle demo")
     page.text(f"Everything here was produced by `pcnacycle demo` in {seconds / 60:.1f} minutes: a simulated PCNA "
@@ -120,6 +134,59 @@ def write_demo_report(output: Path, cfg, weights: Path, results: dict, seconds: 
         page.image(output / "eval" / "confusion.png", "phase of matched nuclei (IoU ≥ 0.5), with missed and "
                                                        "spurious ones", width=420)
     page.table(pd.DataFrame(results["phase"]["report"]).T.astype(float), "{:.3f}")
+    page.heading("Tracks and phase durations on the whole test movie")
+    page.text("Cell Tracking Challenge measures (py-ctcmetrics) of `pcnacycle run`'s tracks against the "
+              "simulator's ground truth, per-frame accuracy of the resolved phase, and the error of each "
+              "phase's duration over cells whose phase the movie does not cut.")
+    page.table(pd.DataFrame([tracking_summary(tracking)]).T.rename(columns={0: "value"}), "{:.3f}")
+    with page.row():
+        page.image(output / "run" / "timeline.png", "cells of the test movie, coloured by resolved phase",
+                   width=560)
+        page.image(png_bytes(durations_figure(output / "run", output / "sim_test", tracking)),
+                   "phase durations found vs true (uncut phases of matched cells)", width=560)
     page.text(f"Files: {output.resolve()} — sim_train/, sim_test/ (movies with ground truth), train/ "
-              "(checkpoints, metrics.jsonl), eval/ (eval.json, confusion.csv, matching.csv).")
+              "(checkpoints, metrics.jsonl), eval/ (eval.json, confusion.csv, matching.csv), run/ (masks.tif, "
+              "objects.csv, phases.csv, ctc/), track_eval/.")
     return page.save(output / "report.html")
+
+
+def tracking_summary(tracking: dict) -> dict[str, float]:
+    """The headline figures of :func:`pcnacycle.evaluate_tracks.evaluate_tracks` for the report's table."""
+    summary = {f"CTC {name}": tracking["ctc"].get(name) for name in ("TRA", "DET", "SEG", "LNK", "BC(0)")}
+    phases = tracking.get("phases")
+    if phases:
+        summary["phase accuracy per nucleus-frame"] = phases["per_frame"]["accuracy"]
+        for phase in ("G1", "S", "G2", "M"):
+            row = phases["durations"][phase]
+            summary[f"{phase} duration error, minutes (MAE over {row['n']} cells)"] = row["mae_minutes"]
+            summary[f"{phase} duration bias, minutes"] = row["bias_minutes"]
+    return {key: (np.nan if value is None else float(value)) for key, value in summary.items()}
+
+
+def durations_figure(run_dir: Path, movie_dir: Path, tracking: dict):
+    """Box plots of complete phase durations, found by ``run`` beside the simulator's truth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .evaluate_tracks import complete_phases
+
+    def complete_minutes(folder: Path) -> dict[str, np.ndarray]:
+        durations = pd.read_csv(folder / "phases.csv")
+        complete = complete_phases(durations, pd.read_csv(folder / "objects.csv"))
+        by_track = durations.set_index("track")
+        return {p: by_track.loc[complete.index[complete[p]], f"{p}_minutes"].to_numpy() for p in ("G1", "S", "G2", "M")}
+
+    found, true = complete_minutes(run_dir), complete_minutes(movie_dir / "truth")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    phases = ["G1", "S", "G2", "M"]
+    positions = np.arange(len(phases)) * 3
+    ax.boxplot([true[p] for p in phases], positions=positions, widths=0.8, patch_artist=True,
+               boxprops={"facecolor": "0.85"})
+    ax.boxplot([found[p] for p in phases], positions=positions + 1, widths=0.8, patch_artist=True,
+               boxprops={"facecolor": "#9cd"})
+    ax.set_xticks(positions + 0.5, [f"{p}\ntrue | found\n(n={len(true[p])} | {len(found[p])})" for p in phases])
+    ax.set(ylabel="minutes", title="complete phases: simulator truth (grey) vs pcnacycle run (blue)")
+    fig.tight_layout()
+    return fig

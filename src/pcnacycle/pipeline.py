@@ -106,7 +106,7 @@ def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> Path:
 def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.PathLike, *,
         dic: str | os.PathLike | None = None, frame_interval: float | None = None, cfg: CfgNode | None = None,
         pcna_channel: int | None = None, dic_channel: int | None = None, score_threshold: float = 0.5,
-        min_area: int = 20, exclude_border: bool = False, max_distance: float = 20.0, max_gap: int = 2,
+        min_area: int = 20, exclude_border: bool = False, max_distance: float = 30.0, max_gap: int = 2,
         overwrite: bool = False, progress: bool = True) -> Path:
     """Segment, classify, track and resolve a PCNA movie; return the output folder.
 
