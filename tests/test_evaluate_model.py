@@ -53,3 +53,14 @@ def test_missing_or_empty_split_is_a_clear_error(trained_run, tmp_path):
         evaluate(cfg, lone, progress=False)
     results = evaluate(cfg, lone, split="all", progress=False)
     assert results["images"] == 6
+
+
+def test_split_file_and_class_agnostic_scoring(trained_run, tmp_path):
+    cfg = load_config(trained_run / "config.yaml")
+    split = json.loads((trained_run / "split.json").read_text())
+    (tmp_path / "other.json").write_text(json.dumps({"train": split["val"], "val": split["train"][:1]}))
+    results = evaluate(cfg, trained_run, split_file=tmp_path / "other.json", class_agnostic=True, progress=False)
+    assert results["images"] == 1 and results["class_agnostic"]
+    assert set(results["segm"]["per_class"]) == {"nucleus"}
+    with pytest.raises(PcnacycleError, match="no such split file"):
+        evaluate(cfg, trained_run, split_file=tmp_path / "missing.json", progress=False)

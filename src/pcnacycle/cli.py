@@ -30,7 +30,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
     evaluate(load_config(args.config, args.opts), args.weights, split=args.split, output=args.output,
-             progress=not args.quiet)
+             progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, help="checkpoint file, or a training folder (its model_final.pt)")
     p.add_argument("--split", default="val", choices=["val", "train", "all"],
                    help="val/train: ids from split.json beside the weights; all: every image of DATASETS.ROOT")
+    p.add_argument("--split-file", help="split.json to take the ids from (default: the one beside the weights)")
+    p.add_argument("--class-agnostic", action="store_true",
+                   help="score nuclei whatever their class (e.g. a phase model on nuclei annotated without phases)")
     p.add_argument("--output", help="folder for the reports (none written without it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)

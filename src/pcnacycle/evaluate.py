@@ -802,7 +802,8 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = True) -> dict:
+def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = True, split_file=None,
+             class_agnostic: bool = False) -> dict:
     """Score ``weights`` on a subset of ``cfg``'s dataset; write the reports to ``output``.
 
     Parameters
@@ -814,6 +815,11 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         weights, so the split is training's own), or ``"all"`` (every image).
     output : folder for ``eval.json``, ``confusion.csv``, ``confusion.png``
         and ``matching.csv``; None writes nothing.
+    split_file : a ``split.json`` to take the ids from instead of the one
+        beside the weights (e.g. another run's split of the same dataset).
+    class_agnostic : score nuclei whatever their class: every prediction and
+        annotation counts as one class "nucleus" (e.g. a phase model on a
+        dataset annotated without phases).
 
     Returns
     -------
@@ -826,10 +832,10 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     if split == "all":
         chosen = records
     elif split in ("train", "val"):
-        split_path = weights.parent / "split.json"
+        split_path = Path(split_file) if split_file else weights.parent / "split.json"
         if not split_path.is_file():
-            raise PcnacycleError(f"{split_path}: no split file beside the weights; use --split all to score "
-                                 "every image of DATASETS.ROOT")
+            where = "no such split file" if split_file else "no split file beside the weights"
+            raise PcnacycleError(f"{split_path}: {where}; use --split all to score every image of DATASETS.ROOT")
         chosen = select(records, read_split(split_path)[split], f"{split_path} ({split})")
     else:
         raise PcnacycleError(f"split {split!r}: expected val, train or all")
@@ -839,6 +845,10 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
 
     names = list(cfg.MODEL.CLASS_NAMES)
+    if class_agnostic:
+        names = ["nucleus"]
+        for instances in ground_truth + predictions:
+            instances["labels"] = np.ones_like(instances["labels"])
     results = coco_metrics(ground_truth, predictions, names)
     confusion = phase_confusion(ground_truth, predictions, names)
     report = classification_report(confusion)
@@ -847,7 +857,7 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         "matching": matching.to_dict(orient="records"),
         "phase": {"confusion": confusion.to_dict(orient="index"),
                   "report": report.replace({np.nan: None}).to_dict(orient="index")},
-        "images": len(chosen), "weights": str(weights), "split": split,
+        "images": len(chosen), "weights": str(weights), "split": split, "class_agnostic": class_agnostic,
     })
     print(format_table(results))
     print(matching.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
