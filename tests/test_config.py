@@ -72,3 +72,27 @@ def test_dumped_config_loads_back_identically(tmp_path):
     cfg = load_config("stage1_dsb2018_cpu", ["SOLVER.STEPS", "[10, 20]"])
     (tmp_path / "c.yaml").write_text(dump_config(cfg))
     assert load_config(tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize("name", ["stage1_dsb2018", "stage1_dsb2018_cpu", "stage2_deepcell", "stage2_deepcell_cpu",
+                                  "stage3_pcna", "stage3_pcna_cpu"])
+def test_every_shipped_config_loads_and_builds(name):
+    from pcnacycle.model import build_model
+
+    cfg = load_config(name)
+    model = build_model(cfg)
+    assert model.backbone.body.conv1.in_channels == len(cfg.INPUT.CHANNELS)
+    assert model.roi_heads.box_predictor.cls_score.out_features == cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1
+
+
+def test_stage_configs_carry_the_reports_solver_lines():
+    stage2, stage3 = load_config("stage2_deepcell"), load_config("stage3_pcna")
+    assert (stage2.SOLVER.IMS_PER_BATCH, stage2.SOLVER.BASE_LR, stage2.SOLVER.STEPS, stage2.SOLVER.MAX_ITER) == \
+        (16, 0.001, [1000], 1800)
+    assert stage2.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 256 and stage2.DATASETS.FORMAT == "deepcell"
+    assert (stage3.SOLVER.IMS_PER_BATCH, stage3.SOLVER.BASE_LR, stage3.SOLVER.STEPS, stage3.SOLVER.MAX_ITER) == \
+        (1, 0.001, [6000], 10000)
+    assert stage3.MODEL.ROI_HEADS.NUM_CLASSES == 3 and stage3.INPUT.CHANNELS == ["pcna", "dic", "otsu"]
+    assert (stage3.INPUT.MIN_SIZE_TRAIN, stage3.INPUT.MAX_SIZE_TRAIN, stage3.INPUT.MIN_SIZE_TRAIN_SAMPLING) == \
+        ([1000], 1200, "choice")
+    assert stage3.INPUT.CROP.ENABLED and stage3.INPUT.CROP.TYPE == "relative" and stage3.INPUT.CROP.SIZE == [0.9, 0.9]
