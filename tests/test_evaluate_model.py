@@ -64,3 +64,13 @@ def test_split_file_and_class_agnostic_scoring(trained_run, tmp_path):
     assert set(results["segm"]["per_class"]) == {"nucleus"}
     with pytest.raises(PcnacycleError, match="no such split file"):
         evaluate(cfg, trained_run, split_file=tmp_path / "missing.json", progress=False)
+
+
+def test_weights_of_another_architecture_are_a_clear_error(trained_run):
+    from pcnacycle.predict import load_model
+
+    deeper = load_config(trained_run / "config.yaml", ["MODEL.FPN.OUT_CHANNELS", "64"])
+    with pytest.raises(PcnacycleError, match="does not fit the config's model.*FPN"):
+        load_model(trained_run / "model_final.pt", deeper)
+    model, cfg = load_model(trained_run / "model_final.pt")  # the config saved in the checkpoint
+    assert cfg.MODEL.FPN.OUT_CHANNELS == 32 and not model.training

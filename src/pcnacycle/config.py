@@ -228,6 +228,15 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     return cfg
 
 
+def config_from_dict(tree: Mapping, source: str = "") -> CfgNode:
+    """A validated config from a nested dict, e.g. the ``config`` saved in a checkpoint."""
+    cfg = get_default_config()
+    for key, value in _flatten(tree):
+        set_value(cfg, key, value, source=source)
+    validate(cfg)
+    return cfg
+
+
 def _merge_file(cfg: CfgNode, path: Path, seen: tuple[Path, ...]) -> None:
     path = path.resolve()
     if path in seen:

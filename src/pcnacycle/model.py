@@ -190,8 +190,8 @@ def build_model(cfg: CfgNode) -> MaskRCNN:
     return model
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The model tensors in a checkpoint of ours or a plain torchvision state dict."""
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The model tensors of a checkpoint (ours or a plain state dict) and the config saved with them, if any."""
     path = Path(path)
     if not path.is_file():
         raise PcnacycleError(f"{path}: weights file not found (MODEL.WEIGHTS)")
@@ -202,7 +202,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     state = data.get("model", data) if isinstance(data, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PcnacycleError(f"{path}: holds neither a state dict nor a checkpoint with a 'model' state dict")
-    return state
+    return state, data.get("config") if state is not data else None
 
 
 def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -238,7 +238,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[st
     ``reinitialised`` (shape differs), ``missing`` (not in the file),
     ``unused`` (in the file, not in the model).
     """
-    source = read_state_dict(path)
+    source, _ = read_checkpoint(path)
     target = model.state_dict()
     report = {"loaded": [], "adapted": [], "reinitialised": [], "missing": [], "unused": sorted(set(source) - set(target))}
     new_state = {}

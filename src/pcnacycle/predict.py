@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import CfgNode, load_config
+from .config import CfgNode, config_from_dict
 from .errors import PcnacycleError
-from .model import FIRST_CONV, build_model, read_state_dict, resolve_device
+from .model import FIRST_CONV, build_model, read_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +50,23 @@ def load_model(weights: str | os.PathLike, cfg: CfgNode | None = None) -> tuple[
     Without ``cfg`` the config saved in the checkpoint is used (our checkpoints
     carry it). The weights must fit the config exactly.
     """
-    state = read_state_dict(weights)
+    state, saved = read_checkpoint(weights)
     if cfg is None:
-        saved = torch.load(weights, map_location="cpu", weights_only=True).get("config")
         if not saved:
             raise PcnacycleError(f"{weights}: carries no config; pass --config")
-        cfg = load_config(None, _flat_overrides(saved))
+        cfg = config_from_dict(saved, source=f"{weights} (saved config)")
     check_weights_fit(state, cfg, weights)
     model = build_model(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    hint = "do MODEL.RESNETS.DEPTH and the FPN and head sizes match the training config?"
+    try:
+        missing, _ = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise PcnacycleError(f"{weights}: does not fit the config's model ({str(exc).splitlines()[1].strip()}); "
+                             + hint) from exc
     if missing:
-        raise PcnacycleError(f"{weights}: {len(missing)} model tensors missing, e.g. {missing[0]}; "
-                             "do MODEL.RESNETS.DEPTH and the head sizes match the training config?")
+        raise PcnacycleError(f"{weights}: {len(missing)} model tensors missing, e.g. {missing[0]}; " + hint)
     model.to(resolve_device(cfg.MODEL.DEVICE)).eval()
     return model, cfg
-
-
-def _flat_overrides(tree: dict, prefix: str = "") -> list[str]:
-    """A nested config dict as KEY VALUE strings for :func:`load_config`."""
-    import yaml
-
-    out = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out += _flat_overrides(value, f"{prefix}{key}.")
-        else:
-            out += [f"{prefix}{key}", yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()]
-    return out
 
 
 # ---------------------------------------------------------------- tiling
