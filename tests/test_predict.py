@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from skimage.measure import label, regionprops
+from skimage.transform import resize
 
 from pcnacycle.config import load_config
 from pcnacycle.predict import _paint, predict_image, tile_cores, tile_starts
@@ -10,9 +11,10 @@ from pcnacycle.predict import _paint, predict_image, tile_cores, tile_starts
 class ComponentModel(torch.nn.Module):
     """A stand-in detector with a known answer: every bright connected blob is a nucleus.
 
-    It returns torchvision's eval output format and, like PhaseRoIHeads, leaves
-    class probabilities in ``roi_heads.class_probs``. Blobs cut by the tile
-    edge are reported too (with their visible part), as a real model does.
+    It returns our models' eval output (boxes in input pixels, 28×28 masks
+    relative to each box) and, like PhaseRoIHeads, leaves class probabilities
+    in ``roi_heads.class_probs``. Blobs cut by the tile edge are reported too
+    (with their visible part), as a real model does.
     """
 
     def __init__(self):
@@ -24,7 +26,9 @@ class ComponentModel(torch.nn.Module):
         image = images[0][0].numpy()
         labels = label(image > 0.5)
         regions = regionprops(labels)
-        masks = np.stack([labels == r.label for r in regions]) if regions else np.zeros((0,) + image.shape, bool)
+        # Box-relative masks as RoIAlign samples them: 28×28 over the box.
+        masks = np.stack([resize(r.image.astype(np.float32), (28, 28), order=1) for r in regions]) if regions \
+            else np.zeros((0, 28, 28), np.float32)
         boxes = [[r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]] for r in regions]
         self.roi_heads.class_probs = [torch.ones(len(regions), 1)]
         return [{"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
@@ -57,14 +61,19 @@ def test_tiles_cover_the_frame_and_cores_partition_it(length, tile, overlap):
 def test_tiled_and_untiled_prediction_give_the_same_objects():
     image = discs_image((300, 340), radius=9, spacing=31, offset=(5, 11))
     whole = predict_image(ComponentModel(), image, load_config(None, ["TEST.TILE_SIZE", "0"]))
+    truth = label(image[0] > 0.5)
     tiled = predict_image(ComponentModel(), image, load_config(None, ["TEST.TILE_SIZE", "96",
                                                                       "TEST.TILE_OVERLAP", "40"]))
-    assert len(whole["scores"]) == label(image[0] > 0.5).max()
+    assert len(whole["scores"]) == truth.max()
+    # Each pasted mask covers its nucleus (up to the 28×28 resampling at the rim).
+    for region in regionprops(truth):
+        found = whole["label_image"][tuple(region.coords.T)]
+        assert (found == np.bincount(found).argmax()).mean() > 0.9
     assert len(tiled["scores"]) == len(whole["scores"])  # no nucleus split or duplicated at the seams
     # The same pixels carry the same objects (up to numbering).
     pairs = set(zip(whole["label_image"].ravel(), tiled["label_image"].ravel()))
     assert len(pairs) == len(whole["scores"]) + 1
-    assert (whole["label_image"] > 0).sum() == (tiled["label_image"] > 0).sum() == (image[0] > 0.5).sum()
+    assert (whole["label_image"] > 0).sum() == (tiled["label_image"] > 0).sum()
 
 
 def test_overlapping_detections_give_each_pixel_to_the_most_confident():
@@ -80,3 +89,20 @@ def test_overlapping_detections_give_each_pixel_to_the_most_confident():
 def test_empty_frame_gives_no_objects():
     result = predict_image(ComponentModel(), np.zeros((1, 64, 64), np.float32), load_config(None))
     assert result["label_image"].max() == 0 and result["probs"].shape == (0, 1)
+
+
+def test_paste_in_box_equals_torchvisions_full_frame_paste():
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from pcnacycle.predict import paste_in_box
+
+    rng = np.random.default_rng(0)
+    masks = torch.from_numpy(rng.random((5, 1, 28, 28), dtype=np.float32))
+    boxes = torch.tensor([[3.2, 4.7, 40.1, 30.9], [0.0, 0.0, 12.5, 9.0], [50.3, 60.0, 63.9, 71.2],
+                          [10.0, 55.5, 33.3, 71.9], [20.0, 20.0, 21.0, 21.0]])
+    full = paste_masks_in_image(masks, boxes, (72, 64))[:, 0].numpy()
+    for i in range(5):
+        crop, y0, x0 = paste_in_box(masks[i, 0], boxes[i])
+        canvas = np.zeros((72 + 2 * 40, 64 + 2 * 40), np.float32)  # margin for crops reaching past the frame
+        canvas[40 + y0: 40 + y0 + crop.shape[0], 40 + x0: 40 + x0 + crop.shape[1]] = crop
+        np.testing.assert_allclose(canvas[40:-40, 40:-40], full[i], atol=1e-6)

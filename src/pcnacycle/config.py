@@ -133,7 +133,7 @@ DEFAULTS: dict[str, Any] = {
         # Frames larger than this (input pixels, before any resizing) are
         # predicted in overlapping tiles; 0 never tiles. The overlap must
         # exceed the largest nucleus diameter.
-        "TILE_SIZE": 1024,
+        "TILE_SIZE": 2048,
         "TILE_OVERLAP": 128,
     },
 }

@@ -23,7 +23,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import boxes as box_ops
 from torchvision.ops import misc as misc_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
@@ -103,6 +103,19 @@ class ResizeTransform(GeneralizedRCNNTransform):
         self.min_size, self.max_size = (size,), max_size
         return super().resize(image, target)
 
+    def postprocess(self, result, image_shapes, original_image_sizes):
+        """Boxes back in input pixels; masks left as (N, 1, 28, 28) box-relative probabilities.
+
+        torchvision pastes every mask into a full-frame float image, which for
+        hundreds of nuclei in a large frame costs gigabytes;
+        :func:`pcnacycle.predict.paste_in_box` pastes each into its box only.
+        """
+        if self.training:
+            return result
+        for prediction, resized, original in zip(result, image_shapes, original_image_sizes):
+            prediction["boxes"] = resize_boxes(prediction["boxes"], resized, original)
+        return result
+
 
 class PhaseRoIHeads(RoIHeads):
     """RoIHeads whose inference keeps one box per object with all class probabilities.
@@ -141,9 +154,10 @@ def build_model(cfg: CfgNode) -> MaskRCNN:
 
     Input: a list of ``(C, H, W)`` float tensors in [0, 1], C =
     ``len(INPUT.CHANNELS)``. Output in eval mode: torchvision's list of dicts
-    with ``boxes`` (N, 4), ``labels`` (N,), ``scores`` (N,), ``masks``
-    (N, 1, H, W) probabilities, one detection per object (see
-    :class:`PhaseRoIHeads`).
+    with ``boxes`` (N, 4) in input pixels, ``labels`` (N,), ``scores`` (N,)
+    and ``masks`` (N, 1, 28, 28) probabilities relative to each box (not
+    pasted into the frame: see :class:`ResizeTransform`), one detection per
+    object (see :class:`PhaseRoIHeads`).
     """
     m = cfg.MODEL
     backbone = build_backbone(cfg)

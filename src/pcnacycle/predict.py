@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
 from .config import CfgNode, config_from_dict
 from .errors import PcnacycleError
@@ -87,23 +89,41 @@ def tile_cores(starts: list[int], tile: int, length: int) -> list[tuple[int, int
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def paste_in_box(mask: torch.Tensor, box: torch.Tensor) -> tuple[np.ndarray, int, int]:
+    """A box-relative mask resized into its box, as torchvision pastes it but without the full frame.
+
+    Parameters
+    ----------
+    mask : (M, M) float tensor of probabilities
+    box : (4,) float tensor (x0, y0, x1, y1)
+
+    Returns
+    -------
+    (h, w) float32 probabilities, and the row and column of its top-left pixel (may be negative).
+    """
+    padded, scale = expand_masks(mask[None, None], padding=1)  # as torchvision: room for edge pixels
+    x0, y0, x1, y1 = (int(v) for v in expand_boxes(box[None], scale).to(torch.int64)[0])
+    height, width = max(y1 - y0 + 1, 1), max(x1 - x0 + 1, 1)
+    crop = F.interpolate(padded, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    return crop.cpu().numpy(), y0, x0
+
+
 @torch.no_grad()
 def _detect(model: torch.nn.Module, image: np.ndarray, mask_threshold: float) -> list[dict]:
     """Detections in one tile as box-cropped masks, in tile coordinates."""
     device = next(model.parameters()).device
+    height, width = image.shape[1:]
     output = model([torch.from_numpy(np.ascontiguousarray(image)).to(device)])[0]
     probs = model.roi_heads.class_probs[0].cpu().numpy()
-    boxes = output["boxes"].cpu().numpy()
-    masks = output["masks"][:, 0] >= mask_threshold
     objects = []
-    for i, box in enumerate(boxes):
-        x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
-        x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
-        crop = masks[i, y0:y1, x0:x1].cpu().numpy()
+    for i, box in enumerate(output["boxes"]):
+        crop, y0, x0 = paste_in_box(output["masks"][i, 0].float(), box.float())
+        top, left = max(y0, 0), max(x0, 0)
+        crop = crop[top - y0: height - y0, left - x0: width - x0] >= mask_threshold
         if not crop.any():
             continue
-        objects.append({"y0": y0, "x0": x0, "mask": crop, "score": float(output["scores"][i]),
-                        "label": int(output["labels"][i]), "probs": probs[i], "box": box})
+        objects.append({"y0": top, "x0": left, "mask": crop, "score": float(output["scores"][i]),
+                        "label": int(output["labels"][i]), "probs": probs[i], "box": box.cpu().numpy()})
     return objects
 
 
