@@ -2,12 +2,13 @@
 # The demo's experiment with another input layout: same simulated movies (seeds, sizes), same stage-3 CPU
 # schedule (400 iterations), scored on the unseen simulated movie (segm AP50 per class, phase accuracy)
 # and — class-agnostic — on the DSB2018 val split (real nuclei), to show how far the simulation transfers.
-# Usage: CHANNELS="[pcna]" benchmarks/simulated_pcna.sh [OUTPUT_DIR]
+# Usage: CHANNELS="[pcna]" benchmarks/simulated_pcna.sh [OUTPUT_DIR] [extra training KEY VALUE overrides...]
+#   e.g. CHANNELS="[pcna, pcna, bf]" benchmarks/simulated_pcna.sh bench-out/simulated_pcna DATASETS.CHANNEL_DIRS "[bf=dic]"
 #   DSB_ROOT (default ../shared/data/dsb2018/stage1_train) and DSB_SPLIT (a split.json of that data,
 #   default bench-out/stage1_cpu/split.json) choose the real-nuclei check; it is skipped without them.
 set -euo pipefail
 channels=${CHANNELS:-"[pcna]"}
-out=${1:-bench-out/simulated_pcna}
+out=${1:-bench-out/simulated_pcna}; shift || true
 bin=.venv/bin/pcnacycle
 iters=400
 # The demo's movies (src/pcnacycle/demo.py: TRAIN_MOVIE, TEST_MOVIE).
@@ -18,7 +19,7 @@ start=$(date +%s)
 $bin train --quiet --config configs/stage3_pcna_cpu.yaml --output "$run" \
   DATASETS.ROOT "$out/sim_train/annotated" DATASETS.VAL_SIZE 3 INPUT.CHANNELS "$channels" \
   SOLVER.MAX_ITER $iters SOLVER.STEPS "[320]" SOLVER.WARMUP_ITERS 100 SOLVER.CHECKPOINT_PERIOD $iters \
-  TEST.EVAL_PERIOD 0 DATALOADER.NUM_WORKERS 0
+  TEST.EVAL_PERIOD 0 DATALOADER.NUM_WORKERS 0 "$@"
 echo "train seconds: $(( $(date +%s) - start ))"
 $bin evaluate --quiet --config "$run/config.yaml" --weights "$run" --split all \
   --output "$run/eval_fresh_movie" DATASETS.ROOT "$out/sim_test/annotated"

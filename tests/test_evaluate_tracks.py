@@ -15,9 +15,8 @@ from pcnacycle.errors import PcnacycleError
 from pcnacycle.evaluate_tracks import evaluate_tracks, match_frame
 from pcnacycle.simulate import PHASES, SimulationParams, simulate_movie, write_movie
 
-# short cycles (about 21 frames) so that a 30-frame movie holds divisions and complete phases
-FAST = dict(frame_interval=10.0, g1_minutes=(60.0, 10.0), s_minutes=(80.0, 10.0),
-            g2_minutes=(40.0, 5.0), m_minutes=(30.0, 5.0))
+from conftest import FAST
+
 FRAMES = 30
 
 

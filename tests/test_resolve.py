@@ -10,8 +10,8 @@ from pcnacycle.errors import PcnacycleError
 from pcnacycle.resolve import phase_durations, resolve_phases
 from pcnacycle.simulate import CLASSES, PHASES, SimulationParams, simulate_movie
 
-FAST = dict(frame_interval=10.0, g1_minutes=(60.0, 10.0), s_minutes=(80.0, 10.0),
-            g2_minutes=(40.0, 5.0), m_minutes=(30.0, 5.0))
+from conftest import FAST
+
 FAST_MINUTES = dict(G1=60.0, S=80.0, G2=40.0, M=30.0)
 FRAMES = [f"{p}_frames" for p in PHASES]
 

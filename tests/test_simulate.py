@@ -22,9 +22,8 @@ from pcnacycle.simulate import (
     write_movie,
 )
 
-# short cycles (about 21 frames) so that a 30-frame movie holds divisions
-FAST = dict(frame_interval=10.0, g1_minutes=(60.0, 10.0), s_minutes=(80.0, 10.0),
-            g2_minutes=(40.0, 5.0), m_minutes=(30.0, 5.0))
+from conftest import FAST
+
 SMALL = SimulationParams(frames=30, size=(128, 128), cells=8, seed=1, **FAST)
 ANNOTATED = 6
 
