@@ -185,7 +185,8 @@ def plot_loss_curve(metrics_path: Path, out_path: Path) -> None:
         ax = axes[0, 1]
         for key in sorted({k for r in eval_rows for k in r if k.endswith("/AP50")}):
             ax.plot([r["iteration"] for r in eval_rows], [r.get(key) for r in eval_rows], "o-", label=key)
-        ax.set(xlabel="iteration", ylabel="AP50 (%)", title="validation", ylim=(0, 100))
+        last = max(r["iteration"] for r in rows)
+        ax.set(xlabel="iteration", ylabel="AP50 (%)", title="validation", ylim=(0, 100), xlim=(0, last * 1.03))
         ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_write(out_path) as handle:
