@@ -96,3 +96,13 @@ def test_stage_configs_carry_the_reports_solver_lines():
     assert (stage3.INPUT.MIN_SIZE_TRAIN, stage3.INPUT.MAX_SIZE_TRAIN, stage3.INPUT.MIN_SIZE_TRAIN_SAMPLING) == \
         ([1000], 1200, "choice")
     assert stage3.INPUT.CROP.ENABLED and stage3.INPUT.CROP.TYPE == "relative" and stage3.INPUT.CROP.SIZE == [0.9, 0.9]
+
+
+def test_paths_given_on_the_command_line_are_saved_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["DATASETS.ROOT", "data/stage1_train", "MODEL.WEIGHTS", "runs/a/model_final.pt"])
+    assert cfg.DATASETS.ROOT == str(tmp_path / "data" / "stage1_train")
+    assert cfg.MODEL.WEIGHTS == str(tmp_path / "runs" / "a" / "model_final.pt")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(dump_config(cfg))
+    assert load_config(tmp_path / "run" / "config.yaml").DATASETS.ROOT == cfg.DATASETS.ROOT

@@ -273,7 +273,11 @@ def merge_overrides(cfg: CfgNode, overrides: Iterable[str]) -> None:
             f"overrides come in KEY VALUE pairs; {items[-1]!r} has no value"
         )
     for key, text in zip(items[::2], items[1::2]):
-        set_value(cfg, key, parse_value(text), source="command line")
+        value = parse_value(text)
+        if key in _PATH_KEYS and isinstance(value, str) and value:
+            # Saved configs must not depend on where the command was typed.
+            value = os.path.abspath(value)
+        set_value(cfg, key, value, source="command line")
 
 
 def parse_value(text: str) -> Any:
