@@ -34,7 +34,9 @@ MARKER = "demo.json"
 #: training and 2 of simulation and evaluation.
 TRAIN_ITERATIONS = 400
 TRAIN_MOVIE = {"frames": 60, "size": (256, 256), "cells": 30, "seed": 1, "annotated_frames": 30}
-TEST_MOVIE = {"frames": 24, "size": (256, 256), "cells": 30, "seed": 2, "annotated_frames": 8}
+# 30 hours: long enough for whole G1, S and G2 phases, so found and true durations can be compared.
+TEST_MOVIE = {"frames": 60, "size": (256, 256), "cells": 30, "seed": 2, "annotated_frames": 8,
+              "frame_interval": 30.0}
 
 
 def prepare_output(output: Path, overwrite: bool) -> None:
