@@ -11,7 +11,8 @@ channels=${CHANNELS:-"[pcna]"}
 out=${1:-bench-out/simulated_pcna}; shift || true
 bin=.venv/bin/pcnacycle
 iters=400
-# The demo's movies (src/pcnacycle/demo.py: TRAIN_MOVIE, TEST_MOVIE).
+# The demo's training movie, and the 24-frame test movie of its first version (the test movie the
+# three-channel row of BENCHMARKS.md was scored on).
 [ -f "$out/sim_train/simulation.json" ] || $bin simulate --quiet --output "$out/sim_train" --frames 60 --size 256 256 --cells 30 --seed 1 --annotated-frames 30
 [ -f "$out/sim_test/simulation.json" ] || $bin simulate --quiet --output "$out/sim_test" --frames 24 --size 256 256 --cells 30 --seed 2 --annotated-frames 8
 run="$out/train_$(echo "$channels" | tr -cd 'a-z,' | tr ',' '_')"
