@@ -30,8 +30,8 @@ from .train import train
 #: Marks a folder as a demo's, so ``--overwrite`` never deletes anything else.
 MARKER = "demo.json"
 
-#: The demo's budget, measured on 2 cores (BENCHMARKS.md): about 8 minutes of
-#: training and 2 of simulation and evaluation.
+#: The demo's budget, measured on 2 idle cores (BENCHMARKS.md): about 9 minutes of
+#: training and 2–3 of simulation, evaluation, tracking and the report.
 TRAIN_ITERATIONS = 400
 TRAIN_MOVIE = {"frames": 60, "size": (256, 256), "cells": 30, "seed": 1, "annotated_frames": 30}
 # 30 hours: long enough for whole G1, S and G2 phases, so found and true durations can be compared.
@@ -64,7 +64,7 @@ def demo(output: str | Path = "demo-output", overwrite: bool = False, iterations
     write_json(output / MARKER, {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "iterations": iterations})
     print(f"pcnacycle demo: simulates PCNA movies, trains a 3-class Mask R-CNN from scratch for {iterations} "
           "iterations on this machine, scores it on an unseen movie and writes an HTML report. "
-          "About 10 minutes on 2 CPU cores (under 15).", flush=True)
+          "About 12 minutes on 2 CPU cores (under 15).", flush=True)
     started = time.perf_counter()
 
     print("1/5 simulating a training movie and a test movie", flush=True)
