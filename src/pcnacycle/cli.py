@@ -48,24 +48,27 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     demo(args.output, overwrite=args.overwrite, progress=not args.quiet)
 
 
-def _cmd_annotate(args: argparse.Namespace) -> None:
-    from .annotate import preannotate
+def _optional_config(args: argparse.Namespace):
+    """``--config`` with its overrides, or None to use the config saved in the checkpoint."""
     from .config import load_config
 
     if args.opts and not args.config:
         raise PcnacycleError("config overrides need --config (without it the checkpoint's own config is used)")
-    cfg = load_config(args.config, args.opts) if args.config else None
+    return load_config(args.config, args.opts) if args.config else None
+
+
+def _cmd_annotate(args: argparse.Namespace) -> None:
+    from .annotate import preannotate
+
+    cfg = _optional_config(args)
     for path in preannotate(args.weights, args.images, args.output, cfg=cfg, fmt=args.format).values():
         print(path)
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from .config import load_config
     from .pipeline import run
 
-    if args.opts and not args.config:
-        raise PcnacycleError("config overrides need --config (without it the checkpoint's own config is used)")
-    cfg = load_config(args.config, args.opts) if args.config else None
+    cfg = _optional_config(args)
     out = run(args.weights, args.pcna, args.output, dic=args.dic, frame_interval=args.frame_interval, cfg=cfg,
               pcna_channel=args.pcna_channel, dic_channel=args.dic_channel, score_threshold=args.score_threshold,
               min_area=args.min_area, exclude_border=args.exclude_border, max_distance=args.max_distance,

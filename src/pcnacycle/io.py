@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -46,6 +47,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def log_to_file(path: str | os.PathLike) -> Iterator[None]:
+    """Copy everything the package logs into ``path`` while the block runs."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("pcnacycle")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

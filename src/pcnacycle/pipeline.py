@@ -33,7 +33,7 @@ from tqdm import tqdm
 from .config import CfgNode
 from .data import compose_channels
 from .errors import PcnacycleError
-from .io import atomic_path, write_json
+from .io import atomic_path, atomic_write, log_to_file, write_json
 from .movie import MovieReader
 from .predict import load_model, load_weights_path, predict_image
 from .resolve import phase_durations, resolve_phases
@@ -132,32 +132,28 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
                              "(or --dic-channel for a hyperstack)")
     inputs = [pcna_movie.path] + ([dic_movie.path] if dic_movie else [])
     stage = _prepare_output(output, inputs, overwrite)
-    handler = logging.FileHandler(stage / "log.txt")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("pcnacycle").addHandler(handler)
     try:
-        if frame_interval is None:
-            frame_interval = pcna_movie.frame_interval
+        with log_to_file(stage / "log.txt"):
             if frame_interval is None:
-                frame_interval = DEFAULT_FRAME_INTERVAL
-                log.warning("no frame interval given or found in %s: assuming %g minutes (use --frame-interval)",
-                            pcna_movie.path, frame_interval)
-        if frame_interval <= 0:
-            raise PcnacycleError(f"frame interval {frame_interval} minutes: must be positive")
-        summary = _run_stages(model, cfg, pcna_movie, dic_movie, stage, frame_interval, score_threshold, min_area,
-                              exclude_border, max_distance, max_gap, progress)
-        summary.update({"weights": str(weights), "pcna": str(pcna_movie.path),
-                        "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
-                        "score_threshold": score_threshold, "min_area": min_area, "exclude_border": exclude_border,
-                        "max_distance": max_distance, "max_gap": max_gap,
-                        "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-        write_json(stage / RUN_MARKER, summary)
+                frame_interval = pcna_movie.frame_interval
+                if frame_interval is None:
+                    frame_interval = DEFAULT_FRAME_INTERVAL
+                    log.warning("no frame interval given or found in %s: assuming %g minutes (use --frame-interval)",
+                                pcna_movie.path, frame_interval)
+            if frame_interval <= 0:
+                raise PcnacycleError(f"frame interval {frame_interval} minutes: must be positive")
+            summary = _run_stages(model, cfg, pcna_movie, dic_movie, stage, frame_interval, score_threshold,
+                                  min_area, exclude_border, max_distance, max_gap, progress)
+            summary.update({"weights": str(weights), "pcna": str(pcna_movie.path),
+                            "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
+                            "score_threshold": score_threshold, "min_area": min_area,
+                            "exclude_border": exclude_border, "max_distance": max_distance, "max_gap": max_gap,
+                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+            write_json(stage / RUN_MARKER, summary)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     finally:
-        logging.getLogger("pcnacycle").removeHandler(handler)
-        handler.close()
         pcna_movie.close()
         if dic_movie:
             dic_movie.close()
@@ -250,8 +246,6 @@ def _objects_table(tracked: pd.DataFrame, class_names: list[str]) -> pd.DataFram
 
 
 def _write_csv(path: Path, table: pd.DataFrame) -> None:
-    from .io import atomic_write
-
     with atomic_write(path, "w") as handle:
         table.to_csv(handle, index=False, float_format="%.6g")
 
@@ -263,7 +257,6 @@ def plot_timeline(resolved: pd.DataFrame, path: Path, frame_interval: float) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write
     from .report import PHASE_COLOURS
 
     tracks = resolved.groupby("track")

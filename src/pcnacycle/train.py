@@ -35,7 +35,7 @@ from . import data as data_mod
 from .config import CfgNode, dump_config
 from .evaluate import make_training_evaluator
 from .errors import PcnacycleError
-from .io import atomic_write, write_text
+from .io import atomic_write, log_to_file, write_text
 from .model import build_model, is_norm_parameter, load_weights, resolve_device
 
 log = logging.getLogger(__name__)
@@ -139,13 +139,6 @@ def load_checkpoint(path: Path) -> dict:
 # ---------------------------------------------------------------- logging helpers
 
 
-def _attach_log_file(output_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(output_dir / "log.txt")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("pcnacycle").addHandler(handler)
-    return handler
-
-
 def read_metrics(path: Path) -> list[dict]:
     """The rows of ``metrics.jsonl``; a torn last line (the run was killed mid-write) is skipped."""
     rows = []
@@ -220,12 +213,8 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
         raise PcnacycleError(f"{output_dir}: --resume given but there is no {CHECKPOINT_POINTER} to resume from")
     if checkpoint_path is not None and not resume:
         raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another --output")
-    handler = _attach_log_file(output_dir)
-    try:
+    with log_to_file(output_dir / "log.txt"):
         return _train(cfg, output_dir, checkpoint_path if resume else None, progress)
-    finally:
-        logging.getLogger("pcnacycle").removeHandler(handler)
-        handler.close()
 
 
 def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) -> Path:
