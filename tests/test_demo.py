@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,9 @@ def test_demo_runs_end_to_end_and_writes_a_self_contained_report(tmp_path, capsy
     assert printed.strip().endswith("report.html")
     for path in ("sim_train/truth/ctc/01_GT/TRA/man_track.txt", "train/model_final.pt", "eval/eval.json"):
         assert (tmp_path / "demo" / path).is_file()
+    listed = json.loads((tmp_path / "demo" / MARKER).read_text())["outputs"]
+    assert {"report.html", "train/model_final.pt", "run/run.json", MARKER} <= set(listed)
+    assert "Divisions: " in page and "Validation: segm AP50" in page
 
 
 def test_demo_never_overwrites_a_folder_it_did_not_write(tmp_path):
@@ -31,11 +36,14 @@ def test_demo_never_overwrites_a_folder_it_did_not_write(tmp_path):
     assert (mine / "notes.txt").read_text() == "precious"
 
     earlier = tmp_path / "earlier"
-    earlier.mkdir()
-    (earlier / MARKER).write_text("{}")
+    (earlier / "train").mkdir(parents=True)
+    (earlier / MARKER).write_text('{"outputs": ["report.html", "train/model_final.pt", "demo.json"]}')
     (earlier / "report.html").write_text("old")
-    prepare_output(earlier, overwrite=True)
-    assert list(earlier.iterdir()) == []
+    (earlier / "train" / "model_final.pt").write_text("weights")
+    (earlier / "train" / "my_notes.txt").write_text("mine")
+    (earlier / "thesis.docx").write_text("mine too")
+    assert prepare_output(earlier, overwrite=True) == {"train/my_notes.txt", "thesis.docx"}
+    assert sorted(p.name for p in earlier.rglob("*")) == ["my_notes.txt", "thesis.docx", "train"]
 
 
 def test_phase_overlay_colours_each_nucleus_by_its_class():

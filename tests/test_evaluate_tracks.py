@@ -67,6 +67,10 @@ def test_ground_truth_fed_back_scores_perfectly(simulated, perfect):
         assert durations[phase]["mae_minutes"] == 0 and durations[phase]["bias_minutes"] == 0
     written = json.loads((Path(perfect["pred"]).parent / "track_eval.json").read_text())
     assert written == perfect
+    divisions = perfect["phases"]["divisions"]
+    true = (pd.read_csv(simulated / "truth" / "tracks.csv")["parent"].value_counts() == 2).sum()
+    assert true >= 2 and divisions["true"] == divisions["found"] == divisions["predicted"] == true
+    assert divisions["recall"] == divisions["precision"] == 1.0 and divisions["missed"] == divisions["spurious"] == 0
 
 
 def test_ctc_masks_stand_in_for_the_label_stack_and_a_bare_ctc_gt_skips_phases(simulated, perfect, tmp_path):
@@ -138,6 +142,26 @@ def test_a_track_split_in_halves_costs_tra_and_its_duration_match(simulated, per
     for phase in PHASES:
         assert durations[phase]["n"] <= perfect["phases"]["durations"][phase]["n"]
         assert durations[phase]["n"] == 0 or durations[phase]["mae_minutes"] == 0
+
+
+def test_division_scores_count_found_missed_and_spurious_divisions():
+    from pcnacycle.evaluate_tracks import division_scores
+
+    # truth: 1 → (2, 3) at frame 5, 4 → (5, 6) at frame 5; track 7 never divides
+    truth = pd.DataFrame(dict(track=[1, 2, 3, 4, 5, 6, 7], first_frame=[0, 5, 5, 0, 5, 5, 0],
+                              last_frame=[4, 9, 9, 4, 9, 9, 9], parent=[0, 1, 1, 0, 4, 4, 0]))
+    # prediction: 1's division found one frame late (daughter 12 first matched at frame 6), 4's missed (the
+    # track went on into a daughter), and a spurious division of 7 into 17 and 18
+    pred = pd.DataFrame(dict(track=[11, 12, 14, 7, 17, 18], first_frame=[0, 6, 0, 0, 5, 5],
+                             last_frame=[5, 9, 9, 4, 9, 9], parent=[0, 11, 0, 0, 7, 7]))
+    rows = [(f, 1, 11) for f in range(5)] + [(5, 2, 11)] + [(f, 2, 12) for f in range(6, 10)]
+    rows += [(f, 4, 14) for f in range(5)] + [(f, 5, 14) for f in range(5, 10)]
+    rows += [(f, 7, 7) for f in range(5)] + [(f, 7, 17) for f in range(5, 10)]
+    matches = pd.DataFrame(rows, columns=["frame", "truth", "pred"])
+    scores = division_scores(matches, truth, pred)
+    assert scores == {"true": 2, "predicted": 2, "found": 1, "missed": 1, "spurious": 1, "recall": 0.5,
+                      "precision": 0.5}
+    assert division_scores(matches, truth, pred, tolerance=0)["found"] == 0
 
 
 def test_match_frame_pairs_nuclei_by_iou():

@@ -94,6 +94,47 @@ def test_run_reproduces_tracks_and_phase_durations_of_the_truth(oracle, movie_fi
         assert (both[f"{phase}_frames_true"] == both[f"{phase}_frames"]).mean() > 0.9, phase
     summary = json.loads((out / "run.json").read_text())
     assert summary["frames"] == 24 and summary["tracks"] == movie.tracks["track"].nunique()
+    assert summary["settings"]["max_distance"] == 30 and summary["settings"]["min_area"] == 1
+    assert set(summary["phase_minutes_used"]) == {"G1", "S", "G2", "M"} and summary["nucleus_diameter_px"] > 10
+
+
+def test_run_settings_come_from_the_command_line_and_a_file_and_are_saved(oracle, movie_files, monkeypatch):
+    from pcnacycle.cli import main
+
+    (movie_files / "settings.yaml").write_text("max_gap: 3\nphase_minutes: {G1: 300}\n")
+    code = main(["run", "--weights", str(movie_files / "weights.pt"), "--pcna", str(movie_files / "pcna.tif"),
+                 "--dic", str(movie_files / "dic.tif"), "--output", str(movie_files / "out"), "--quiet",
+                 "--frame-interval", "30", "--settings", str(movie_files / "settings.yaml"),
+                 "--phase-minutes", "S=200,M=45", "--fixed-durations", "--division-distance", "25"])
+    assert code == 0
+    summary = json.loads((movie_files / "out" / "run.json").read_text())
+    settings = summary["settings"]
+    assert settings["max_gap"] == 3 and settings["division_distance"] == 25 and not settings["estimate_durations"]
+    assert settings["phase_minutes"] == {"G1": 300, "S": 200, "G2": 240, "M": 45}
+    assert summary["phase_minutes_used"] == settings["phase_minutes"]
+    # the saved run.json repeats the run's settings
+    oracle.clear()
+    again = main(["run", "--weights", str(movie_files / "weights.pt"), "--pcna", str(movie_files / "pcna.tif"),
+                  "--dic", str(movie_files / "dic.tif"), "--output", str(movie_files / "again"), "--quiet",
+                  "--frame-interval", "30", "--settings", str(movie_files / "out" / "run.json")])
+    assert again == 0
+    assert json.loads((movie_files / "again" / "run.json").read_text())["settings"] == settings
+
+
+@pytest.mark.parametrize("text, message", [
+    ("max_gap: -1\n", "max_gap=-1"), ("phase_minutes: {G3: 5}\n", "unknown phase"),
+    ("speed: 3\n", "unknown run setting"), ("- 1\n- 2\n", "mapping"), ("a: [\n", "not a YAML"),
+])
+def test_bad_run_settings_files_are_refused_before_any_work(oracle, movie_files, capsys, text, message):
+    from pcnacycle.cli import main
+
+    (movie_files / "bad.yaml").write_text(text)
+    code = main(["run", "--weights", str(movie_files / "weights.pt"), "--pcna", str(movie_files / "pcna.tif"),
+                 "--dic", str(movie_files / "dic.tif"), "--output", str(movie_files / "out"), "--quiet",
+                 "--settings", str(movie_files / "bad.yaml")])
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and "bad.yaml" in error and not oracle
+    assert not (movie_files / "out").exists()
 
 
 def test_single_frame_and_empty_frames_work(oracle, tmp_path, movie, monkeypatch):
@@ -133,7 +174,7 @@ def test_bad_inputs_are_refused_clearly(oracle, movie_files, movie, tmp_path):
     (precious / "notes.txt").write_text("mine")
     with pytest.raises(PcnacycleError, match="--overwrite"):
         pipeline.run(weights, pcna, precious, dic=movie_files / "dic.tif", progress=False)
-    with pytest.raises(PcnacycleError, match="not a pcnacycle run folder"):
+    with pytest.raises(PcnacycleError, match="no readable run.json written by pcnacycle"):
         pipeline.run(weights, pcna, precious, dic=movie_files / "dic.tif", overwrite=True, progress=False)
     assert (precious / "notes.txt").read_text() == "mine"
 
@@ -160,6 +201,35 @@ def test_previous_run_is_replaced_only_with_overwrite(oracle, movie_files):
     oracle.clear()
     pipeline.run(*args, dic=movie_files / "dic.tif", overwrite=True, progress=False)
     assert (movie_files / "out" / "run.json").is_file()
+
+
+def test_overwrite_replaces_only_what_the_earlier_run_wrote(oracle, movie_files):
+    args = (movie_files / "weights.pt", movie_files / "pcna.tif", movie_files / "out")
+    out = pipeline.run(*args, dic=movie_files / "dic.tif", progress=False)
+    written = json.loads((out / "run.json").read_text())["outputs"]
+    assert {"masks.tif", "objects.csv", "run.json", "ctc/res_track.txt"} <= set(written)
+    (out / "my_notes.txt").write_text("keep me")
+    (out / "my_analysis").mkdir()
+    (out / "my_analysis" / "plot.svg").write_text("<svg/>")
+    (out / "ctc" / "mine.txt").write_text("mine too")
+    (out / "ctc" / "mask999.tif").write_bytes(b"stale, ours")  # listed? no: a user file with our pattern
+    oracle.clear()
+    pipeline.run(*args, dic=movie_files / "dic.tif", overwrite=True, progress=False)
+    assert (out / "my_notes.txt").read_text() == "keep me" and (out / "my_analysis" / "plot.svg").is_file()
+    assert (out / "ctc" / "mine.txt").is_file() and (out / "ctc" / "mask999.tif").is_file()
+    assert set(json.loads((out / "run.json").read_text())["outputs"]) == set(written)
+
+
+@pytest.mark.parametrize("marker", ["", "[1, 2]", "not json"])
+def test_a_run_json_not_written_by_pcnacycle_does_not_make_a_folder_ours(oracle, movie_files, marker):
+    folder = movie_files / "thesis"
+    folder.mkdir()
+    (folder / "run.json").write_text(marker)
+    (folder / "thesis.docx").write_text("years of work")
+    with pytest.raises(PcnacycleError, match="refusing to overwrite"):
+        pipeline.run(movie_files / "weights.pt", movie_files / "pcna.tif", folder, dic=movie_files / "dic.tif",
+                     overwrite=True, progress=False)
+    assert (folder / "thesis.docx").read_text() == "years of work" and not oracle
 
 
 def test_movie_reader_handles_hyperstacks_and_metadata(tmp_path):

@@ -434,3 +434,19 @@ def test_preannotate_refuses_images_from_several_folders(tmp_path):
     with pytest.raises(PcnacycleError, match="2 folders"):
         annotate.preannotate(tmp_path / "model.pt", [tmp_path / "a" / "x.tif", tmp_path / "b" / "y.tif"],
                              tmp_path / "out")
+
+
+def test_preannotate_checks_every_input_and_keeps_corrected_annotations(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(annotate, "load_model", lambda weights, config: calls.append(weights) or ("m", config))
+    (tmp_path / "imgs").mkdir()
+    tifffile.imwrite(tmp_path / "imgs" / "a.tif", np.zeros((8, 8), np.uint16))
+    with pytest.raises(PcnacycleError, match="b.tif: no such image file"):
+        annotate.preannotate(tmp_path / "model.pt", [tmp_path / "imgs" / "a.tif", tmp_path / "imgs" / "b.tif"],
+                             tmp_path / "out")
+    corrected = tmp_path / "out" / "via_region_data.json"
+    corrected.parent.mkdir()
+    corrected.write_text('{"hand": "corrected"}')
+    with pytest.raises(PcnacycleError, match="already exists.*--overwrite"):
+        annotate.preannotate(tmp_path / "model.pt", [tmp_path / "imgs" / "a.tif"], tmp_path / "out")
+    assert corrected.read_text() == '{"hand": "corrected"}' and not calls  # refused before loading the model

@@ -114,3 +114,72 @@ def test_bad_input_raises_a_clear_error():
         phase_durations(resolve_phases(objects, 10.0), 0)
     with pytest.raises(PcnacycleError, match="phase"):
         phase_durations(objects, 10.0)
+
+
+def test_a_division_missed_inside_a_track_restarts_the_cycle_and_links_both_daughters():
+    # one cell seen G1, S, G2, then the tracker followed one daughter on: G1 again and S
+    calls = ["G1/G2"] * 4 + ["S"] * 6 + ["G1/G2"] * 3 + ["G1/G2"] * 8 + ["S"] * 4
+    cell = one_track(calls, confidence=0.95).assign(area=[100.0 + 6 * t for t in range(13)] + [70.0] * 12,
+                                                    centroid_y=50.0, centroid_x=50.0)
+    sister = one_track(["G1/G2"] * 12, track=2, first_frame=13, confidence=0.95).assign(
+        area=70.0, centroid_y=62.0, centroid_x=50.0)
+    resolved = resolve_phases(pd.concat([cell, sister], ignore_index=True), 30.0, division_distance=30.0)
+    assert resolved["phase"].tolist()[:25] == ["G1"] * 4 + ["S"] * 6 + ["G2"] * 3 + ["G1"] * 8 + ["S"] * 4
+    mother = resolved.loc[resolved["frame"] < 13, "track"].unique().tolist()
+    daughters = resolved.loc[resolved["frame"] >= 13].groupby("track")["parent"].first()
+    assert mother == [1] and len(daughters) == 2 and (daughters == 1).all()
+    assert resolved.attrs["divisions_inferred"] == 1
+    # up to the second S, without a drop in area or a sister: nothing says the cell divided, so it stays one
+    # cell, in G2 after S
+    steady = resolve_phases(cell.iloc[:21].assign(area=100.0), 30.0)
+    assert steady["track"].nunique() == 1 and steady["phase"].tolist()[10:] == ["G2"] * 11
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.5])
+@pytest.mark.parametrize("estimate", [True, False])
+def test_priors_half_or_one_and_a_half_times_off_still_resolve_a_known_sequence(factor, estimate):
+    daughters = pd.concat([one_track(["G1/G2"] * 3, track=t, parent=1, first_frame=14) for t in (2, 3)])
+    objects = pd.concat([one_track(NOISY), daughters], ignore_index=True)
+    wrong = {p: m * factor for p, m in FAST_MINUTES.items()}
+    resolved = resolve_phases(objects, 10.0, phase_minutes=wrong, estimate_durations=estimate)
+    mother = resolved[resolved["track"] == 1]
+    assert mother["phase"].tolist() == ["G1"] * 5 + ["S"] * 4 + ["G2"] * 3 + ["M"] * 2
+
+
+def test_a_confident_call_is_not_overridden_by_the_track_history():
+    # S, a wrong link into a G1 cell (no division evidence), then a long confident G1/G2 run and S again:
+    # the forward-only order would force the last S frames into G2 or the first ones into G1
+    calls = ["S"] * 8 + ["G1/G2"] * 12 + ["S"] * 8
+    resolved = resolve_phases(one_track(calls, confidence=0.99), 30.0)
+    assert resolved["phase"].tolist()[:8] == ["S"] * 8 and resolved["phase"].tolist()[-8:] == ["S"] * 8
+
+
+def test_a_mother_without_m_evidence_gets_no_invented_m_frames():
+    calls = ["G1/G2"] * 3 + ["S"] * 4 + ["G1/G2"] * 3
+    mother = one_track(calls, confidence=0.95).assign(p_M=0.0)
+    daughters = pd.concat([one_track(["G1/G2"] * 3, track=t, parent=1, first_frame=10) for t in (2, 3)])
+    resolved = resolve_phases(pd.concat([mother, daughters], ignore_index=True), 10.0, phase_minutes=FAST_MINUTES)
+    assert resolved.loc[resolved["track"] == 1, "phase"].tolist() == ["G1"] * 3 + ["S"] * 4 + ["G2"] * 3
+    assert phase_durations(resolved, 10.0).set_index("track").at[1, "M_frames"] == 0
+
+
+def test_durations_are_estimated_from_the_movie():
+    movie = simulate_movie(SimulationParams(frames=60, size=(160, 160), cells=10, seed=4, **FAST))
+    objects = with_class_probs(movie.objects.drop(columns="phase"), movie.objects["class"], confidence=0.9)
+    far_off = {"G1": 150.0, "S": 30.0, "G2": 100.0, "M": 30.0}  # 2.5 times too long, 2.7 times too short
+    resolved = resolve_phases(objects, 10.0, phase_minutes=far_off)
+    used = resolved.attrs["phase_minutes"]
+    assert abs(used["S"] - 80) <= 20 and abs(used["G1"] - 60) <= 30 and abs(used["G2"] - 40) <= 20
+    assert (resolved["phase"] == movie.objects["phase"]).mean() >= 0.95
+
+
+def test_bad_settings_are_refused_by_name():
+    objects = one_track(["G1/G2", "S"])
+    with pytest.raises(PcnacycleError, match="phase_minutes.G1"):
+        resolve_phases(objects, 10.0, phase_minutes={"G1": -3})
+    with pytest.raises(PcnacycleError, match="unknown phase"):
+        resolve_phases(objects, 10.0, phase_minutes={"G3": 30})
+    with pytest.raises(PcnacycleError, match="mitosis_skip"):
+        resolve_phases(objects, 10.0, mitosis_skip=1.0)
+    with pytest.raises(PcnacycleError, match="unknown run setting"):
+        resolve_phases(objects, 10.0, phase_minute={"G1": 30})

@@ -367,3 +367,34 @@ def test_overwrite_replaces_an_earlier_movie_without_stale_frames(tmp_path):
     assert tifffile.imread(out / "pcna.tif").shape[0] == 4
     assert json.loads((out / "simulation.json").read_text())["seed"] == 1
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_never_deletes_files_the_simulation_did_not_write(tmp_path):
+    out = tmp_path / "again"
+    simulate(out, frames=4, size=(64, 64), cells=2, annotated_frames=2, progress=False)
+    (out / "truth" / "my_counts.csv").write_text("mine")
+    (out / "annotated" / "corrected").mkdir()
+    (out / "annotated" / "corrected" / "frame_000.json").write_text("{}")
+    simulate(out, frames=3, size=(64, 64), cells=2, seed=1, annotated_frames=1, overwrite=True, progress=False)
+    assert (out / "truth" / "my_counts.csv").read_text() == "mine"
+    assert (out / "annotated" / "corrected" / "frame_000.json").is_file()
+    listed = json.loads((out / "simulation.json").read_text())["outputs"]
+    assert "truth/labels.tif" in listed and "truth/my_counts.csv" not in listed
+    # a folder without a simulation.json of ours is not a simulation to replace
+    other = tmp_path / "other"
+    (other / "truth").mkdir(parents=True)
+    (other / "truth" / "data.csv").write_text("precious")
+    with pytest.raises(PcnacycleError, match="refusing to overwrite"):
+        simulate(other, frames=3, size=(64, 64), cells=1, annotated_frames=1, overwrite=True, progress=False)
+    assert (other / "truth" / "data.csv").read_text() == "precious"
+
+
+def test_the_movies_carry_their_frame_interval_for_run(tmp_path):
+    from pcnacycle.movie import MovieReader
+
+    out = simulate(tmp_path / "s", frames=3, size=(64, 64), cells=1, frame_interval=30.0, annotated_frames=1,
+                   progress=False)
+    for name in ("pcna.tif", "dic.tif"):
+        reader = MovieReader(out / name)
+        assert reader.frames == 3 and reader.frame_interval == pytest.approx(30.0)
+        reader.close()

@@ -102,6 +102,15 @@ def test_output_folder_of_a_previous_run_is_refused_without_resume(trained_run, 
         train(cfg, tmp_path / "fresh", resume=True, progress=False)
 
 
+def test_an_output_folder_in_the_dataset_is_refused_before_anything_is_written(dsb_root):
+    cfg = load_config(None, tiny_overrides(dsb_root))
+    before = sorted(p.name for p in dsb_root.iterdir())
+    for output in (dsb_root, dsb_root / "runs" / "one"):
+        with pytest.raises(PcnacycleError, match="DATASETS.ROOT"):
+            train(cfg, output, progress=False)
+    assert sorted(p.name for p in dsb_root.iterdir()) == before
+
+
 def test_weights_transfer_to_more_channels_and_classes(trained_run, tmp_path, caplog):
     cfg = load_config(None, tiny_overrides("unused", **{"INPUT.CHANNELS": "[pcna, dic, otsu]",
                                                         "MODEL.ROI_HEADS.NUM_CLASSES": 3,

@@ -115,7 +115,8 @@ def _dataset_root(folder: Path, cfg: CfgNode) -> Path:
 
 
 def preannotate(weights: str | os.PathLike, images: Sequence[str | os.PathLike], output: str | os.PathLike,
-                cfg: CfgNode | None = None, fmt: Sequence[str] = ("via2", "coco")) -> dict[str, Path]:
+                cfg: CfgNode | None = None, fmt: Sequence[str] = ("via2", "coco"),
+                overwrite: bool = False) -> dict[str, Path]:
     """Predict nuclei and phases in ``images`` and write them as annotations.
 
     Parameters
@@ -127,6 +128,8 @@ def preannotate(weights: str | os.PathLike, images: Sequence[str | os.PathLike],
     output : folder for the annotation files (:data:`OUTPUT_NAMES`)
     cfg : the model's config; None: the one saved in the checkpoint
     fmt : any of ``"via2"`` and ``"coco"``
+    overwrite : replace annotation files already in ``output`` (they may hold
+        hours of hand corrections, so they are refused by default)
 
     Returns
     -------
@@ -149,6 +152,16 @@ def preannotate(weights: str | os.PathLike, images: Sequence[str | os.PathLike],
     if len(folders) > 1:
         raise PcnacycleError(f"images come from {len(folders)} folders ({folders[0]}, {folders[1]}, ...); "
                              "annotation files name images by file name, so pre-annotate one folder at a time")
+    for path in paths:
+        if not path.is_file():
+            raise PcnacycleError(f"{path}: no such image file")
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise PcnacycleError(f"{output}: exists and is not a folder; choose another --output")
+    existing = [output / OUTPUT_NAMES[f] for f in fmt if (output / OUTPUT_NAMES[f]).exists()]
+    if existing and not overwrite:
+        raise PcnacycleError(f"{existing[0]} already exists (perhaps with your corrections); choose another --output "
+                             "or pass --overwrite to replace it")
     model, cfg = load_model(load_weights_path(weights), cfg)
     root = _dataset_root(paths[0].parent, cfg)
     sources = channel_sources(root, cfg)
@@ -164,7 +177,6 @@ def preannotate(weights: str | os.PathLike, images: Sequence[str | os.PathLike],
         coco_images.append({"id": image_id, "file_name": path.name, "height": int(height), "width": int(width)})
         coco_objects += coco_annotations(objects, image_id, first_id=len(coco_objects) + 1)
         log.info("%s: %d nuclei", path, len(objects))
-    output = Path(output)
     written = {}
     if "via2" in fmt:
         written["via2"] = output / OUTPUT_NAMES["via2"]

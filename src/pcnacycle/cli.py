@@ -34,11 +34,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
+    from .settings import parse_phase_minutes
     from .simulate import simulate
 
+    extra = {}
+    for phase, minutes in (parse_phase_minutes(args.phase_minutes) if args.phase_minutes else {}).items():
+        if phase not in ("G1", "S", "G2", "M"):
+            raise PcnacycleError(f"--phase-minutes: unknown phase {phase!r}; use G1, S, G2, M")
+        extra[f"{phase.lower()}_minutes"] = (minutes, minutes / 10)  # sd: a tenth of the mean
+    if args.nucleus_radius is not None:
+        extra["nucleus_radius"] = args.nucleus_radius
     out = simulate(args.output, frames=args.frames, size=tuple(args.size), cells=args.cells, seed=args.seed,
                    frame_interval=args.frame_interval, annotated_frames=args.annotated_frames, jitter=args.jitter,
-                   arrested_fraction=args.arrested_fraction, overwrite=args.overwrite, progress=not args.quiet)
+                   arrested_fraction=args.arrested_fraction, overwrite=args.overwrite, progress=not args.quiet,
+                   **extra)
     print(out)
 
 
@@ -61,18 +70,26 @@ def _cmd_annotate(args: argparse.Namespace) -> None:
     from .annotate import preannotate
 
     cfg = _optional_config(args)
-    for path in preannotate(args.weights, args.images, args.output, cfg=cfg, fmt=args.format).values():
+    for path in preannotate(args.weights, args.images, args.output, cfg=cfg, fmt=args.format,
+                            overwrite=args.overwrite).values():
         print(path)
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from .pipeline import run
+    from .settings import load_settings, parse_phase_minutes
 
     cfg = _optional_config(args)
+    settings = load_settings(
+        args.settings, score_threshold=args.score_threshold, min_area=args.min_area,
+        exclude_border=True if args.exclude_border else None, max_distance=args.max_distance, max_gap=args.max_gap,
+        division_distance=args.division_distance, symmetry_tolerance=args.symmetry_tolerance,
+        min_mitosis_probability=args.min_mitosis_probability,
+        phase_minutes=parse_phase_minutes(args.phase_minutes) if args.phase_minutes else None,
+        estimate_durations=False if args.fixed_durations else None)
     out = run(args.weights, args.pcna, args.output, dic=args.dic, frame_interval=args.frame_interval, cfg=cfg,
-              pcna_channel=args.pcna_channel, dic_channel=args.dic_channel, score_threshold=args.score_threshold,
-              min_area=args.min_area, exclude_border=args.exclude_border, max_distance=args.max_distance,
-              max_gap=args.max_gap, overwrite=args.overwrite, progress=not args.quiet)
+              pcna_channel=args.pcna_channel, dic_channel=args.dic_channel, settings=settings,
+              overwrite=args.overwrite, progress=not args.quiet)
     print(out)
 
 
@@ -129,12 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--frame-interval", type=float, help="minutes between frames (default: file metadata, else 10)")
     p.add_argument("--config", help="config to use instead of the one saved in the checkpoint")
-    p.add_argument("--score-threshold", type=float, default=0.5, help="least detection score (default 0.5)")
-    p.add_argument("--min-area", type=int, default=20, help="least nucleus area in pixels (default 20)")
+    p.add_argument("--settings", help="YAML/JSON of run settings (pcnacycle.settings.RunSettings), or an earlier "
+                                      "run's run.json; the options below override it")
+    p.add_argument("--score-threshold", type=float, help="least detection score (default 0.5)")
+    p.add_argument("--min-area", type=int, help="least nucleus area in pixels (default 20)")
     p.add_argument("--exclude-border", action="store_true", help="drop nuclei touching the frame edge")
-    p.add_argument("--max-distance", type=float, default=30.0,
-                   help="tracking reach in pixels per frame, also for mother-to-daughter jumps (default 30)")
-    p.add_argument("--max-gap", type=int, default=2, help="frames a nucleus may be missed (default 2)")
+    p.add_argument("--max-distance", type=float,
+                   help="tracking reach in pixels per frame (default: 1 nucleus diameter, measured on the movie)")
+    p.add_argument("--max-gap", type=int, help="frames a nucleus may be missed (default 2)")
+    p.add_argument("--division-distance", type=float,
+                   help="largest mother-to-daughter distance in pixels (default: 1.5 nucleus diameters; 0: none)")
+    p.add_argument("--symmetry-tolerance", type=float,
+                   help="accept a division without M evidence when the mother lies within this fraction of the "
+                        "daughters' separation from their midpoint (default 0.6)")
+    p.add_argument("--min-mitosis-probability", type=float,
+                   help="accept a division whose cells reach this M probability around it (default 0.5)")
+    p.add_argument("--phase-minutes", metavar="G1=M,S=M,G2=M,M=M",
+                   help="expected phase durations in minutes, the resolver's prior (default G1=660,S=480,G2=240,M=60)")
+    p.add_argument("--fixed-durations", action="store_true",
+                   help="keep --phase-minutes as given instead of re-estimating them from the movie")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
@@ -162,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotated-frames", type=int, default=25, help="frames written to annotated/ (default 25)")
     p.add_argument("--jitter", type=float, default=0.0, help="stage jitter between frames, pixels (default 0)")
     p.add_argument("--arrested-fraction", type=float, default=0.0, help="fraction of arrested cells (default 0)")
+    p.add_argument("--phase-minutes", metavar="G1=M,S=M,G2=M,M=M",
+                   help="mean phase durations in minutes, sd a tenth of each (default G1=540,S=420,G2=210,M=52)")
+    p.add_argument("--nucleus-radius", type=float, help="equivalent radius of a G1 nucleus in pixels (default 11)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier simulation in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
@@ -179,11 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file or shipped name; default: the config saved in the checkpoint")
     p.add_argument("--format", nargs="+", default=["via2", "coco"], choices=["via2", "coco"],
                    help="annotation formats to write (default: both)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace annotation files already in --output (refused by default: they may hold your "
+                        "corrections)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
     p.set_defaults(func=_cmd_annotate)
 
     p = commands.add_parser("demo", help="simulate, train, evaluate and report, with nothing but this package",
-                            description="The main job on an embedded default: about 12 minutes on 2 CPU cores. "
+                            description="The main job on an embedded default: 12 to 14 minutes on 2 CPU cores. "
                                         "Writes OUTPUT/report.html and prints its path.")
     p.add_argument("--output", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --output")

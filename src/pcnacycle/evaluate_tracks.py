@@ -373,9 +373,9 @@ def duration_errors(pairs: pd.DataFrame, truth_durations: pd.DataFrame, truth_co
 def _phase_scores(prediction: _Prediction, truth: _GroundTruth, frames: int) -> dict:
     """Per-frame phase accuracy and duration errors; see the module notes for the matching."""
     duration_columns = ["track", "cut_start", "cut_end", *(f"{p}_{u}" for u in ("frames", "minutes") for p in PHASES)]
-    truth_objects = _read_csv(truth.truth / "objects.csv", ["frame", "track", "phase"])
+    truth_objects = _read_csv(truth.truth / "objects.csv", ["frame", "track", "parent", "phase"])
     truth_durations = _read_csv(truth.truth / "phases.csv", duration_columns)
-    pred_objects = _read_csv(prediction.run / "objects.csv", ["frame", "track", "phase"])
+    pred_objects = _read_csv(prediction.run / "objects.csv", ["frame", "track", "parent", "phase"])
     pred_durations = _read_csv(prediction.run / "phases.csv", duration_columns)
 
     truth_stack = truth.truth / "labels.tif"
@@ -408,7 +408,66 @@ def _phase_scores(prediction: _Prediction, truth: _GroundTruth, frames: int) -> 
                          pred_objects.groupby("track")["frame"].nunique())
     durations = duration_errors(pairs, truth_durations, complete_phases(truth_durations, truth_objects),
                                 pred_durations, complete_phases(pred_durations, pred_objects))
-    return {"per_frame": per_frame, "durations": durations}
+    divisions = division_scores(matches, _tracks_of(truth_objects), _tracks_of(pred_objects))
+    return {"per_frame": per_frame, "durations": durations, "divisions": divisions}
+
+
+def division_scores(matches: pd.DataFrame, truth_tracks: pd.DataFrame, pred_tracks: pd.DataFrame,
+                    tolerance: int = 1) -> dict:
+    """Divisions found, missed and spurious.
+
+    A true division is a mother with two daughters in ``truth_tracks``. A
+    predicted daughter link (mother P → daughter p) is right when, within
+    ``tolerance`` frames of their ends, P's last nuclei are matched to the
+    true mother and p's first nuclei to one of her true daughters. A
+    predicted division (a mother with daughters) is right when one of its
+    links is; a true division is found when a right predicted division names her.
+
+    Parameters
+    ----------
+    matches : DataFrame
+        ``frame, truth, pred`` of nuclei matched in each frame.
+    truth_tracks, pred_tracks : DataFrame
+        ``track, first_frame, last_frame, parent`` (0 = none).
+
+    Returns
+    -------
+    dict
+        ``true, predicted, found, missed, spurious`` (int), ``recall``, ``precision`` (float or None).
+    """
+    truth_parent = truth_tracks.set_index("track")["parent"]
+    true_mothers = truth_parent[truth_parent > 0].value_counts()
+    true_mothers = set(true_mothers.index[true_mothers >= 2])
+    identity = matches.groupby(["pred", "frame"])["truth"].first()
+
+    def truth_near(track: int, frame: int, direction: int) -> set:
+        frames = [frame + direction * k for k in range(tolerance + 1)]
+        return {identity.get((track, f)) for f in frames} - {None}
+
+    pred = pred_tracks.set_index("track")
+    right_mothers, found = set(), set()
+    for daughter, row in pred[pred["parent"] > 0].iterrows():
+        mother = int(row["parent"])
+        if mother not in pred.index:
+            continue
+        mothers = truth_near(mother, int(pred.at[mother, "last_frame"]), -1)
+        daughters = truth_near(int(daughter), int(row["first_frame"]), +1)
+        hits = {m for m in mothers if m in true_mothers and any(truth_parent.get(d) == m for d in daughters)}
+        if hits:
+            right_mothers.add(mother)
+            found |= hits
+    predicted = int(pred.loc[pred["parent"] > 0, "parent"].nunique())
+    return {"true": len(true_mothers), "predicted": predicted, "found": len(found),
+            "missed": len(true_mothers) - len(found), "spurious": predicted - len(right_mothers),
+            "recall": len(found) / len(true_mothers) if true_mothers else None,
+            "precision": len(right_mothers) / predicted if predicted else None}
+
+
+def _tracks_of(objects: pd.DataFrame) -> pd.DataFrame:
+    """``track, first_frame, last_frame, parent`` of a per-nucleus table with ``frame, track, parent``."""
+    grouped = objects.groupby("track")
+    return pd.DataFrame({"first_frame": grouped["frame"].min(), "last_frame": grouped["frame"].max(),
+                         "parent": grouped["parent"].first()}).reset_index()
 
 
 # ------------------------------------------------------------------ the entry point
@@ -483,4 +542,11 @@ def format_report(result: dict) -> str:
         mae, bias = (("n/a", "n/a") if row["n"] == 0
                      else (f"{row['mae_minutes']:.1f}", f"{row['bias_minutes']:+.1f}"))
         lines.append(f"{phase:<6}{row['n']:>5}{mae:>9}{bias:>9}")
+    lines.append(division_sentence(result["phases"]["divisions"]))
     return "\n".join(lines)
+
+
+def division_sentence(divisions: dict) -> str:
+    """Division counts in words: true, found, missed, spurious."""
+    return (f"divisions: {divisions['true']} true, {divisions['found']} found, {divisions['missed']} missed; "
+            f"{divisions['predicted']} predicted, {divisions['spurious']} of them spurious")

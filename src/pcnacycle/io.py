@@ -13,11 +13,17 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 import numpy as np
 
 from .errors import PcnacycleError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -33,6 +39,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); give it the mode any new file gets, so collaborators can read it
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -112,3 +120,79 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         return np.asarray(iio.imread(path, plugin="pillow"))
     except Exception as exc:  # decoders raise many types; the user needs the file name
         raise PcnacycleError(f"{path}: cannot be read as an image ({exc})") from exc
+
+
+# ------------------------------------------------------------------ what a command wrote
+
+#: The key of a command's marker file (run.json, simulation.json, demo.json) listing the files it wrote.
+MANIFEST_KEY = "outputs"
+
+
+def files_under(folder: str | os.PathLike) -> set[str]:
+    """Relative POSIX paths of every file below ``folder`` (empty when it does not exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return set()
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def read_manifest(folder: str | os.PathLike, marker: str, legacy: Iterable[str] = ()) -> list[str]:
+    """The files a pcnacycle command recorded as written in ``folder/marker``.
+
+    ``legacy`` are glob patterns (relative to ``folder``) of what older
+    versions wrote without a manifest, used when the marker is one of ours
+    but lists nothing.
+
+    Raises
+    ------
+    PcnacycleError
+        When the marker is missing or not a JSON object written by pcnacycle:
+        the folder is then not ours to clear.
+    """
+    folder = Path(folder)
+    path = folder / marker
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        content = None
+    if not isinstance(content, dict):
+        raise PcnacycleError(f"{folder} holds files but no readable {marker} written by pcnacycle; refusing to "
+                             "overwrite it (choose another output folder)")
+    listed = content.get(MANIFEST_KEY)
+    if isinstance(listed, list) and all(isinstance(p, str) for p in listed):
+        return listed
+    return sorted({p.relative_to(folder).as_posix() for pattern in legacy for p in folder.glob(pattern)
+                   if p.is_file()} | {marker})
+
+
+def remove_outputs(folder: str | os.PathLike, outputs: Iterable[str]) -> int:
+    """Delete the listed files (only those inside ``folder``) and the folders they leave empty; return the count.
+
+    Everything else in ``folder`` — a user's notes, analyses, other files —
+    stays where it is.
+    """
+    folder = Path(folder).resolve()
+    removed, parents = 0, set()
+    for name in outputs:
+        path = (folder / name)
+        if folder not in path.resolve().parents or not (path.is_file() or path.is_symlink()):
+            continue  # never outside the folder, never a folder named in a manifest
+        path.unlink()
+        removed += 1
+        parents.update(p for p in path.parents if folder in p.parents)
+    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            parent.rmdir()  # only when empty
+    return removed
+
+
+def move_into(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Move every file of ``source`` into ``destination`` (same relative paths), then remove ``source``."""
+    source, destination = Path(source), Path(destination)
+    for name in sorted(files_under(source)):
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source / name, target)
+    for folder in sorted((p for p in source.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        folder.rmdir()
+    source.rmdir()

@@ -33,10 +33,12 @@ from tqdm import tqdm
 from .config import CfgNode
 from .data import compose_channels
 from .errors import PcnacycleError
-from .io import atomic_path, atomic_write, log_to_file, write_json
+from .io import (MANIFEST_KEY, atomic_path, atomic_write, files_under, log_to_file, move_into, read_manifest,
+                 remove_outputs, write_json)
 from .movie import MovieReader
 from .predict import load_model, load_weights_path, predict_image
 from .resolve import phase_durations, resolve_phases
+from .settings import RunSettings
 from .track import frame_detections, probability_column, relabel_masks, track, write_ctc
 
 log = logging.getLogger(__name__)
@@ -86,28 +88,39 @@ def _open_inputs(pcna: str | os.PathLike, dic, pcna_channel, dic_channel) -> tup
     return pcna_movie, dic_movie
 
 
-def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> Path:
-    """The staging folder; refuses to replace anything but an earlier run, or a folder holding inputs."""
+#: What runs wrote before run.json listed its outputs (for --overwrite of such a folder).
+_LEGACY_OUTPUTS = ("masks.tif", "objects.csv", "phases.csv", "timeline.png", "log.txt", "ctc/res_track.txt",
+                   "ctc/mask*.tif")
+
+
+def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> tuple[Path, list[str] | None]:
+    """The staging folder, and the files of the earlier run that ``overwrite`` replaces (None: no earlier run).
+
+    A folder holding anything but an earlier run (its ``run.json`` lists what
+    it wrote) is refused, and so is one holding an input.
+    """
+    if output.exists() and not output.is_dir():
+        raise PcnacycleError(f"{output}: exists and is not a folder; choose another --output")
+    previous = None
     if output.exists() and any(output.iterdir()):
         if not overwrite:
             raise PcnacycleError(f"{output} holds a previous run or other files; choose another --output or "
                                  "pass --overwrite")
-        if not (output / RUN_MARKER).is_file():
-            raise PcnacycleError(f"{output} is not a pcnacycle run folder; refusing to overwrite it")
+        previous = read_manifest(output, RUN_MARKER, _LEGACY_OUTPUTS)
     for path in inputs:
-        if output.resolve() in path.resolve().parents:
+        if output.resolve() in path.resolve().parents or (previous and path.resolve() in
+                                                           {(output / p).resolve() for p in previous}):
             raise PcnacycleError(f"input {path} lies inside the output folder {output}; choose another --output")
     stage = output.parent / f".{output.name}.incomplete"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    return stage
+    return stage, previous
 
 
 def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.PathLike, *,
         dic: str | os.PathLike | None = None, frame_interval: float | None = None, cfg: CfgNode | None = None,
-        pcna_channel: int | None = None, dic_channel: int | None = None, score_threshold: float = 0.5,
-        min_area: int = 20, exclude_border: bool = False, max_distance: float = 30.0, max_gap: int = 2,
-        overwrite: bool = False, progress: bool = True) -> Path:
+        pcna_channel: int | None = None, dic_channel: int | None = None, settings: RunSettings | None = None,
+        overwrite: bool = False, progress: bool = True, **changes) -> Path:
     """Segment, classify, track and resolve a PCNA movie; return the output folder.
 
     Parameters
@@ -118,10 +131,13 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
         when only ``dic_channel`` is given), or single frames.
     frame_interval : minutes between frames; default from the file's
         metadata, else 10 (logged as assumed).
-    score_threshold, min_area, exclude_border : which detections count.
-    max_distance, max_gap : tracking reach in pixels per frame, and the most
-        frames a nucleus may go undetected.
+    settings : :class:`~pcnacycle.settings.RunSettings`, everything decided
+        after detection (filtering, tracking, divisions, phase priors); saved in ``run.json``.
+    **changes : fields of ``settings`` to change, e.g. ``max_gap=3``.
     """
+    settings = (settings or RunSettings()).replace(**changes) if changes else (settings or RunSettings())
+    if frame_interval is not None:
+        _check_frame_interval(frame_interval)
     weights = load_weights_path(weights)
     output = Path(output)
     pcna_movie, dic_movie = _open_inputs(pcna, dic, pcna_channel, dic_channel)
@@ -131,7 +147,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
         raise PcnacycleError(f"{weights} takes INPUT.CHANNELS {cfg.INPUT.CHANNELS}: give the DIC movie with --dic "
                              "(or --dic-channel for a hyperstack)")
     inputs = [pcna_movie.path] + ([dic_movie.path] if dic_movie else [])
-    stage = _prepare_output(output, inputs, overwrite)
+    stage, previous = _prepare_output(output, inputs, overwrite)
     try:
         with log_to_file(stage / "log.txt"):
             if frame_interval is None:
@@ -140,15 +156,17 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
                     frame_interval = DEFAULT_FRAME_INTERVAL
                     log.warning("no frame interval given or found in %s: assuming %g minutes (use --frame-interval)",
                                 pcna_movie.path, frame_interval)
-            if frame_interval <= 0:
-                raise PcnacycleError(f"frame interval {frame_interval} minutes: must be positive")
-            summary = _run_stages(model, cfg, pcna_movie, dic_movie, stage, frame_interval, score_threshold,
-                                  min_area, exclude_border, max_distance, max_gap, progress)
+            _check_frame_interval(frame_interval)
+            class_names = list(cfg.MODEL.CLASS_NAMES)
+            raw_labels, detections = _detect(model, cfg, pcna_movie, dic_movie, stage, settings, progress)
+            tracked, durations, summary = analyse(detections, frame_interval, settings, class_names, progress)
+            write_outputs(stage, tracked, durations, raw_labels, frame_interval, class_names, progress)
+            del raw_labels
+            (stage / "detections.npy").unlink()
             summary.update({"weights": str(weights), "pcna": str(pcna_movie.path),
                             "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
-                            "score_threshold": score_threshold, "min_area": min_area,
-                            "exclude_border": exclude_border, "max_distance": max_distance, "max_gap": max_gap,
-                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+                            "settings": settings.to_dict(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+            summary[MANIFEST_KEY] = sorted(files_under(stage) | {RUN_MARKER})
             write_json(stage / RUN_MARKER, summary)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -157,15 +175,25 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
         pcna_movie.close()
         if dic_movie:
             dic_movie.close()
+    if previous is not None:
+        # only what the earlier run wrote goes; the user's own files in the folder stay
+        remove_outputs(output, previous)
     if output.exists():
-        shutil.rmtree(output)
-    stage.rename(output)
+        move_into(stage, output)
+    else:
+        stage.rename(output)
     log.info("run finished: %s", output)
     return output
 
 
-def _run_stages(model, cfg, pcna_movie, dic_movie, stage: Path, frame_interval, score_threshold, min_area,
-                exclude_border, max_distance, max_gap, progress) -> dict:
+def _check_frame_interval(frame_interval) -> None:
+    if not isinstance(frame_interval, (int, float)) or not np.isfinite(frame_interval) or frame_interval <= 0:
+        raise PcnacycleError(f"frame interval {frame_interval!r} minutes: must be a positive number")
+
+
+def _detect(model, cfg, pcna_movie, dic_movie, stage: Path, settings: RunSettings,
+            progress: bool) -> tuple[np.ndarray, pd.DataFrame]:
+    """Detections of every frame: (T, H, W) uint16 label memmap in ``stage`` and the detections table."""
     class_names = list(cfg.MODEL.CLASS_NAMES)
     frames, (height, width) = pcna_movie.frames, pcna_movie.shape
     # Per-frame detection labels wait on disk for the relabelling after
@@ -179,7 +207,7 @@ def _run_stages(model, cfg, pcna_movie, dic_movie, stage: Path, frame_interval, 
         if dic_movie is not None:
             channels["dic"] = channels["bf"] = dic_movie.frame(t)
         result = filter_objects(predict_image(model, compose_channels(channels, cfg.INPUT.CHANNELS, cfg), cfg),
-                                score_threshold, min_area, exclude_border)
+                                settings.score_threshold, settings.min_area, settings.exclude_border)
         if result["label_image"].max() > np.iinfo(np.uint16).max:
             raise PcnacycleError(f"frame {t}: more than 65535 nuclei")
         raw_labels[t] = result["label_image"]
@@ -192,44 +220,102 @@ def _run_stages(model, cfg, pcna_movie, dic_movie, stage: Path, frame_interval, 
     raw_labels.flush()
     detections = pd.concat(tables, ignore_index=True)
     log.info("detected %d nuclei in %d frames", len(detections), frames)
+    return raw_labels, detections
 
+
+def nucleus_diameter(detections: pd.DataFrame) -> float | None:
+    """Median equivalent diameter (pixels) of the detections' ``area``; None without detections."""
+    if not len(detections):
+        return None
+    return float(np.median(2 * np.sqrt(detections["area"].to_numpy(np.float64) / np.pi)))
+
+
+def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettings | None = None,
+            class_names=PHASE_CLASSES, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+    """Track detections and resolve their phases: everything ``run`` does after the detector.
+
+    Parameters
+    ----------
+    detections : DataFrame
+        :func:`pcnacycle.track.detections_table` output: ``frame, label,
+        centroid_y, centroid_x, area`` and ``p_<class>`` per class.
+    frame_interval : float
+        Minutes between frames.
+    settings : RunSettings, optional
+    class_names : the detector's classes; phases are resolved when they are G1/G2, S, M.
+
+    Returns
+    -------
+    tracked : DataFrame
+        ``detections`` with ``track``, ``parent`` (and ``phase``, ``arrested`` when resolved).
+    durations : DataFrame or None
+        :func:`pcnacycle.resolve.phase_durations`, when phases were resolved.
+    summary : dict
+        Counts and the values used: nucleus diameter, reaches in pixels, phase minutes.
+    """
+    settings = settings or RunSettings()
+    detections = detections.copy()
+    diameter = nucleus_diameter(detections)
+    max_distance, division_distance = settings.distances(diameter) if diameter else (1.0, 0.0)
+    log.info("nucleus diameter %s px: linking reach %.1f px, division reach %.1f px",
+             f"{diameter:.1f}" if diameter else "unknown", max_distance, division_distance)
     mitosis = probability_column("M")
     if mitosis not in detections:
         # A model without an M class gives no mitotic evidence: divisions are
         # then accepted on geometry alone (see track.pair_mitoses).
         detections[mitosis] = np.nan
-    with tqdm(total=3, desc="track + resolve", disable=not progress) as bar:
-        tracked = track(detections, max_distance=max_distance, max_gap=max_gap, mitosis_column=mitosis)
+    resolvable = sorted(class_names) == sorted(PHASE_CLASSES)
+    durations = None
+    summary = {"frames": int(detections["frame"].max() + 1) if len(detections) else 0,
+               "nucleus_diameter_px": diameter, "max_distance_px": max_distance,
+               "division_distance_px": division_distance}
+    with tqdm(total=2, desc="track + resolve", disable=not progress) as bar:
+        tracked = track(detections, max_distance=max_distance, max_gap=settings.max_gap,
+                        division_distance=division_distance, mitosis_column=mitosis,
+                        mitosis_window=settings.mitosis_window,
+                        min_mitosis_probability=settings.min_mitosis_probability,
+                        symmetry_tolerance=settings.symmetry_tolerance, division_log_area=settings.division_log_area,
+                        steady_log_area_sd=settings.steady_log_area_sd)
         bar.update()
-        resolvable = sorted(class_names) == sorted(PHASE_CLASSES)
         if resolvable:
-            tracked = resolve_phases(tracked, frame_interval, class_names=class_names)
+            tracked = resolve_phases(tracked, frame_interval, settings.replace(division_distance=division_distance),
+                                     class_names=class_names)
             durations = phase_durations(tracked, frame_interval)
-            _write_csv(stage / "phases.csv", durations)
+            summary["phase_minutes_prior"] = settings.phase_minutes
+            summary["phase_minutes_used"] = tracked.attrs["phase_minutes"]
+            summary["divisions_inferred"] = tracked.attrs["divisions_inferred"]
         else:
             log.warning("classes %s are not %s: tracks are written, phases are not resolved",
                         class_names, PHASE_CLASSES)
         bar.update()
-        objects = _objects_table(tracked, class_names)
-        _write_csv(stage / "objects.csv", objects)
-        bar.update()
+    summary.update({"nuclei": int(len(tracked)), "tracks": int(tracked["track"].nunique()),
+                    "divisions": int((tracked.groupby("track")["parent"].first() > 0).sum() // 2),
+                    "class_names": list(class_names), "phases_resolved": resolvable})
+    return tracked, durations, summary
 
+
+def write_outputs(folder: Path, tracked: pd.DataFrame, durations: pd.DataFrame | None, label_frames,
+                  frame_interval: float, class_names=PHASE_CLASSES, progress: bool = False) -> None:
+    """Write ``objects.csv``, ``phases.csv``, ``masks.tif``, ``ctc/`` and ``timeline.png`` into ``folder``.
+
+    ``label_frames`` is a (T, H, W) array (a memmap is fine) of the raw
+    detection labels, the ``label`` column of ``tracked``.
+    """
+    frames, height, width = label_frames.shape
+    if durations is not None:
+        _write_csv(folder / "phases.csv", durations)
+    _write_csv(folder / "objects.csv", _objects_table(tracked, list(class_names)))
     by_frame = dict(tuple(tracked.groupby("frame")))
     empty = tracked.iloc[:0]
-    relabelled = (relabel_masks(raw_labels[t], by_frame.get(t, empty))
+    relabelled = (relabel_masks(label_frames[t], by_frame.get(t, empty))
                   for t in tqdm(range(frames), desc="write masks", unit="frame", disable=not progress))
-    with atomic_path(stage / "masks.tif") as tmp:
+    with atomic_path(folder / "masks.tif") as tmp:
         # One series of T pages, streamed from the generator: never the whole movie in memory.
         tifffile.imwrite(tmp, relabelled, shape=(frames, height, width), dtype=np.uint16, compression="zlib",
                          photometric="minisblack")
-    write_ctc(tracked, (raw_labels[t] for t in range(frames)), stage / "ctc", frames=frames)
-    del raw_labels
-    (stage / "detections.npy").unlink()
-    if resolvable:
-        plot_timeline(tracked, stage / "timeline.png", frame_interval)
-    return {"frames": frames, "nuclei": int(len(tracked)), "tracks": int(tracked["track"].nunique()),
-            "divisions": int((tracked.groupby("track")["parent"].first() > 0).sum() // 2),
-            "class_names": class_names, "phases_resolved": resolvable}
+    write_ctc(tracked, (label_frames[t] for t in range(frames)), folder / "ctc", frames=frames)
+    if durations is not None:
+        plot_timeline(tracked, folder / "timeline.png", frame_interval)
 
 
 def _mean_intensity(labels: np.ndarray, image: np.ndarray, count: int) -> np.ndarray:
@@ -241,6 +327,7 @@ def _mean_intensity(labels: np.ndarray, image: np.ndarray, count: int) -> np.nda
 def _objects_table(tracked: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
     columns = ["frame", "track", "parent", "label", "centroid_y", "centroid_x", "area", "mean_pcna", "mean_dic",
                "score", *[probability_column(c) for c in class_names], "predicted_phase"]
+    columns = [c for c in columns if c in tracked]
     columns += [c for c in ("phase", "arrested") if c in tracked]
     return tracked[columns].sort_values(["frame", "track"])
 

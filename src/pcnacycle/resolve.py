@@ -3,20 +3,34 @@
 The detector gives, per nucleus and frame, probabilities of three appearance
 classes, "G1/G2", "S" and "M": G1 and G2 look alike in PCNA. A cell passes
 G1 → S → G2 → M and divides, so along a track the class sequence tells them
-apart (G1/G2 before S is G1, after S is G2) and single-frame mistakes show up
-as steps backwards. :func:`resolve_phases` finds, per track, the most
-probable phase sequence of a hidden Markov model that only moves forward in
-the cycle (Viterbi), with the detector's probabilities as emissions:
+apart (G1/G2 before S is G1, after S is G2). :func:`resolve_phases` finds, per
+track, the most probable phase sequence of a hidden Markov model (Viterbi),
+with the detector's probabilities as emissions:
 
 * states G1, S, G2, M and "M-exit", the end of mitosis (telophase) seen in a
   daughter right after its birth; M-exit is reported as M;
-* each state either stays or moves to the next one, with the probability of
-  leaving set by the phase's expected duration and the frame interval;
-* a daughter (a track with a parent) starts in M-exit or G1; a mother (a
-  track with daughters) ends in M; other tracks may start and end anywhere,
-  since the movie start or end, or a lost link, cuts them;
-* frames missing inside a track (closed gaps) carry no evidence and take the
-  phase the path passes through there.
+* each state stays or moves to the next one, with the probability of leaving
+  set by the phase's expected duration and the frame interval;
+* **the cycle may restart inside a track** (G2 or M → G1 or M-exit): a
+  division the tracker missed, when the track went on into one daughter. How
+  likely a restart is at a frame depends on the evidence there: the change of
+  nuclear area (a daughter is about half her mother; measured distributions in
+  :class:`~pcnacycle.settings.RunSettings`) and a new parentless track
+  starting beside the cell in that frame (the other daughter). The track is
+  then split at the restart into mother and daughter with the parent link,
+  the sister is linked too, and the phases are resolved again on the new
+  lineage;
+* a track may also jump to any state with a small probability (a wrong link),
+  so a confident run of calls is overridden only by its own neighbours, never
+  because the track's earlier history forces it forward;
+* a daughter (a track with a parent) starts in M-exit or G1; a mother (a track
+  with daughters) ends in G2 or M: M frames come only from M evidence, never
+  from the track structure alone; other tracks may start and end anywhere;
+* frames missing inside a track (closed gaps) carry no evidence.
+
+The expected durations are only a prior: with ``estimate_durations`` the
+median durations of the phases the movie shows complete replace them and the
+movie is resolved again, so the result does not depend on knowing the answer.
 
 A track never seen in S or M cannot be placed by the sequence: its G1/G2
 frames are G1 or G2 by PCNA brightness (G2 nuclei hold twice the DNA and are
@@ -35,17 +49,22 @@ import numpy as np
 import pandas as pd
 
 from .errors import PcnacycleError
+from .settings import DEFAULT_PHASE_MINUTES, RunSettings
 from .simulate import PHASES
-from .track import probability_column, require_columns
+from .track import COORDINATES, division_evidence, probability_column, require_columns
 
-__all__ = ["DEFAULT_PHASE_MINUTES", "phase_durations", "resolve_phases"]
-
-#: Typical durations (minutes) of a human cell line's phases; they only set how reluctant the model is to move on.
-DEFAULT_PHASE_MINUTES = {"G1": 540.0, "S": 420.0, "G2": 210.0, "M": 52.0}
+__all__ = ["DEFAULT_PHASE_MINUTES", "estimate_phase_minutes", "phase_durations", "resolve_phases"]
 
 _G1, _S, _G2, _M, _M_EXIT = range(5)
 _STATE_PHASE = np.array(["G1", "S", "G2", "M", "M"])
-_NEXT_STATE = (_S, _G2, _M, None, _G1)  # M ends the track (division); M-exit leads into G1
+_CLASS_OF_STATE = [0, 1, 0, 2, 2]  # G1, S, G2, M, M-exit → columns G1/G2, S, M
+#: Transitions that restart the cycle inside a track: a division the tracker missed.
+_RESTARTS = ((_G2, _G1), (_M, _M_EXIT), (_M, _G1))
+_MAX_PASSES = 3
+_PRIOR_PSEUDO_COUNT = 30.0
+#: Detections on each side of a frame whose medians decide whether a change of size lasts; a sister must be
+#: seen this often (or until the movie ends) to count.
+_EVIDENCE_WINDOW = 3
 
 
 def _check_frame_interval(frame_interval) -> None:
@@ -54,27 +73,35 @@ def _check_frame_interval(frame_interval) -> None:
         raise PcnacycleError(f"frame_interval={frame_interval!r}: must be a positive number of minutes")
 
 
-def _log_transitions(frame_interval: float, phase_minutes: Mapping[str, float]) -> np.ndarray:
-    """(5, 5) log transition matrix: stay, or move to the next state; -inf elsewhere.
+def _log_transitions(frame_interval: float, phase_minutes: Mapping[str, float], mitosis_skip: float,
+                     missed_division: float, jump_probability: float) -> np.ndarray:
+    """(5, 5) log transition matrix; the restart entries hold their prior, before evidence.
 
     With a constant chance to leave per frame a phase lasts ``1 / chance``
     frames on average, so that chance is ``frame_interval / duration``
     (capped at one half, so that staying is never the less likely choice).
+    Leaving G2 goes to M, or with ``mitosis_skip`` straight to a restart;
+    leaving M inside a track can only be a restart, into M-exit or G1. A
+    restart also needs the tracker to have missed the division
+    (``missed_division``); otherwise the track would have ended there.
     """
-    minutes = [phase_minutes["G1"], phase_minutes["S"], phase_minutes["G2"], phase_minutes["M"], phase_minutes["M"]]
-    log_a = np.full((5, 5), -np.inf)
-    for state, following in enumerate(_NEXT_STATE):
-        leave = min(frame_interval / minutes[state], 0.5)
-        if following is None:
-            log_a[state, state] = 0.0
-        else:
-            log_a[state, state] = math.log1p(-leave)
-            log_a[state, following] = math.log(leave)
+    minutes = [phase_minutes["G1"], phase_minutes["S"], phase_minutes["G2"], phase_minutes["M"],
+               phase_minutes["M"] / 2]
+    leave = [min(frame_interval / m, 0.5) for m in minutes]
+    restart = leave[_M] * missed_division
+    moves = {(_G1, _S): leave[_G1], (_S, _G2): leave[_S], (_G2, _M): leave[_G2] * (1 - mitosis_skip),
+             (_G2, _G1): leave[_G2] * mitosis_skip * missed_division, (_M, _M_EXIT): restart / 2,
+             (_M, _G1): restart / 2, (_M_EXIT, _G1): leave[_M_EXIT]}
+    log_a = np.full((5, 5), math.log(jump_probability))
+    for state in range(5):
+        log_a[state, state] = math.log1p(-leave[state] - 4 * jump_probability)
+    for (a, b), p in moves.items():
+        log_a[a, b] = math.log(p)
     return log_a
 
 
 def _viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarray, log_end: np.ndarray,
-             log_transitions: np.ndarray) -> np.ndarray:
+             log_transitions: np.ndarray, restart_evidence: np.ndarray) -> np.ndarray:
     """Most probable state paths of many tracks at once.
 
     Parameters
@@ -85,6 +112,8 @@ def _viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarr
     log_start, log_end : (n, S) float
         Log prior of the first and last state (-inf forbids it).
     log_transitions : (S, S) float
+    restart_evidence : (n, L) float
+        Log-likelihood ratio of a division between step t-1 and t, added to the restart transitions.
 
     Returns
     -------
@@ -98,6 +127,8 @@ def _viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarr
     stay = np.arange(states)
     for t in range(1, steps):
         candidates = score[:, :, None] + log_transitions[None]  # (n, from, to)
+        for a, b in _RESTARTS:
+            candidates[:, a, b] += restart_evidence[:, t]
         best = candidates.argmax(axis=1)
         alive = t < lengths
         score = np.where(alive[:, None], np.take_along_axis(candidates, best[:, None], 1)[:, 0] + log_emissions[:, t],
@@ -110,105 +141,292 @@ def _viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarr
     return path
 
 
-def resolve_phases(objects: pd.DataFrame, frame_interval: float, *, class_names=("G1/G2", "S", "M"),
-                   phase_minutes: Mapping[str, float] | None = None, min_probability: float = 1e-3,
-                   min_arrest_frames: int | None = None, intensity_column: str = "mean_pcna") -> pd.DataFrame:
-    """Give every tracked nucleus a cell-cycle phase, G1, S, G2 or M.
+def resolve_phases(objects: pd.DataFrame, frame_interval: float, settings: RunSettings | None = None, *,
+                   class_names=("G1/G2", "S", "M"), intensity_column: str = "mean_pcna",
+                   **changes) -> pd.DataFrame:
+    """Give every tracked nucleus a cell-cycle phase, G1, S, G2 or M, splitting tracks at missed divisions.
 
     Parameters
     ----------
     objects : DataFrame
         One row per nucleus and frame: ``frame``, ``track`` (≥ 1), ``parent``
         (0 = none) and the class probabilities ``p_G1/G2, p_S, p_M`` (names
-        from ``class_names``); ``intensity_column`` when present decides G1
-        against G2 for tracks never seen in S or M.
+        from ``class_names``). Optional: ``area`` (pixels) and ``centroid_y,
+        centroid_x`` give the evidence of divisions inside a track;
+        ``intensity_column`` decides G1 against G2 for tracks never seen in S or M.
     frame_interval : float
         Minutes between frames.
+    settings : RunSettings, optional
+        The resolver's priors (``phase_minutes``, ``estimate_durations``,
+        ``min_probability``, ``mitosis_skip``, ``division_log_area``,
+        ``steady_log_area_sd``, ``sister_evidence``, ``jump_probability``,
+        ``min_arrest_frames``, and ``division_distance`` in pixels for the
+        sister search); default :class:`RunSettings()`.
     class_names : three names
         The detector's classes for G1/G2, S and M, in that order.
-    phase_minutes : mapping, optional
-        Expected duration of G1, S, G2 and M in minutes (default
-        :data:`DEFAULT_PHASE_MINUTES`); only shapes how readily the model
-        changes phase, so rough values do.
-    min_probability : float
-        Probabilities are raised to at least this before taking logs, so one
-        confident wrong call costs a bounded amount instead of forbidding a path.
-    min_arrest_frames : int, optional
-        A track never seen in S or M, without parent or daughters, is
-        arrested when it spans at least this many frames (default: the whole movie).
+    **changes
+        Fields of :class:`RunSettings` to change, e.g. ``phase_minutes={"G1": 300}``.
 
     Returns
     -------
     DataFrame
-        ``objects`` (same rows and index) with ``phase`` (str: G1, S, G2, M)
-        and ``arrested`` (str: "", "G1" or "G2", the same for every row of a track).
+        ``objects`` (same rows and index) with ``phase`` (str: G1, S, G2, M),
+        ``arrested`` (str: "", "G1" or "G2", the same for every row of a
+        track), and ``track`` / ``parent`` changed where a track was split at
+        a division it had missed (new track ids follow the largest). The
+        durations used as prior are in ``result.attrs["phase_minutes"]`` and
+        the number of splits in ``result.attrs["divisions_inferred"]``.
 
     Raises
     ------
     PcnacycleError
-        On a missing column, a non-positive ``frame_interval`` or bad parameters.
+        On a missing column, a non-positive ``frame_interval`` or bad settings.
     """
     _check_frame_interval(frame_interval)
+    settings = (settings or RunSettings()).replace(**changes) if changes else (settings or RunSettings())
     if len(class_names) != 3:
         raise PcnacycleError(f"class_names={list(class_names)!r}: give the three classes for G1/G2, S and M")
     prob_columns = [probability_column(c) for c in class_names]
     require_columns(objects, ["frame", "track", "parent", *prob_columns], "tracked table")
-    phase_minutes = {**DEFAULT_PHASE_MINUTES, **(phase_minutes or {})}
-    for phase, minutes in phase_minutes.items():
-        if not isinstance(minutes, numbers.Real) or not minutes > 0:
-            raise PcnacycleError(f"phase_minutes[{phase!r}]={minutes!r}: must be a positive number of minutes")
-    if not 0 < min_probability < 1:
-        raise PcnacycleError(f"min_probability={min_probability!r}: must be between 0 and 1")
-    if min_arrest_frames is not None and (not isinstance(min_arrest_frames, numbers.Integral) or min_arrest_frames < 1):
-        raise PcnacycleError(f"min_arrest_frames={min_arrest_frames!r}: must be an integer ≥ 1")
 
+    minutes = dict(settings.phase_minutes)
+    result = _resolve(objects, frame_interval, settings, minutes, prob_columns, intensity_column)
+    if settings.estimate_durations and len(objects):
+        for _ in range(_MAX_PASSES):
+            estimate = estimate_phase_minutes(result, frame_interval, settings.phase_minutes,
+                                              settings.min_phases_for_estimate)
+            if all(abs(estimate[p] - minutes[p]) <= frame_interval / 2 for p in minutes):
+                break
+            minutes = estimate
+            result = _resolve(objects, frame_interval, settings, minutes, prob_columns, intensity_column)
+    result.attrs["phase_minutes"] = {p: float(m) for p, m in minutes.items()}
+    return result
+
+
+def estimate_phase_minutes(resolved: pd.DataFrame, frame_interval: float, prior: Mapping[str, float],
+                           min_count: int = 5) -> dict[str, float]:
+    """Median minutes of each phase over the tracks that show it complete; the prior where too few do.
+
+    M keeps its prior: mitosis spans a mother and her daughters, and its
+    evidence is sparse. An estimate stays within a factor 3 of the prior.
+    """
+    durations = phase_durations(resolved, frame_interval)
+    estimate = dict(prior)
+    for phase in ("G1", "S", "G2"):
+        complete = durations[(durations[f"{phase}_frames"] > 0) & ~durations[f"{phase}_cut"].astype(bool)]
+        if len(complete) >= min_count:
+            median = float(complete[f"{phase}_minutes"].median())
+            estimate[phase] = float(np.clip(median, prior[phase] / 3, prior[phase] * 3))
+    return estimate
+
+
+def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings, minutes: Mapping[str, float],
+             prob_columns: list[str], intensity_column: str) -> pd.DataFrame:
+    """One resolution with fixed priors: Viterbi, split at restarts, again until no track splits."""
     result = objects.copy()
+    result.attrs["divisions_inferred"] = 0
     if len(objects) == 0:
         result["phase"] = pd.Series(dtype=object)
         result["arrested"] = pd.Series(dtype=object)
         return result
-
-    frames = objects["frame"].to_numpy(np.int64)
-    tracks, track_index = np.unique(objects["track"].to_numpy(np.int64), return_inverse=True)
-    first = np.full(len(tracks), np.iinfo(np.int64).max)
-    last = np.full(len(tracks), -1)
-    np.minimum.at(first, track_index, frames)
-    np.maximum.at(last, track_index, frames)
-    lengths = last - first + 1
-    parents = pd.Series(objects["parent"].to_numpy(np.int64)).groupby(track_index).first().to_numpy()
-    has_parent = parents > 0
-    has_daughters = np.isin(tracks, parents)
-
-    # emissions on each track's frame grid; frames missing in a gap keep log 1 = no evidence
-    class_of_state = [0, 1, 0, 2, 2]  # G1, S, G2, M, M-exit → columns G1/G2, S, M
-    log_p = np.log(np.clip(objects[prob_columns].to_numpy(np.float64), min_probability, 1.0))
-    log_emissions = np.zeros((len(tracks), int(lengths.max()), 5))
-    log_emissions[track_index, frames - first[track_index]] = log_p[:, class_of_state]
-
-    log_start = np.zeros((len(tracks), 5))
-    log_start[has_parent] = -np.inf
-    log_start[np.ix_(has_parent, [_G1, _M_EXIT])] = 0.0
-    log_end = np.zeros((len(tracks), 5))
-    log_end[has_daughters] = -np.inf
-    log_end[has_daughters, _M] = 0.0
-    paths = _viterbi(log_emissions, lengths, log_start, log_end, _log_transitions(frame_interval, phase_minutes))
-    states = paths[track_index, frames - first[track_index]]
+    log_a = _log_transitions(frame_interval, minutes, settings.mitosis_skip, settings.missed_division,
+                             settings.jump_probability)
+    splits = 0
+    for _ in range(_MAX_PASSES):
+        grid = _TrackGrid(result)
+        states, restart_rows = _best_states(result, grid, log_a, settings, prob_columns)
+        if not len(restart_rows):
+            break
+        splits += len(restart_rows)
+        result = _split_tracks(result, restart_rows, settings)
+    result.attrs["divisions_inferred"] = splits
 
     # tracks the order cannot place: all G1/G2, no parent, no daughters → G1 or G2 by brightness
-    seen = np.zeros((len(tracks), 5), bool)
-    seen[track_index, states] = True
-    unplaced = ~seen[:, [_S, _M, _M_EXIT]].any(axis=1) & ~has_parent & ~has_daughters
-    unplaced_rows = unplaced[track_index]
-    if unplaced.any() and intensity_column in objects.columns:
-        states[unplaced_rows] = _g1_or_g2(objects[intensity_column].to_numpy(np.float64), states,
-                                          track_index, unplaced)[unplaced_rows]
-    movie_frames = int(frames.max() - frames.min() + 1)
-    min_arrest_frames = movie_frames if min_arrest_frames is None else min_arrest_frames
-    track_phase = _STATE_PHASE[pd.Series(states).groupby(track_index).first().to_numpy()]
-    arrested = np.where(unplaced & (lengths >= min_arrest_frames), track_phase, "")
+    seen = np.zeros((grid.count, 5), bool)
+    seen[grid.index, states] = True
+    unplaced = ~seen[:, [_S, _M, _M_EXIT]].any(axis=1) & ~grid.has_parent & ~grid.has_daughters
+    unplaced_rows = unplaced[grid.index]
+    if unplaced.any() and intensity_column in result.columns:
+        states[unplaced_rows] = _g1_or_g2(result[intensity_column].to_numpy(np.float64), states,
+                                          grid.index, unplaced)[unplaced_rows]
+    movie_frames = int(grid.frames.max() - grid.frames.min() + 1)
+    min_arrest_frames = movie_frames if settings.min_arrest_frames is None else settings.min_arrest_frames
+    track_phase = _STATE_PHASE[pd.Series(states).groupby(grid.index).first().to_numpy()]
+    arrested = np.where(unplaced & (grid.lengths >= min_arrest_frames), track_phase, "")
     result["phase"] = _STATE_PHASE[states]
-    result["arrested"] = arrested[track_index]
+    result["arrested"] = arrested[grid.index]
     return result
+
+
+class _TrackGrid:
+    """Where each row sits on its track's frame grid: track index, step, lengths, lineage flags."""
+
+    def __init__(self, table: pd.DataFrame):
+        self.frames = table["frame"].to_numpy(np.int64)
+        self.tracks, self.index = np.unique(table["track"].to_numpy(np.int64), return_inverse=True)
+        self.count = len(self.tracks)
+        self.first = np.full(self.count, np.iinfo(np.int64).max)
+        last = np.full(self.count, -1)
+        np.minimum.at(self.first, self.index, self.frames)
+        np.maximum.at(last, self.index, self.frames)
+        self.lengths = last - self.first + 1
+        self.step = self.frames - self.first[self.index]
+        parents = pd.Series(table["parent"].to_numpy(np.int64)).groupby(self.index).first().to_numpy()
+        self.has_parent = parents > 0
+        self.has_daughters = np.isin(self.tracks, parents)
+
+
+def _best_states(table: pd.DataFrame, grid: _TrackGrid, log_a: np.ndarray, settings: RunSettings,
+                 prob_columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Viterbi state of every row, and the rows where the path restarts the cycle."""
+    probs = table[prob_columns].to_numpy(np.float64)
+    log_p = np.log(np.clip(probs, settings.min_probability, 1.0))
+    if settings.class_prior_correction:
+        # The detector's probabilities are posteriors that hold its class prior (most nuclei are G1/G2);
+        # the HMM brings its own prior through the transitions, so the emission is the scaled likelihood
+        # p(class | image) / p(class), the prior taken as the movie's mean probability of each class.
+        # (shrunk towards equal shares by _PRIOR_PSEUDO_COUNT detections, so that a handful of nuclei
+        # does not make its own prior)
+        counts = np.nansum(probs, axis=0) + _PRIOR_PSEUDO_COUNT / probs.shape[1]
+        prior = counts / (np.isfinite(probs).all(axis=1).sum() + _PRIOR_PSEUDO_COUNT)
+        log_p -= settings.class_prior_correction * np.log(np.clip(prior, settings.min_probability, 1.0))
+    log_p /= settings.emission_temperature
+    log_p = np.where(np.isnan(log_p), 0.0, log_p)  # a model without a class gives no evidence for it
+    steps = int(grid.lengths.max())
+    log_emissions = np.zeros((grid.count, steps, 5))  # frames missing in a gap keep log 1 = no evidence
+    log_emissions[grid.index, grid.step] = log_p[:, _CLASS_OF_STATE]
+    evidence = np.full((grid.count, steps), -np.inf)  # no restart where nothing is seen
+    evidence[grid.index, grid.step] = _division_evidence(table, settings)
+
+    log_start = np.zeros((grid.count, 5))
+    log_start[grid.has_parent] = -np.inf
+    log_start[np.ix_(grid.has_parent, [_G1, _M_EXIT])] = 0.0
+    log_end = np.zeros((grid.count, 5))
+    log_end[grid.has_daughters] = -np.inf
+    log_end[np.ix_(grid.has_daughters, [_G2, _M])] = 0.0
+    paths = _viterbi(log_emissions, grid.lengths, log_start, log_end, log_a, evidence)
+    states = paths[grid.index, grid.step]
+    previous = paths[grid.index, np.maximum(grid.step - 1, 0)]
+    restart = np.zeros(len(table), bool)
+    for a, b in _RESTARTS:
+        restart |= (previous == a) & (states == b)
+    restart &= grid.step > 0
+    return states, np.flatnonzero(restart)
+
+
+def _division_evidence(table: pd.DataFrame, settings: RunSettings) -> np.ndarray:
+    """(n_rows,) log-likelihood ratio of a division between a row and the previous row of its track.
+
+    From the log area ratio (a division's distribution against a steady
+    nucleus's) and a parentless track starting beside the cell in this frame.
+    The first row of a track gets -inf; without ``area`` the area term is 0.
+    """
+    order = np.lexsort((table["frame"].to_numpy(), table["track"].to_numpy()))
+    tracks = table["track"].to_numpy(np.int64)[order]
+    first_of_track = np.r_[True, tracks[1:] != tracks[:-1]]
+    evidence = np.zeros(len(table))
+    if "area" in table.columns:
+        log_area = np.log(np.maximum(table["area"].to_numpy(np.float64)[order], 1.0))
+        change = _sustained_change(log_area, tracks)
+        evidence += division_evidence(change, settings.division_log_area, settings.steady_log_area_sd)
+    if settings.sister_evidence and set(COORDINATES) <= set(table.columns):
+        evidence += settings.sister_evidence * _sister_appears(table, order, first_of_track, settings)
+    evidence[first_of_track] = -np.inf
+    result = np.empty(len(table))
+    result[order] = evidence
+    return result
+
+
+def _sustained_change(values: np.ndarray, tracks: np.ndarray, window: int = _EVIDENCE_WINDOW) -> np.ndarray:
+    """Per row: median of the next ``window`` rows (this one first) minus median of the ``window`` before.
+
+    Rows are sorted by track, then frame; only rows of the same track count. A
+    daughter stays small, while a nucleus cut in two by the detector for a
+    frame is whole again in the next: only a change that lasts counts.
+    """
+    by_track = pd.Series(values).groupby(tracks)
+    before = by_track.transform(lambda v: v.shift(1).rolling(window, min_periods=1).median())
+    after = by_track.transform(lambda v: v[::-1].rolling(window, min_periods=1).median()[::-1])
+    return np.nan_to_num((after - before).to_numpy())  # a track's first row has nothing before: 0
+
+
+def _sister_appears(table: pd.DataFrame, order: np.ndarray, first_of_track: np.ndarray,
+                    settings: RunSettings) -> np.ndarray:
+    """(n_rows,) in ``order``: a parentless track starts in this row's frame within reach of the previous row."""
+    if settings.division_distance is None or settings.division_distance <= 0:
+        return np.zeros(len(order), bool)
+    frames = table["frame"].to_numpy(np.int64)[order]
+    points = table[COORDINATES].to_numpy(np.float64)[order]
+    tracks_sorted = table["track"].to_numpy(np.int64)[order]
+    seen = pd.Series(tracks_sorted).map(pd.Series(tracks_sorted).value_counts()).to_numpy()
+    last_frame = table["frame"].max()
+    track_end = pd.Series(frames).groupby(tracks_sorted).transform("max").to_numpy()
+    lasting = (seen >= _EVIDENCE_WINDOW) | (track_end == last_frame)  # a fragment of a frame or two is no sister
+    starts = first_of_track & (table["parent"].to_numpy(np.int64)[order] == 0) & lasting
+    start_frames, start_points = frames[starts], points[starts]
+    start_tracks = table["track"].to_numpy(np.int64)[order][starts]
+    previous = np.r_[points[:1], points[:-1]]
+    tracks = table["track"].to_numpy(np.int64)[order]
+    found = np.zeros(len(order), bool)
+    by_frame = pd.Series(np.arange(len(start_frames))).groupby(start_frames)
+    for frame, members in by_frame:
+        rows = np.flatnonzero((frames == frame) & ~first_of_track)
+        if not len(rows):
+            continue
+        members = members.to_numpy()
+        distance = np.linalg.norm(previous[rows, None] - start_points[None, members], axis=2)
+        other = tracks[rows, None] != start_tracks[None, members]
+        found[rows] = ((distance <= settings.division_distance) & other).any(axis=1)
+    return found
+
+
+def _split_tracks(table: pd.DataFrame, restart_rows: np.ndarray, settings: RunSettings) -> pd.DataFrame:
+    """Cut tracks at restart rows into mother and daughter, and link the daughter's sister.
+
+    The rows of a track from a restart row on become a new track (ids after
+    the largest) whose parent is the part before; the mother's daughters move
+    to the new part. A parentless track starting in the daughter's first
+    frame, within ``division_distance`` of the mother's last centroid, becomes
+    the second daughter.
+    """
+    table = table.copy()
+    tracks = table["track"].to_numpy(np.int64).copy()
+    parents = table["parent"].to_numpy(np.int64).copy()
+    frames = table["frame"].to_numpy(np.int64)
+    next_id = int(tracks.max()) + 1
+    has_points = set(COORDINATES) <= set(table.columns)
+    points = table[COORDINATES].to_numpy(np.float64) if has_points else None
+    for row in sorted(restart_rows, key=lambda r: frames[r]):
+        track, frame = tracks[row], frames[row]
+        later = (tracks == track) & (frames >= frame)
+        mother_rows = np.flatnonzero((tracks == track) & (frames < frame))
+        daughter = next_id
+        next_id += 1
+        parents[parents == track] = daughter  # the mother's former daughters are the daughter's now
+        tracks[later] = daughter
+        parents[later] = track
+        if has_points and settings.division_distance:
+            _link_sister(tracks, parents, frames, points, mother_rows, track, daughter, settings.division_distance)
+    table["track"] = tracks
+    table["parent"] = parents
+    return table
+
+
+def _link_sister(tracks, parents, frames, points, mother_rows, mother, daughter, reach) -> None:
+    """Give ``mother`` the nearest parentless track starting with ``daughter``, within ``reach`` (in place)."""
+    if not len(mother_rows):
+        return
+    last = mother_rows[np.argmax(frames[mother_rows])]
+    birth = frames[tracks == daughter].min()
+    starts = pd.Series(frames).groupby(tracks).idxmin()
+    candidates = [r for t, r in starts.items()
+                  if t not in (mother, daughter) and frames[r] == birth and parents[r] == 0]
+    if not candidates:
+        return
+    distance = np.linalg.norm(points[candidates] - points[last], axis=1)
+    if distance.min() <= reach:
+        sister = tracks[candidates[int(np.argmin(distance))]]
+        parents[tracks == sister] = mother
 
 
 def _g1_or_g2(intensity: np.ndarray, states: np.ndarray, track_index: np.ndarray, unplaced: np.ndarray) -> np.ndarray:

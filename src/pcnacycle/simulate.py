@@ -38,8 +38,7 @@ from __future__ import annotations
 
 import math
 import numbers
-import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,7 @@ from skimage import measure
 from tqdm import tqdm
 
 from .errors import PcnacycleError
-from .io import write_json, write_text, write_tiff
+from .io import MANIFEST_KEY, files_under, read_manifest, remove_outputs, write_json, write_text, write_tiff
 
 __all__ = [
     "CLASSES",
@@ -69,6 +68,10 @@ CLASSES = ("G1/G2", "S", "M")
 
 MIN_SIZE = 64
 MAX_COVERAGE = 0.5
+#: Written last, listing every file the simulation wrote: its presence marks a complete folder.
+MARKER = "simulation.json"
+#: What simulations wrote before the marker listed it (for --overwrite of such a folder).
+_LEGACY_OUTPUTS = ("truth/**/*", "annotated/**/*", "pcna.tif", "dic.tif")
 # fastest zlib level: several times quicker than the default, files only ~3% larger (noisy pixels)
 _TIFF = {"compressionargs": {"level": 1}}
 _G1, _S, _G2, _M = range(4)
@@ -922,16 +925,21 @@ def _check_output(output: Path, overwrite: bool) -> None:
         raise PcnacycleError(f"{output}: folder is not empty; pass overwrite=True (--overwrite) to replace it")
 
 
-def _prepare_output(output: Path, overwrite: bool) -> None:
-    """Check the output folder, create it, and clear the subfolders this module owns."""
+def _prepare_output(output: Path, overwrite: bool) -> set[str]:
+    """Check the output folder, remove what an earlier simulation wrote there, create it.
+
+    Returns the files left in the folder (the user's), so that the manifest
+    lists only what this simulation writes.
+    """
     _check_output(output, overwrite)
-    # the marker of a complete folder goes first; stale frames of a longer
-    # earlier movie would contradict the new truth
-    (output / "simulation.json").unlink(missing_ok=True)
-    for name in ("truth", "annotated"):
-        if (output / name).is_dir():
-            shutil.rmtree(output / name)
+    if output.is_dir() and any(output.iterdir()):
+        previous = read_manifest(output, MARKER, _LEGACY_OUTPUTS)
+        # the marker of a complete folder goes first; stale frames of a longer
+        # earlier movie would contradict the new truth
+        (output / MARKER).unlink(missing_ok=True)
+        remove_outputs(output, previous)
     output.mkdir(parents=True, exist_ok=True)
+    return files_under(output)
 
 
 def _frame_name(index: int, frames: int) -> str:
@@ -1040,38 +1048,47 @@ def write_movie(movie: Movie, output, annotated_frames: int = 25, overwrite: boo
     """
     output = Path(output)
     _check_annotated_frames(annotated_frames, movie.params.frames)
-    _prepare_output(output, overwrite)
+    users = _prepare_output(output, overwrite)
     truth = output / "truth"
     stack = {**_TIFF, "photometric": "minisblack", "metadata": {"axes": "TYX"}}
     write_tiff(truth / "labels.tif", movie.labels, **stack)
+    # the movies carry their frame interval (ImageJ's finterval, seconds), which `pcnacycle run` reads
+    movie_stack = {**_TIFF, "imagej": True,
+                   "metadata": {"axes": "TYX", "finterval": movie.params.frame_interval * 60.0, "tunit": "sec"}}
     write_text(truth / "objects.csv", movie.objects.to_csv(index=False))
     write_text(truth / "tracks.csv", movie.tracks.to_csv(index=False))
     write_text(truth / "phases.csv", movie.durations.to_csv(index=False))
     _write_ctc(movie, truth / "ctc")
     _write_annotated(movie, output / "annotated", annotated_frames)
-    write_tiff(output / "pcna.tif", movie.pcna, **stack)
-    write_tiff(output / "dic.tif", movie.dic, **stack)
-    write_json(output / "simulation.json", {**asdict(movie.params), "annotated_frames": annotated_frames,
-                                            "pcnacycle_version": _version()})
+    write_tiff(output / "pcna.tif", movie.pcna, **movie_stack)
+    write_tiff(output / "dic.tif", movie.dic, **movie_stack)
+    write_json(output / MARKER, {**asdict(movie.params), "annotated_frames": annotated_frames,
+                                 "pcnacycle_version": _version(),
+                                 MANIFEST_KEY: sorted((files_under(output) - users) | {MARKER})})
     return output
 
 
 def simulate(output, *, frames=60, size=(512, 512), cells=40, seed=0, frame_interval=10.0,
-             annotated_frames=25, jitter=0.0, arrested_fraction=0.0, overwrite=False, progress=True) -> Path:
+             annotated_frames=25, jitter=0.0, arrested_fraction=0.0, overwrite=False, progress=True,
+             **params) -> Path:
     """Simulate a PCNA movie with ground truth and write it to ``output``.
 
-    Parameters are those of :class:`SimulationParams` (the others keep their
-    defaults); ``annotated_frames`` frames go to ``annotated/`` for training.
-    Every argument is checked, and the output folder too, before any work.
+    Parameters are those of :class:`SimulationParams` (any of its fields may
+    be given, e.g. ``m_minutes=(104, 10)``; the others keep their defaults);
+    ``annotated_frames`` frames go to ``annotated/`` for training. Every
+    argument is checked, and the output folder too, before any work.
 
     Returns
     -------
     pathlib.Path
         The output folder.
     """
+    known = {f.name for f in fields(SimulationParams)}
+    if set(params) - known:
+        raise PcnacycleError(f"unknown simulation parameter(s) {sorted(set(params) - known)}")
     params = SimulationParams(frames=frames, size=size, cells=cells,
                               seed=seed, frame_interval=frame_interval, jitter=jitter,
-                              arrested_fraction=arrested_fraction)
+                              arrested_fraction=arrested_fraction, **params)
     params.validate()
     _check_annotated_frames(annotated_frames, frames)
     output = Path(output)

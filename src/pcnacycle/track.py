@@ -78,6 +78,31 @@ def _check_number(name: str, value, low: float, integer: bool = False) -> None:
         raise PcnacycleError(f"{name}={value!r}: must be {kind} ≥ {low:g}")
 
 
+def division_evidence(log_area_change: np.ndarray, division_log_area=(-0.9, 0.5),
+                      steady_log_area_sd: float = 0.2, limit: float = 8.0) -> np.ndarray:
+    """Log-likelihood ratio of "divided" against "the same nucleus" for a log area change.
+
+    Parameters
+    ----------
+    log_area_change : (n,) float
+        log(area now / area before) of a nucleus (a daughter against her mother).
+    division_log_area : (mean, sd)
+        The change at a division (normal); ``steady_log_area_sd`` the sd of
+        the change of one nucleus between frames (normal, mean 0).
+    limit : float
+        The ratio is clipped to ±limit: one frame's area never decides alone.
+
+    Returns
+    -------
+    (n,) float64
+    """
+    change = np.asarray(log_area_change, np.float64)
+    mean, sd = division_log_area
+    llr = (math.log(steady_log_area_sd / sd) - 0.5 * ((change - mean) / sd) ** 2
+           + 0.5 * (change / steady_log_area_sd) ** 2)
+    return np.clip(np.nan_to_num(llr), -limit, limit)
+
+
 # ------------------------------------------------------------------ detections
 
 
@@ -197,7 +222,8 @@ def _segments_from_links(n_rows: int, links: np.ndarray) -> tuple[np.ndarray, np
 
 def pair_mitoses(objects: pd.DataFrame, segment: np.ndarray, divisions: np.ndarray, *,
                  mitosis_column: str = "p_M", mitosis_window: int = 2, min_mitosis_probability: float = 0.5,
-                 symmetry_tolerance: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+                 symmetry_tolerance: float = 0.6, division_log_area=(-0.9, 0.5),
+                 steady_log_area_sd: float = 0.2, min_daughter_detections: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Decide which proposed divisions are mitoses; merge the rejected ones back into one cell.
 
     A division proposed by the linker (a mother row linked to two daughter
@@ -208,7 +234,11 @@ def pair_mitoses(objects: pd.DataFrame, segment: np.ndarray, divisions: np.ndarr
     geometry is unambiguous: both daughters appear in the frame right after
     the mother and the mother's last centroid lies within
     ``symmetry_tolerance`` × (daughter separation) of their midpoint, as
-    after a real division. A rejected division is most likely a spurious
+    after a real division, and (when ``objects`` has ``area``) the
+    daughters' sizes say "divided" rather than "a nucleus and a newcomer":
+    :func:`division_evidence` of each daughter's area against the mother's
+    is positive, and each daughter is seen at least ``min_daughter_detections``
+    times (or until the movie ends). A rejected division is most likely a spurious
     detection next to a cell, so the mother continues as the daughter nearer
     to her and the other daughter starts a new track without a parent.
 
@@ -231,6 +261,7 @@ def pair_mitoses(objects: pd.DataFrame, segment: np.ndarray, divisions: np.ndarr
     frames = objects["frame"].to_numpy()
     points = objects[COORDINATES].to_numpy(np.float64)
     p_mitosis = objects[mitosis_column].to_numpy(np.float64)
+    log_area = np.log(np.maximum(objects["area"].to_numpy(np.float64), 1.0)) if "area" in objects else None
     n_segments = int(segment.max()) + 1 if len(segment) else 0
 
     # how far each row is from its segment's first and last detection, to take the windows at both ends
@@ -243,6 +274,9 @@ def pair_mitoses(objects: pd.DataFrame, segment: np.ndarray, divisions: np.ndarr
     np.maximum.at(best_start, segment[rank < mitosis_window], p_mitosis[rank < mitosis_window])
     np.maximum.at(best_end, segment[from_end < mitosis_window], p_mitosis[from_end < mitosis_window])
 
+    segment_size = np.bincount(segment, minlength=n_segments)
+    segment_end = np.full(n_segments, -1)
+    np.maximum.at(segment_end, segment, frames)
     parent_of = np.full(n_segments, -1, np.int64)
     merged_into = np.arange(n_segments)
     mothers = pd.DataFrame({"mother": divisions[:, 0], "daughter": divisions[:, 1]}).groupby("mother")["daughter"]
@@ -253,8 +287,14 @@ def pair_mitoses(objects: pd.DataFrame, segment: np.ndarray, divisions: np.ndarr
         evidence = max(best_end[mother], best_start[daughters].max())
         midpoint = points[starts].mean(axis=0)
         separation = np.linalg.norm(points[starts[0]] - points[starts[-1]])
-        symmetric = (len(daughters) == 2 and (frames[starts] == frames[mother_row] + 1).all()
+        # a daughter seen for a frame or two is a fragment of a nucleus, unless the movie ends
+        lasting = ((segment_size[daughters] >= min_daughter_detections)
+                   | (segment_end[daughters] == frames.max())).all()
+        symmetric = (len(daughters) == 2 and lasting and (frames[starts] == frames[mother_row] + 1).all()
                      and np.linalg.norm(points[mother_row] - midpoint) <= symmetry_tolerance * separation)
+        if symmetric and log_area is not None:
+            change = log_area[starts] - log_area[mother_row]
+            symmetric = division_evidence(change, division_log_area, steady_log_area_sd).min() > 0
         if evidence >= min_mitosis_probability or symmetric:
             parent_of[daughters] = mother
             continue
@@ -272,7 +312,8 @@ def pair_mitoses(objects: pd.DataFrame, segment: np.ndarray, divisions: np.ndarr
 
 def track(objects: pd.DataFrame, max_distance: float = 20.0, max_gap: int = 2, *,
           division_distance: float | None = None, mitosis_column: str = "p_M", mitosis_window: int = 2,
-          min_mitosis_probability: float = 0.5, symmetry_tolerance: float = 0.25) -> pd.DataFrame:
+          min_mitosis_probability: float = 0.5, symmetry_tolerance: float = 0.6, division_log_area=(-0.9, 0.5),
+          steady_log_area_sd: float = 0.2) -> pd.DataFrame:
     """Link detections into cell tracks with divisions.
 
     Parameters
@@ -288,7 +329,8 @@ def track(objects: pd.DataFrame, max_distance: float = 20.0, max_gap: int = 2, *
     division_distance : float, optional
         Largest distance from a mother's last centroid to a daughter's first
         (default ``max_distance``; 0 disables division detection).
-    mitosis_column, mitosis_window, min_mitosis_probability, symmetry_tolerance
+    mitosis_column, mitosis_window, min_mitosis_probability, symmetry_tolerance, division_log_area,
+    steady_log_area_sd
         How proposed divisions are accepted; see :func:`pair_mitoses`.
 
     Returns
@@ -330,7 +372,8 @@ def track(objects: pd.DataFrame, max_distance: float = 20.0, max_gap: int = 2, *
     segment, parent_of = pair_mitoses(table, segment, divisions, mitosis_column=mitosis_column,
                                       mitosis_window=mitosis_window,
                                       min_mitosis_probability=min_mitosis_probability,
-                                      symmetry_tolerance=symmetry_tolerance)
+                                      symmetry_tolerance=symmetry_tolerance, division_log_area=division_log_area,
+                                      steady_log_area_sd=steady_log_area_sd)
     # number tracks 1..N by first appearance (rows are visited by frame, then by row order)
     visit = np.lexsort((np.arange(len(table)), frames))
     _, first_visit = np.unique(segment[visit], return_index=True)

@@ -207,6 +207,12 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
     loss curve.
     """
     output_dir = Path(output_dir)
+    root = Path(cfg.DATASETS.ROOT).resolve() if cfg.DATASETS.ROOT else None
+    if root is not None and (output_dir.resolve() == root or root in output_dir.resolve().parents):
+        raise PcnacycleError(f"--output {output_dir} lies in the dataset folder DATASETS.ROOT {cfg.DATASETS.ROOT}; "
+                             "checkpoints and logs do not belong in the data: choose another --output")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PcnacycleError(f"--output {output_dir}: exists and is not a folder")
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = latest_checkpoint(output_dir)
     if checkpoint_path is None and resume:

@@ -1,0 +1,228 @@
+"""Phase durations on movies that do not share the code's defaults: oracle detector, demo model, SC-Track.
+
+Three simulated movies whose phase durations, frame interval (5, 15, 30 min),
+nucleus size and motion all differ from the simulator's defaults and from the
+resolver's prior (:data:`pcnacycle.settings.DEFAULT_PHASE_MINUTES`). On each:
+
+(a) **oracle detector**: the ground-truth masks, with class probabilities
+    corrupted to a stated single-frame accuracy (the winning class is the true
+    one with that probability, else one of the other two; its probability is
+    drawn from U(0.45, 0.95), the rest split at random). This isolates
+    tracking + resolving (:func:`pcnacycle.pipeline.analyse`, default settings).
+(b) **a trained model** (``--model``, e.g. the demo's ``demo-output/train``):
+    ``pcnacycle run`` on the whole movie, scored by ``evaluate-tracks``.
+(c) **SC-Track** on the same oracle detections (``--sctrack PYTHON``, the
+    interpreter of a venv with ``sc-track``; see ``benchmarks/sctrack_oracle.py``).
+
+Scores: resolved phase per nucleus-frame, the detector's own class accuracy
+on the same nuclei, per-phase duration MAE and bias (complete phases of
+matched cells), division recall and precision.
+
+Usage::
+
+    .venv/bin/python benchmarks/phase_durations.py --out bench-out/phase_durations \\
+        [--model demo-output/train] [--sctrack /tmp/sctrack-venv/bin/python] [--accuracy 0.8 0.9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+
+from pcnacycle.evaluate_tracks import (complete_phases, division_scores, duration_errors, evaluate_tracks,
+                                       match_tracks, phase_confusion)
+from pcnacycle.pipeline import analyse
+from pcnacycle.resolve import phase_durations
+from pcnacycle.simulate import CLASSES, SimulationParams, simulate_movie, write_movie
+from pcnacycle.track import detections_table
+
+#: Every value differs from SimulationParams' defaults (durations 540/420/210/52, 10-min frames, radius 11,
+#: speed 0.25) and from the resolver's prior (660/480/240/60).
+MOVIES = {
+    "fast-5min": dict(frame_interval=5.0, frames=200, size=(288, 288), cells=18, nucleus_radius=14.0, speed=0.15,
+                      g1_minutes=(270.0, 30.0), s_minutes=(210.0, 25.0), g2_minutes=(105.0, 12.0),
+                      m_minutes=(30.0, 4.0), seed=101),
+    "slow-15min": dict(frame_interval=15.0, frames=170, size=(288, 288), cells=26, nucleus_radius=9.0, speed=0.35,
+                       g1_minutes=(810.0, 70.0), s_minutes=(630.0, 60.0), g2_minutes=(315.0, 30.0),
+                       m_minutes=(75.0, 8.0), seed=202),
+    "mixed-30min": dict(frame_interval=30.0, frames=80, size=(288, 288), cells=22, nucleus_radius=12.5, speed=0.2,
+                        g1_minutes=(420.0, 60.0), s_minutes=(540.0, 50.0), g2_minutes=(150.0, 20.0),
+                        m_minutes=(45.0, 5.0), seed=303),
+}
+
+
+def movie_folder(out: Path, name: str) -> Path:
+    folder = out / "movies" / name
+    if not (folder / "simulation.json").is_file():
+        write_movie(simulate_movie(SimulationParams(**MOVIES[name])), folder, annotated_frames=0, overwrite=True)
+    return folder
+
+
+def oracle_probabilities(classes: np.ndarray, accuracy: float, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3) probabilities whose argmax is the true class with probability ``accuracy``."""
+    true = np.array([CLASSES.index(c) for c in classes])
+    wrong = rng.random(len(true)) >= accuracy
+    winner = np.where(wrong, (true + rng.integers(1, 3, len(true))) % 3, true)
+    top = rng.uniform(0.45, 0.95, len(true))
+    split = rng.random(len(true))
+    probs = np.empty((len(true), 3))
+    rows = np.arange(len(true))
+    probs[rows, winner] = top
+    others = np.stack([(winner + 1) % 3, (winner + 2) % 3], axis=1)
+    probs[rows, others[:, 0]] = (1 - top) * split
+    probs[rows, others[:, 1]] = (1 - top) * (1 - split)
+    return probs
+
+
+def oracle_detections(folder: Path, accuracy: float, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    labels = tifffile.imread(folder / "truth" / "labels.tif")
+    pcna = tifffile.imread(folder / "pcna.tif")
+    truth = pd.read_csv(folder / "truth" / "objects.csv").set_index(["frame", "track"])
+    rng = np.random.default_rng(seed)
+    probs = []
+    for t in range(len(labels)):
+        ids = np.arange(1, labels[t].max() + 1)
+        classes = truth["class"].reindex(pd.MultiIndex.from_arrays([np.full(len(ids), t), ids])).fillna("G1/G2")
+        probs.append(oracle_probabilities(classes.to_numpy(), accuracy, rng))
+    detections = detections_table(labels, probs, CLASSES, pcna)
+    return detections, labels
+
+
+def score_on_truth_labels(tracked: pd.DataFrame, folder: Path) -> dict:
+    """Scores of a table whose ``label`` is the true track id (oracle detections): phases, durations, divisions."""
+    truth_objects = pd.read_csv(folder / "truth" / "objects.csv")
+    truth_durations = pd.read_csv(folder / "truth" / "phases.csv")
+    frame_interval = json.loads((folder / "simulation.json").read_text())["frame_interval"]
+    matches = tracked[["frame", "label", "track"]].rename(columns={"label": "truth", "track": "pred"})
+    truth_phase = truth_objects.set_index(["frame", "track"])["phase"]
+    keys = pd.MultiIndex.from_arrays([tracked["frame"], tracked["label"]])
+    per_frame = phase_confusion(truth_phase.reindex(keys).to_numpy(), tracked["phase"].to_numpy())
+    durations = phase_durations(tracked.assign(arrested=tracked.get("arrested", "")), frame_interval)
+    pairs = match_tracks(matches, truth_objects.groupby("track")["frame"].nunique(),
+                         tracked.groupby("track")["frame"].nunique())
+    errors = duration_errors(pairs, truth_durations, complete_phases(truth_durations, truth_objects),
+                             durations, complete_phases(durations, tracked))
+    grouped = tracked.groupby("track")
+    pred_tracks = pd.DataFrame({"first_frame": grouped["frame"].min(), "last_frame": grouped["frame"].max(),
+                                "parent": grouped["parent"].first()}).reset_index()
+    truth_grouped = truth_objects.groupby("track")
+    truth_tracks = pd.DataFrame({"first_frame": truth_grouped["frame"].min(),
+                                 "parent": truth_grouped["parent"].first()}).reset_index()
+    missing = len(truth_objects) - len(tracked)
+    return {"accuracy": per_frame["accuracy"] * len(tracked) / len(truth_objects), "dropped": int(missing),
+            "durations": errors, "divisions": division_scores(matches, truth_tracks, pred_tracks)}
+
+
+def detector_accuracy(objects: pd.DataFrame, truth_objects: pd.DataFrame, key: str) -> float:
+    """Share of nuclei whose argmax class is the true class (``key``: the column holding the true track id)."""
+    truth_class = truth_objects.set_index(["frame", "track"])["class"]
+    found = truth_class.reindex(pd.MultiIndex.from_arrays([objects["frame"], objects[key]]))
+    return float((found.to_numpy() == objects["predicted_phase"].to_numpy()).mean())
+
+
+def run_sctrack(python: str, folder: Path, detections: pd.DataFrame, labels: np.ndarray, work: Path) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(work / "labels.tif", labels)
+    tifffile.imwrite(work / "pcna.tif", tifffile.imread(folder / "pcna.tif"))
+    detections[["frame", "label", *[f"p_{c}" for c in CLASSES]]].to_csv(work / "oracle.csv", index=False)
+    interval = json.loads((folder / "simulation.json").read_text())["frame_interval"]
+    started = time.perf_counter()
+    subprocess.run([python, str(Path(__file__).parent / "sctrack_oracle.py"), "--input", str(work),
+                    "--frame-interval", str(interval), "--output", str(work / "sctrack.csv")],
+                   check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    table = pd.read_csv(work / "sctrack.csv")
+    return {**score_on_truth_labels(table, folder), "seconds": round(seconds, 1)}
+
+
+def summarise(scores: dict) -> dict:
+    durations = scores["durations"]
+    row = {"accuracy": round(scores["accuracy"], 3)}
+    for phase in ("G1", "S", "G2", "M"):
+        d = durations[phase]
+        row[f"{phase} MAE/bias (n)"] = (f"{d['mae_minutes']:.0f}/{d['bias_minutes']:+.0f} ({d['n']})"
+                                        if d["n"] else "n/a")
+    div = scores["divisions"]
+    row["divisions recall/precision"] = (f"{div['recall'] or 0:.2f}/{div['precision'] or 0:.2f} "
+                                         f"({div['found']} of {div['true']}, {div['spurious']} spurious)")
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", type=Path, help="weights or training folder of a trained model (part b)")
+    parser.add_argument("--sctrack", help="python of a venv where sc-track is installed (part c)")
+    parser.add_argument("--accuracy", type=float, nargs="+", default=[0.8, 0.9])
+    parser.add_argument("--movies", nargs="+", default=list(MOVIES), choices=list(MOVIES))
+    args = parser.parse_args()
+    results = {}
+    for name in args.movies:
+        folder = movie_folder(args.out, name)
+        truth_objects = pd.read_csv(folder / "truth" / "objects.csv")
+        interval = MOVIES[name]["frame_interval"]
+        for accuracy in args.accuracy:
+            detections, labels = oracle_detections(folder, accuracy, seed=int(accuracy * 1000))
+            started = time.perf_counter()
+            tracked, _, summary = analyse(detections, interval)
+            seconds = time.perf_counter() - started
+            scores = score_on_truth_labels(tracked, folder)
+            detections["predicted_phase"] = np.array(CLASSES)[detections[[f"p_{c}" for c in CLASSES]].to_numpy()
+                                                               .argmax(1)]
+            scores["detector_accuracy"] = detector_accuracy(detections, truth_objects, "label")
+            scores["phase_minutes_used"] = summary["phase_minutes_used"]
+            scores["seconds"] = round(seconds, 1)
+            results[f"{name} oracle {accuracy}"] = scores
+            print(name, "oracle", accuracy, summarise(scores), f"detector {scores['detector_accuracy']:.3f}",
+                  f"{seconds:.1f} s", flush=True)
+            if args.sctrack:
+                sc = run_sctrack(args.sctrack, folder, detections, labels, args.out / "sctrack" / f"{name}-{accuracy}")
+                results[f"{name} SC-Track {accuracy}"] = sc
+                print(name, "SC-Track", accuracy, summarise(sc), flush=True)
+        if args.model:
+            from pcnacycle.pipeline import run
+
+            run_dir = args.out / "runs" / name
+            run(args.model, folder / "pcna.tif", run_dir, dic=folder / "dic.tif", frame_interval=interval,
+                overwrite=True, progress=False)
+            tracking = evaluate_tracks(run_dir, folder)
+            phases = tracking["phases"]
+            objects = pd.read_csv(run_dir / "objects.csv")
+            matched = _matched_detector_accuracy(run_dir, folder, objects)
+            scores = {"accuracy": phases["per_frame"]["accuracy"], "durations": phases["durations"],
+                      "divisions": phases["divisions"], "detector_accuracy": matched,
+                      "ctc": {k: tracking["ctc"].get(k) for k in ("TRA", "DET", "LNK", "BC(0)")},
+                      "run": json.loads((run_dir / "run.json").read_text())}
+            results[f"{name} model"] = scores
+            print(name, "model", summarise(scores), f"detector {matched:.3f}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    table = pd.DataFrame({k: summarise(v) | {"detector": round(v.get("detector_accuracy", float("nan")), 3)}
+                          for k, v in results.items()}).T
+    print(table.to_string())
+
+
+def _matched_detector_accuracy(run_dir: Path, folder: Path, objects: pd.DataFrame) -> float:
+    """The model's own class accuracy on nuclei matched (IoU ≥ 0.5) to the truth, over the whole movie."""
+    from pcnacycle.evaluate_tracks import match_frame
+
+    truth = tifffile.imread(folder / "truth" / "labels.tif")
+    pred = tifffile.imread(run_dir / "masks.tif")
+    matches = pd.concat([match_frame(truth[t], pred[t]).assign(frame=t) for t in range(len(truth))])
+    truth_class = pd.read_csv(folder / "truth" / "objects.csv").set_index(["frame", "track"])["class"]
+    called = objects.set_index(["frame", "track"])["predicted_phase"]
+    true = truth_class.reindex(pd.MultiIndex.from_arrays([matches["frame"], matches["truth"]])).to_numpy()
+    found = called.reindex(pd.MultiIndex.from_arrays([matches["frame"], matches["pred"]])).to_numpy()
+    return float((true == found).mean())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
