@@ -19,3 +19,11 @@ def test_api_names_are_the_functions_even_after_their_modules_are_imported():
     assert callable(train) and train.__module__ == "pcnacycle.train"
     assert pcnacycle.train is train and load_config.__module__ == "pcnacycle.config"
     assert RunSettings().max_gap == 2
+
+
+def test_options_may_follow_the_config_overrides():
+    from pcnacycle.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--config", "c", "DATASETS.ROOT", "x", "SOLVER.BASE_LR", "-0.1",
+                                      "--output", "y", "--resume"])
+    assert args.opts == ["DATASETS.ROOT", "x", "SOLVER.BASE_LR", "-0.1"] and args.output == "y" and args.resume

@@ -251,3 +251,74 @@ def test_movie_reader_handles_hyperstacks_and_metadata(tmp_path):
     (tmp_path / "bad.tif").write_bytes(b"nope")
     with pytest.raises(PcnacycleError, match="not a readable TIFF"):
         MovieReader(tmp_path / "bad.tif")
+
+
+@pytest.fixture
+def threshold_model(monkeypatch):
+    """A stand-in detector that finds bright blobs at whatever scale it is shown, and a model that records
+    training nuclei 15 px across."""
+    from skimage import measure
+
+    cfg = load_config("stage3_pcna_cpu", ["INPUT.NUCLEUS_DIAMETER", "15", "INPUT.CHANNELS", "[pcna]"])
+    shapes = []
+
+    def fake_predict(model, image, cfg_):
+        shapes.append(image.shape[1:])
+        label_image = measure.label(image[0] > 0.5).astype(np.int32)
+        count = int(label_image.max())
+        probs = np.tile(np.array([[1.0, 0.0, 0.0]], np.float32), (count, 1))
+        return {"label_image": label_image, "scores": np.ones(count, np.float32),
+                "labels": np.ones(count, np.int64), "probs": probs, "boxes": np.zeros((count, 4), np.float32)}
+
+    monkeypatch.setattr(pipeline, "load_model", lambda weights, cfg_given=None: ("model", cfg))
+    monkeypatch.setattr(pipeline, "predict_image", fake_predict)
+    return shapes
+
+
+def disc_movie(path, diameter, frames=3, size=160):
+    yy, xx = np.mgrid[:size, :size]
+    frame = np.zeros((size, size), np.uint16)
+    for cy, cx in ((40, 40), (40, 110), (110, 70)):
+        frame[(yy - cy) ** 2 + (xx - cx) ** 2 <= (diameter / 2) ** 2] = 1000
+    tifffile.imwrite(path, np.stack([frame] * frames), photometric="minisblack")
+    return path
+
+
+def test_frames_are_resized_so_nuclei_match_the_training_size(threshold_model, tmp_path):
+    pcna = disc_movie(tmp_path / "big.tif", diameter=30)
+    (tmp_path / "w.pt").write_bytes(b"stand-in")
+    out = pipeline.run(tmp_path / "w.pt", pcna, tmp_path / "out", frame_interval=10.0, progress=False)
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["trained_nucleus_diameter_px"] == 15
+    assert summary["movie_nucleus_diameter_px"] == pytest.approx(30, rel=0.05)
+    assert summary["scale"] == pytest.approx(0.5, rel=0.05)
+    assert (80, 80) in threshold_model  # the model saw half-size frames
+    masks = tifffile.imread(out / "masks.tif")
+    assert masks.shape == (3, 160, 160)  # results at the movie's own pixels
+    objects = pd.read_csv(out / "objects.csv")
+    assert len(objects) == 9 and objects["area"].mean() == pytest.approx(np.pi * 15 ** 2, rel=0.1)
+
+    threshold_model.clear()
+    same = disc_movie(tmp_path / "same.tif", diameter=16)
+    out = pipeline.run(tmp_path / "w.pt", same, tmp_path / "out2", frame_interval=10.0, progress=False)
+    assert json.loads((out / "run.json").read_text())["scale"] == 1.0 and set(threshold_model) == {(160, 160)}
+
+    # the user's diameter wins; an absurd one is refused before any work
+    out = pipeline.run(tmp_path / "w.pt", pcna, tmp_path / "out3", frame_interval=10.0, progress=False,
+                       nucleus_diameter=60.0)
+    assert json.loads((out / "run.json").read_text())["scale"] == pytest.approx(0.25)
+    with pytest.raises(PcnacycleError, match="nucleus_diameter=500 px: larger than the 160×160 frame"):
+        pipeline.run(tmp_path / "w.pt", pcna, tmp_path / "out4", frame_interval=10.0, progress=False,
+                     nucleus_diameter=500.0)
+    with pytest.raises(PcnacycleError, match="nucleus_diameter=-3"):
+        pipeline.run(tmp_path / "w.pt", pcna, tmp_path / "out4", progress=False, nucleus_diameter=-3.0)
+
+
+def test_an_empty_movie_is_not_rescaled_and_says_why(threshold_model, tmp_path, caplog):
+    tifffile.imwrite(tmp_path / "dark.tif", np.zeros((2, 64, 64), np.uint16), photometric="minisblack")
+    (tmp_path / "w.pt").write_bytes(b"stand-in")
+    with caplog.at_level("WARNING"):
+        out = pipeline.run(tmp_path / "w.pt", tmp_path / "dark.tif", tmp_path / "out", frame_interval=10.0,
+                           progress=False)
+    assert json.loads((out / "run.json").read_text())["scale"] == 1.0
+    assert "no nucleus found" in caplog.text

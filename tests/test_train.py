@@ -129,14 +129,24 @@ def test_weights_transfer_to_more_channels_and_classes(trained_run, tmp_path, ca
     assert "re-initialised" in caplog.text
 
 
+class PickledObject:
+    """Stands for any Python object saved in a checkpoint besides tensors."""
+
+
 def test_bad_weights_files_are_clear_errors(tmp_path):
     cfg = load_config(None, tiny_overrides("unused"))
     model = build_model(cfg)
     with pytest.raises(PcnacycleError, match="not found"):
         load_weights(model, tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(PcnacycleError, match="junk.pt: not a loadable"):
+    with pytest.raises(PcnacycleError, match="junk.pt: .*not a PyTorch file at all"):
         load_weights(model, tmp_path / "junk.pt")
+
+    # any pickled object but tensors could run code when loaded
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": PickledObject()}, tmp_path / "pickled.pt")
+    with pytest.raises(PcnacycleError, match="other than tensors") as caught:
+        load_weights(model, tmp_path / "pickled.pt")
+    assert "weights_only=False" not in str(caught.value)  # never advise loading an untrusted file unsafely
     torch.save({"something": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(PcnacycleError, match="no tensor matches"):
         load_weights(model, tmp_path / "other.pt")
@@ -193,3 +203,11 @@ def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
     cfg = load_config(out / "config.yaml")
     assert [r["lr"] for r in rows] == pytest.approx([0.01 * lr_factor(cfg, i) for i in range(stop)])
     assert torch.load(out / "model_final.pt", weights_only=True)["iteration"] == stop
+
+
+def test_training_records_the_size_of_its_nuclei(trained_run):
+    cfg = load_config(trained_run / "config.yaml")
+    # the fixture's discs have radii 4 to 7 px
+    assert 8 <= cfg.INPUT.NUCLEUS_DIAMETER <= 15
+    saved = torch.load(trained_run / "model_final.pt", weights_only=True)["config"]
+    assert saved["INPUT"]["NUCLEUS_DIAMETER"] == cfg.INPUT.NUCLEUS_DIAMETER

@@ -13,7 +13,11 @@ import sys
 
 from .errors import PcnacycleError
 
-OVERRIDES_HELP = "config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_ITER 100 SOLVER.STEPS '[50]'"
+OVERRIDES_HELP = ("config overrides as KEY VALUE pairs, together, before or after the options, e.g. "
+                  "SOLVER.MAX_ITER 100 SOLVER.STEPS '[50]'")
+#: For commands that only run a trained model, overrides of the inference keys make sense.
+INFERENCE_OVERRIDES_HELP = ("overrides of --config as KEY VALUE pairs, e.g. TEST.DETECTIONS_PER_IMAGE 400 "
+                            "INPUT.MIN_SIZE_TEST 180")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -86,7 +90,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
         division_distance=args.division_distance, symmetry_tolerance=args.symmetry_tolerance,
         min_mitosis_probability=args.min_mitosis_probability,
         phase_minutes=parse_phase_minutes(args.phase_minutes) if args.phase_minutes else None,
-        estimate_durations=False if args.fixed_durations else None)
+        estimate_durations=False if args.fixed_durations else None, nucleus_diameter=args.nucleus_diameter,
+        rescale=False if args.no_rescale else None)
     out = run(args.weights, args.pcna, args.output, dic=args.dic, frame_interval=args.frame_interval, cfg=cfg,
               pcna_channel=args.pcna_channel, dic_channel=args.dic_channel, settings=settings,
               overwrite=args.overwrite, progress=not args.quiet)
@@ -114,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=OVERRIDES_HELP)
     p.set_defaults(func=_cmd_train)
 
     p = commands.add_parser("evaluate", help="COCO AP, phase confusion and matching scores of a model",
@@ -131,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score nuclei whatever their class (e.g. a phase model on nuclei annotated without phases)")
     p.add_argument("--output", help="folder for the reports (none written without it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=OVERRIDES_HELP)
     p.set_defaults(func=_cmd_evaluate)
 
     p = commands.add_parser("run", help="segment, classify, track and resolve a PCNA movie",
@@ -148,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="config to use instead of the one saved in the checkpoint")
     p.add_argument("--settings", help="YAML/JSON of run settings (pcnacycle.settings.RunSettings), or an earlier "
                                       "run's run.json; the options below override it")
+    p.add_argument("--nucleus-diameter", type=float, metavar="PX",
+                   help="the movie's nucleus diameter in pixels (default: measured on the model's detections); frames "
+                        "are resized so nuclei look the size the model was trained on")
+    p.add_argument("--no-rescale", action="store_true", help="keep frames at their own size")
     p.add_argument("--score-threshold", type=float, help="least detection score (default 0.5)")
     p.add_argument("--min-area", type=int, help="least nucleus area in pixels (default 20)")
     p.add_argument("--exclude-border", action="store_true", help="drop nuclei touching the frame edge")
@@ -167,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep --phase-minutes as given instead of re-estimating them from the movie")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=INFERENCE_OVERRIDES_HELP)
     p.set_defaults(func=_cmd_run)
 
     p = commands.add_parser("evaluate-tracks", help="CTC tracking metrics, phase accuracy and duration errors",
@@ -215,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace annotation files already in --output (refused by default: they may hold your "
                         "corrections)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help=OVERRIDES_HELP)
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=INFERENCE_OVERRIDES_HELP)
     p.set_defaults(func=_cmd_annotate)
 
     p = commands.add_parser("demo", help="simulate, train, evaluate and report, with nothing but this package",

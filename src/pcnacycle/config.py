@@ -87,6 +87,9 @@ DEFAULTS: dict[str, Any] = {
         # Channel names of a multichannel image file, in stored order (e.g.
         # [pcna, pcna, bf]); empty: one single-channel file per channel.
         "STORED_CHANNELS": [],
+        # Median equivalent diameter (pixels) of the training nuclei, measured by `train` when 0. `run`
+        # rescales a movie whose nuclei differ in size so that the model sees them at this size.
+        "NUCLEUS_DIAMETER": 0.0,
     },
     "DATASETS": {
         "FORMAT": "dsb2018",
@@ -397,6 +400,7 @@ def validate(cfg: CfgNode) -> None:
     need("DATASETS.VAL_SIZE", 0 <= val < 1 or val == int(val), "a whole count of images, or a fraction below 1")
     need("INPUT.OTSU_FACTOR", 0 < cfg.INPUT.OTSU_FACTOR <= 1, "a number in (0, 1]")
     need("INPUT.INTENSITY_JITTER", 0 <= cfg.INPUT.INTENSITY_JITTER < 1, "a number in [0, 1)")
+    need("INPUT.NUCLEUS_DIAMETER", cfg.INPUT.NUCLEUS_DIAMETER >= 0, "a number of pixels ≥ 0 (0: measure it)")
     for key in ("DATASETS.CLASS_MAP", "DATASETS.CHANNEL_DIRS"):
         need(key, all("=" in entry for entry in get_value(cfg, key)), "a list of NAME=VALUE strings")
     need("DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS >= 0, "an integer >= 0")

@@ -70,6 +70,21 @@ def load_sample(cfg: CfgNode, record: dict) -> dict:
 # ---------------------------------------------------------------- splits
 
 
+def median_nucleus_diameter(cfg: CfgNode, records: Sequence[dict], max_records: int = 20) -> float:
+    """Median equivalent diameter (pixels) of the nuclei of up to ``max_records`` records spread over the list.
+
+    Returns 0.0 when they hold no nucleus.
+    """
+    step = max(1, len(records) // max_records)
+    diameters = []
+    for record in list(records)[::step][:max_records]:
+        masks = load_sample(cfg, record)["masks"]
+        areas = masks.reshape(len(masks), -1).sum(axis=1)
+        diameters.append(2 * np.sqrt(areas[areas > 0] / np.pi))
+    diameters = np.concatenate(diameters) if diameters else np.zeros(0)
+    return float(np.median(diameters)) if len(diameters) else 0.0
+
+
 def split_records(records: Sequence[dict], val_size: float, seed: int, by: str = "group") -> dict[str, list[str]]:
     """Seeded random split of image ids into ``train`` and ``val``.
 

@@ -212,11 +212,24 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise PcnacycleError(f"{path}: not a loadable PyTorch weights file ({exc})") from exc
+        # torch's own message may advise weights_only=False: never for a file of unknown origin, so say it plainly
+        raise PcnacycleError(f"{path}: not a PyTorch weights file that loads safely ({_why_not_loadable(path, exc)})"
+                             ) from None
     state = data.get("model", data) if isinstance(data, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PcnacycleError(f"{path}: holds neither a state dict nor a checkpoint with a 'model' state dict")
     return state, data.get("config") if state is not data else None
+
+
+def _why_not_loadable(path: Path, exc: Exception) -> str:
+    """What is wrong with a file torch.load refused, in words."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":
+        return "not a PyTorch file at all: neither a zip archive nor a pickle"
+    if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        return "it holds Python objects other than tensors, which could run code when loaded; refused"
+    return f"damaged or truncated: {str(exc).splitlines()[0][:120]}"
 
 
 def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:

@@ -45,6 +45,12 @@ class RunSettings:
 
     Attributes
     ----------
+    nucleus_diameter : float or None
+        The movie's nucleus diameter in pixels; None: measured on the model's
+        detections. Frames are resized so nuclei look the size the model was
+        trained on (its ``INPUT.NUCLEUS_DIAMETER``).
+    rescale : bool
+        False keeps frames at their own size whatever the nuclei measure.
     score_threshold, min_area, exclude_border
         Detections below this score or area (pixels), or touching the frame
         edge when ``exclude_border``, are dropped.
@@ -108,6 +114,8 @@ class RunSettings:
         many frames (default: the whole movie).
     """
 
+    nucleus_diameter: float | None = None
+    rescale: bool = True
     score_threshold: float = 0.5
     min_area: int = 20
     exclude_border: bool = False
@@ -151,7 +159,7 @@ class RunSettings:
         for name in ("link_reach", "division_reach", "symmetry_tolerance", "steady_log_area_sd",
                      "emission_temperature"):
             _number(name, getattr(self, name), positive=True)
-        for name in ("max_distance",):
+        for name in ("max_distance", "nucleus_diameter"):
             if getattr(self, name) is not None:
                 _number(name, getattr(self, name), positive=True)
         if self.division_distance is not None:
@@ -168,7 +176,7 @@ class RunSettings:
         if self.min_arrest_frames is not None:
             _integer("min_arrest_frames", self.min_arrest_frames, 1)
         _number("class_prior_correction", self.class_prior_correction, low=0.0, high=1.0)
-        for name in ("exclude_border", "estimate_durations"):
+        for name in ("exclude_border", "estimate_durations", "rescale"):
             if not isinstance(getattr(self, name), bool):
                 raise PcnacycleError(f"{name}={getattr(self, name)!r}: must be true or false")
         if len(self.division_log_area) != 2:

@@ -241,6 +241,11 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) 
         data_mod.write_split(split_path, split, cfg)
     train_records = data_mod.select(records, split["train"], f"{split_path} (train)")
     log.info("dataset %s: %d train, %d val images", cfg.DATASETS.ROOT, len(split["train"]), len(split["val"]))
+    if not cfg.INPUT.NUCLEUS_DIAMETER:
+        # saved with the config and every checkpoint, so `run` can bring other movies' nuclei to this size
+        cfg.INPUT["NUCLEUS_DIAMETER"] = round(data_mod.median_nucleus_diameter(cfg, train_records), 2)
+        write_text(output_dir / "config.yaml", dump_config(cfg))
+        log.info("training nuclei: median diameter %.1f px (INPUT.NUCLEUS_DIAMETER)", cfg.INPUT.NUCLEUS_DIAMETER)
     evaluate = None
     if split["val"]:
         evaluate = make_training_evaluator(cfg, data_mod.select(records, split["val"], f"{split_path} (val)"))
