@@ -168,6 +168,13 @@ def test_bad_inputs_are_refused_clearly(oracle, movie_files, movie, tmp_path):
         pipeline.run(weights, pcna, tmp_path / "o", dic=tmp_path / "one_dic.tif", progress=False)
     with pytest.raises(PcnacycleError, match="give the DIC movie"):
         pipeline.run(weights, pcna, tmp_path / "o", progress=False)
+    for bad in (float("nan"), -1.0, 0):  # refused before a single frame is detected
+        with pytest.raises(PcnacycleError, match="frame_interval"):
+            pipeline.run(weights, pcna, tmp_path / "o", dic=movie_files / "dic.tif", frame_interval=bad,
+                         progress=False)
+    with pytest.raises(PcnacycleError, match="max_gap=-1"):
+        pipeline.run(weights, pcna, tmp_path / "o", dic=movie_files / "dic.tif", max_gap=-1, progress=False)
+    assert not oracle
 
     precious = tmp_path / "precious"
     precious.mkdir()

@@ -39,7 +39,7 @@ from .io import (MANIFEST_KEY, atomic_path, atomic_write, files_under, log_to_fi
                  remove_outputs, write_json)
 from .movie import MovieReader
 from .predict import load_model, load_weights_path, predict_image
-from .resolve import phase_durations, resolve_phases
+from .resolve import check_frame_interval, phase_durations, resolve_phases
 from .settings import RunSettings
 from .track import frame_detections, probability_column, relabel_masks, track, write_ctc
 
@@ -141,7 +141,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
     """
     settings = (settings or RunSettings()).replace(**changes) if changes else (settings or RunSettings())
     if frame_interval is not None:
-        _check_frame_interval(frame_interval)
+        check_frame_interval(frame_interval)
     weights = load_weights_path(weights)
     output = Path(output)
     pcna_movie, dic_movie = _open_inputs(pcna, dic, pcna_channel, dic_channel)
@@ -160,7 +160,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
                     frame_interval = DEFAULT_FRAME_INTERVAL
                     log.warning("no frame interval given or found in %s: assuming %g minutes (use --frame-interval)",
                                 pcna_movie.path, frame_interval)
-            _check_frame_interval(frame_interval)
+            check_frame_interval(frame_interval)
             class_names = list(cfg.MODEL.CLASS_NAMES)
             scale, scale_info = input_scale(model, cfg, pcna_movie, dic_movie, settings)
             raw_labels, detections = _detect(model, cfg, pcna_movie, dic_movie, stage, settings, scale, progress)
@@ -190,11 +190,6 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
         stage.rename(output)
     log.info("run finished: %s", output)
     return output
-
-
-def _check_frame_interval(frame_interval) -> None:
-    if not isinstance(frame_interval, (int, float)) or not np.isfinite(frame_interval) or frame_interval <= 0:
-        raise PcnacycleError(f"frame interval {frame_interval!r} minutes: must be a positive number")
 
 
 def _frame_channels(pcna_movie: MovieReader, dic_movie: MovieReader | None, t: int) -> dict[str, np.ndarray]:

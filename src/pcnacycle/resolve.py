@@ -67,7 +67,8 @@ _PRIOR_PSEUDO_COUNT = 30.0
 _EVIDENCE_WINDOW = 3
 
 
-def _check_frame_interval(frame_interval) -> None:
+def check_frame_interval(frame_interval) -> None:
+    """Raise :class:`PcnacycleError` unless ``frame_interval`` is a positive, finite number of minutes."""
     valid = isinstance(frame_interval, numbers.Real) and not isinstance(frame_interval, bool)
     if not valid or not math.isfinite(frame_interval) or frame_interval <= 0:
         raise PcnacycleError(f"frame_interval={frame_interval!r}: must be a positive number of minutes")
@@ -182,7 +183,7 @@ def resolve_phases(objects: pd.DataFrame, frame_interval: float, settings: RunSe
     PcnacycleError
         On a missing column, a non-positive ``frame_interval`` or bad settings.
     """
-    _check_frame_interval(frame_interval)
+    check_frame_interval(frame_interval)
     settings = (settings or RunSettings()).replace(**changes) if changes else (settings or RunSettings())
     if len(class_names) != 3:
         raise PcnacycleError(f"class_names={list(class_names)!r}: give the three classes for G1/G2, S and M")
@@ -478,7 +479,7 @@ def phase_durations(resolved: pd.DataFrame, frame_interval: float) -> pd.DataFra
         ``cut_end`` one). A daughter's M frames are the end of mitosis seen
         after the division.
     """
-    _check_frame_interval(frame_interval)
+    check_frame_interval(frame_interval)
     require_columns(resolved, ["frame", "track", "parent", "phase", "arrested"], "resolved table")
     columns = (["track", "parent"] + [f"{p}_frames" for p in PHASES] + [f"{p}_minutes" for p in PHASES]
                + ["cut_start", "cut_end", "arrested", "lineage"] + [f"{p}_cut" for p in PHASES])
