@@ -233,11 +233,11 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
     log_a = _log_transitions(frame_interval, minutes, settings.mitosis_skip, settings.missed_division,
                              settings.jump_probability)
     splits = 0
-    for _ in range(_MAX_PASSES):
+    for attempt in range(_MAX_PASSES):
         grid = _TrackGrid(result)
         states, restart_rows = _best_states(result, grid, log_a, settings, prob_columns)
-        if not len(restart_rows):
-            break
+        if not len(restart_rows) or attempt == _MAX_PASSES - 1:
+            break  # the last pass's restarts stay inside their tracks, so that states match the table
         splits += len(restart_rows)
         result = _split_tracks(result, restart_rows, settings)
     result.attrs["divisions_inferred"] = splits
