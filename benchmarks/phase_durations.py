@@ -42,7 +42,7 @@ from pcnacycle.evaluate_tracks import (complete_phases, division_scores, duratio
 from pcnacycle.pipeline import analyse
 from pcnacycle.resolve import phase_durations
 from pcnacycle.simulate import CLASSES, SimulationParams, simulate_movie, write_movie
-from pcnacycle.track import detections_table
+from pcnacycle.track import detections_table, track_table
 
 #: Every value differs from SimulationParams' defaults (durations 540/420/210/52, 10-min frames, radius 11,
 #: speed 0.25) and from the resolver's prior (660/480/240/60).
@@ -110,15 +110,10 @@ def score_on_truth_labels(tracked: pd.DataFrame, folder: Path) -> dict:
                          tracked.groupby("track")["frame"].nunique())
     errors = duration_errors(pairs, truth_durations, complete_phases(truth_durations, truth_objects),
                              durations, complete_phases(durations, tracked))
-    grouped = tracked.groupby("track")
-    pred_tracks = pd.DataFrame({"first_frame": grouped["frame"].min(), "last_frame": grouped["frame"].max(),
-                                "parent": grouped["parent"].first()}).reset_index()
-    truth_grouped = truth_objects.groupby("track")
-    truth_tracks = pd.DataFrame({"first_frame": truth_grouped["frame"].min(),
-                                 "parent": truth_grouped["parent"].first()}).reset_index()
     missing = len(truth_objects) - len(tracked)
     return {"accuracy": per_frame["accuracy"] * len(tracked) / len(truth_objects), "dropped": int(missing),
-            "durations": errors, "divisions": division_scores(matches, truth_tracks, pred_tracks)}
+            "durations": errors,
+            "divisions": division_scores(matches, track_table(truth_objects), track_table(tracked))}
 
 
 def detector_accuracy(objects: pd.DataFrame, truth_objects: pd.DataFrame, key: str) -> float:

@@ -75,14 +75,11 @@ def median_nucleus_diameter(cfg: CfgNode, records: Sequence[dict], max_records: 
 
     Returns 0.0 when they hold no nucleus.
     """
+    from .settings import median_diameter
+
     step = max(1, len(records) // max_records)
-    diameters = []
-    for record in list(records)[::step][:max_records]:
-        masks = load_sample(cfg, record)["masks"]
-        areas = masks.reshape(len(masks), -1).sum(axis=1)
-        diameters.append(2 * np.sqrt(areas[areas > 0] / np.pi))
-    diameters = np.concatenate(diameters) if diameters else np.zeros(0)
-    return float(np.median(diameters)) if len(diameters) else 0.0
+    areas = [load_sample(cfg, record)["masks"].sum(axis=(1, 2)) for record in list(records)[::step][:max_records]]
+    return median_diameter(np.concatenate(areas) if areas else []) or 0.0
 
 
 def split_records(records: Sequence[dict], val_size: float, seed: int, by: str = "group") -> dict[str, list[str]]:

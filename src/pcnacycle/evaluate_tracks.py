@@ -43,6 +43,7 @@ import pandas as pd
 from .errors import PcnacycleError
 from .io import read_image, write_json
 from .simulate import PHASES
+from .track import track_table
 
 __all__ = ["CTC_METRICS", "IOU_THRESHOLD", "evaluate_tracks"]
 
@@ -408,7 +409,7 @@ def _phase_scores(prediction: _Prediction, truth: _GroundTruth, frames: int) -> 
                          pred_objects.groupby("track")["frame"].nunique())
     durations = duration_errors(pairs, truth_durations, complete_phases(truth_durations, truth_objects),
                                 pred_durations, complete_phases(pred_durations, pred_objects))
-    divisions = division_scores(matches, _tracks_of(truth_objects), _tracks_of(pred_objects))
+    divisions = division_scores(matches, track_table(truth_objects), track_table(pred_objects))
     return {"per_frame": per_frame, "durations": durations, "divisions": divisions}
 
 
@@ -461,13 +462,6 @@ def division_scores(matches: pd.DataFrame, truth_tracks: pd.DataFrame, pred_trac
             "missed": len(true_mothers) - len(found), "spurious": predicted - len(right_mothers),
             "recall": len(found) / len(true_mothers) if true_mothers else None,
             "precision": len(right_mothers) / predicted if predicted else None}
-
-
-def _tracks_of(objects: pd.DataFrame) -> pd.DataFrame:
-    """``track, first_frame, last_frame, parent`` of a per-nucleus table with ``frame, track, parent``."""
-    grouped = objects.groupby("track")
-    return pd.DataFrame({"first_frame": grouped["frame"].min(), "last_frame": grouped["frame"].max(),
-                         "parent": grouped["parent"].first()}).reset_index()
 
 
 # ------------------------------------------------------------------ the entry point

@@ -40,7 +40,7 @@ from .io import (MANIFEST_KEY, atomic_path, atomic_write, files_under, log_to_fi
 from .movie import MovieReader
 from .predict import load_model, load_weights_path, predict_image
 from .resolve import check_frame_interval, phase_durations, resolve_phases
-from .settings import RunSettings
+from .settings import RunSettings, median_diameter
 from .track import frame_detections, probability_column, relabel_masks, track, write_ctc
 
 log = logging.getLogger(__name__)
@@ -250,10 +250,10 @@ def input_scale(model, cfg, pcna_movie: MovieReader, dic_movie: MovieReader | No
             areas = np.concatenate([np.bincount(_predict_scaled(model, cfg, _frame_channels(pcna_movie, dic_movie, t),
                                                                 scale)["label_image"].ravel())[1:]
                                     for t in frames])
-            areas = areas[areas >= max(settings.min_area, 1)]
-            if not len(areas):
+            found = median_diameter(areas[areas >= max(settings.min_area, 1)])
+            if found is None:
                 break
-            measured = float(np.median(2 * np.sqrt(areas / np.pi)))
+            measured = found
             scale = float(np.clip(trained / measured, 0.25, 4.0))
             if abs(math.log(scale)) < _SCALE_TOLERANCE:
                 break
@@ -303,9 +303,7 @@ def _detect(model, cfg, pcna_movie, dic_movie, stage: Path, settings: RunSetting
 
 def nucleus_diameter(detections: pd.DataFrame) -> float | None:
     """Median equivalent diameter (pixels) of the detections' ``area``; None without detections."""
-    if not len(detections):
-        return None
-    return float(np.median(2 * np.sqrt(detections["area"].to_numpy(np.float64) / np.pi)))
+    return median_diameter(detections["area"].to_numpy()) if len(detections) else None
 
 
 def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettings | None = None,

@@ -331,7 +331,7 @@ def _division_evidence(table: pd.DataFrame, settings: RunSettings) -> np.ndarray
         change = _sustained_change(log_area, tracks)
         evidence += division_evidence(change, settings.division_log_area, settings.steady_log_area_sd)
     if settings.sister_evidence and set(COORDINATES) <= set(table.columns):
-        evidence += settings.sister_evidence * _sister_appears(table, order, first_of_track, settings)
+        evidence += settings.sister_evidence * _sister_appears(table, order, tracks, first_of_track, settings)
     evidence[first_of_track] = -np.inf
     result = np.empty(len(table))
     result[order] = evidence
@@ -351,32 +351,27 @@ def _sustained_change(values: np.ndarray, tracks: np.ndarray, window: int = _EVI
     return np.nan_to_num((after - before).to_numpy())  # a track's first row has nothing before: 0
 
 
-def _sister_appears(table: pd.DataFrame, order: np.ndarray, first_of_track: np.ndarray,
+def _sister_appears(table: pd.DataFrame, order: np.ndarray, tracks: np.ndarray, first_of_track: np.ndarray,
                     settings: RunSettings) -> np.ndarray:
-    """(n_rows,) in ``order``: a parentless track starts in this row's frame within reach of the previous row."""
+    """(n_rows,) in ``order``: a lasting parentless track starts in this row's frame within reach of the previous row.
+
+    ``tracks`` and ``first_of_track`` are per row in ``order`` (by track, then frame).
+    """
     if settings.division_distance is None or settings.division_distance <= 0:
         return np.zeros(len(order), bool)
     frames = table["frame"].to_numpy(np.int64)[order]
     points = table[COORDINATES].to_numpy(np.float64)[order]
-    tracks_sorted = table["track"].to_numpy(np.int64)[order]
-    seen = pd.Series(tracks_sorted).map(pd.Series(tracks_sorted).value_counts()).to_numpy()
-    last_frame = table["frame"].max()
-    track_end = pd.Series(frames).groupby(tracks_sorted).transform("max").to_numpy()
-    lasting = (seen >= _EVIDENCE_WINDOW) | (track_end == last_frame)  # a fragment of a frame or two is no sister
-    starts = first_of_track & (table["parent"].to_numpy(np.int64)[order] == 0) & lasting
-    start_frames, start_points = frames[starts], points[starts]
-    start_tracks = table["track"].to_numpy(np.int64)[order][starts]
-    previous = np.r_[points[:1], points[:-1]]
-    tracks = table["track"].to_numpy(np.int64)[order]
+    by_track = pd.Series(frames).groupby(tracks)
+    lasting = ((by_track.transform("size") >= _EVIDENCE_WINDOW)  # a fragment of a frame or two is no sister
+               | (by_track.transform("max") == frames.max())).to_numpy()
+    starts = np.flatnonzero(first_of_track & (table["parent"].to_numpy(np.int64)[order] == 0) & lasting)
+    previous = np.r_[points[:1], points[:-1]]  # the row before, of the same track for every non-first row
+    candidates = np.flatnonzero(~first_of_track & np.isin(frames, frames[starts]))
     found = np.zeros(len(order), bool)
-    by_frame = pd.Series(np.arange(len(start_frames))).groupby(start_frames)
-    for frame, members in by_frame:
-        rows = np.flatnonzero((frames == frame) & ~first_of_track)
-        if not len(rows):
-            continue
-        members = members.to_numpy()
-        distance = np.linalg.norm(previous[rows, None] - start_points[None, members], axis=2)
-        other = tracks[rows, None] != start_tracks[None, members]
+    for frame, rows in pd.Series(candidates).groupby(frames[candidates]):
+        rows, sisters = rows.to_numpy(), starts[frames[starts] == frame]
+        distance = np.linalg.norm(previous[rows, None] - points[None, sisters], axis=2)
+        other = tracks[rows, None] != tracks[None, sisters]
         found[rows] = ((distance <= settings.division_distance) & other).any(axis=1)
     return found
 
@@ -397,6 +392,8 @@ def _split_tracks(table: pd.DataFrame, restart_rows: np.ndarray, settings: RunSe
     next_id = int(tracks.max()) + 1
     has_points = set(COORDINATES) <= set(table.columns)
     points = table[COORDINATES].to_numpy(np.float64) if has_points else None
+    # first row of every track; a split never moves one (a restart is never a track's first row)
+    first_rows = pd.Series(frames).groupby(tracks).idxmin().to_numpy()
     for row in sorted(restart_rows, key=lambda r: frames[r]):
         track, frame = tracks[row], frames[row]
         later = (tracks == track) & (frames >= frame)
@@ -407,22 +404,23 @@ def _split_tracks(table: pd.DataFrame, restart_rows: np.ndarray, settings: RunSe
         tracks[later] = daughter
         parents[later] = track
         if has_points and settings.division_distance:
-            _link_sister(tracks, parents, frames, points, mother_rows, track, daughter, settings.division_distance)
+            _link_sister(tracks, parents, frames, points, first_rows, mother_rows, daughter,
+                         settings.division_distance)
     table["track"] = tracks
     table["parent"] = parents
     return table
 
 
-def _link_sister(tracks, parents, frames, points, mother_rows, mother, daughter, reach) -> None:
-    """Give ``mother`` the nearest parentless track starting with ``daughter``, within ``reach`` (in place)."""
+def _link_sister(tracks, parents, frames, points, first_rows, mother_rows, daughter, reach) -> None:
+    """Give the mother the nearest parentless track starting with ``daughter``, within ``reach`` (in place)."""
     if not len(mother_rows):
         return
     last = mother_rows[np.argmax(frames[mother_rows])]
+    mother = tracks[last]
     birth = frames[tracks == daughter].min()
-    starts = pd.Series(frames).groupby(tracks).idxmin()
-    candidates = [r for t, r in starts.items()
-                  if t not in (mother, daughter) and frames[r] == birth and parents[r] == 0]
-    if not candidates:
+    candidates = first_rows[(frames[first_rows] == birth) & (parents[first_rows] == 0)
+                            & (tracks[first_rows] != mother) & (tracks[first_rows] != daughter)]
+    if not len(candidates):
         return
     distance = np.linalg.norm(points[candidates] - points[last], axis=1)
     if distance.min() <= reach:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import yaml
 
 from .errors import PcnacycleError
@@ -211,6 +212,13 @@ class RunSettings:
         link = self.max_distance if self.max_distance is not None else self.link_reach * diameter
         division = self.division_distance if self.division_distance is not None else self.division_reach * diameter
         return float(link), float(division)
+
+
+def median_diameter(areas) -> float | None:
+    """Median equivalent diameter (pixels) of objects of these ``areas`` (pixels); None for no object."""
+    areas = np.asarray(areas, np.float64)
+    areas = areas[areas > 0]
+    return float(np.median(2 * np.sqrt(areas / np.pi))) if len(areas) else None
 
 
 def load_settings(path: str | Path | None = None, **changes) -> RunSettings:
