@@ -1,6 +1,6 @@
 """Detection seconds per 1200×1200 frame on the CPU, for each backbone.
 
-Times `pcnacycle.predict.predict_image` (tiling, mask pasting, overlap resolution included) on a simulated
+Times `pcnacycle.engine.predictor.predict_image` (tiling, mask pasting, overlap resolution included) on a simulated
 1200×1200 PCNA frame. Models are freshly initialised unless --weights DEPTH=PATH is given: speed depends
 on the architecture and the image size, and (through the mask head) on the number of detections, which
 `TEST.DETECTIONS_PER_IMAGE` caps.
@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from pcnacycle.config import load_config
-from pcnacycle.data import compose_channels
-from pcnacycle.model import build_model
-from pcnacycle.predict import predict_image
-from pcnacycle.simulate import SimulationParams, simulate_movie
+from pcnacycle.data.dataset import compose_channels
+from pcnacycle.modeling.model import build_model
+from pcnacycle.engine.predictor import predict_image
+from pcnacycle.simulation.params import SimulationParams
+from pcnacycle.simulation.simulator import simulate_movie
 
 PROFILES = {  # name: (shipped config, overrides)
     "R18-FPN (stage1_dsb2018_cpu)": ("stage1_dsb2018_cpu", []),

@@ -54,7 +54,8 @@ def ctc_objects(tra: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def simulated_objects(seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A pcnacycle simulation unlike the defaults: larger nuclei, faster motion, 15-minute frames."""
-    from pcnacycle.simulate import SimulationParams, simulate_movie
+    from pcnacycle.simulation.params import SimulationParams
+    from pcnacycle.simulation.simulator import simulate_movie
 
     params = SimulationParams(frames=90, size=(384, 384), cells=25, seed=seed, frame_interval=15.0,
                               nucleus_radius=15.0, speed=0.4, g1_minutes=(300.0, 40.0), s_minutes=(330.0, 40.0),

@@ -5,9 +5,9 @@
 #
 # The two training movies (the demo's, with the default 52-minute M and with twice the mitoses) were made
 # beforehand, on the development machine, with
-#   .venv/bin/python -c "from pcnacycle.simulate import *; write_movie(simulate_movie(SimulationParams(frames=60,
+#   .venv/bin/python -c "from pcnacycle.simulation.simulator import *; write_movie(simulate_movie(SimulationParams(frames=60,
 #       size=(256, 256), cells=30, seed=1)), 'gpu_tmp/sim_train_default', annotated_frames=30)"
-#   .venv/bin/python -c "from pcnacycle.simulate import *; write_movie(simulate_movie(SimulationParams(frames=60,
+#   .venv/bin/python -c "from pcnacycle.simulation.simulator import *; write_movie(simulate_movie(SimulationParams(frames=60,
 #       size=(256, 256), cells=30, seed=1, m_minutes=(104.0, 10.0))), 'gpu_tmp/sim_train_moreM', annotated_frames=30)"
 # pycocotools travels as a wheel in .whl/ when the machine lacks it.
 OUT=${OUT:-bench-out/m_recall}; mkdir -p "$OUT"

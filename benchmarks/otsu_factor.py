@@ -12,8 +12,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from pcnacycle.data import lowered_otsu_mask
-from pcnacycle.simulate import SimulationParams, simulate_movie
+from pcnacycle.data.dataset import lowered_otsu_mask
+from pcnacycle.simulation.params import SimulationParams
+from pcnacycle.simulation.simulator import simulate_movie
 
 
 def main():

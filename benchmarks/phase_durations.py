@@ -37,12 +37,14 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from pcnacycle.evaluate_tracks import (complete_phases, division_scores, duration_errors, evaluate_tracks,
-                                       match_tracks, phase_confusion)
+from pcnacycle.evaluation.tracks import complete_phases, division_scores, duration_errors, evaluate_tracks, match_tracks, phase_confusion
 from pcnacycle.pipeline import analyse
-from pcnacycle.resolve import phase_durations
-from pcnacycle.simulate import CLASSES, SimulationParams, simulate_movie, write_movie
-from pcnacycle.track import detections_table, track_table
+from pcnacycle.tracking.resolve import phase_durations
+from pcnacycle.phases import CLASSES
+from pcnacycle.simulation.params import SimulationParams
+from pcnacycle.simulation.simulator import simulate_movie
+from pcnacycle.simulation.writers import write_movie
+from pcnacycle.tracking.tracker import detections_table, track_table
 
 #: Every value differs from SimulationParams' defaults (durations 540/420/210/52, 10-min frames, radius 11,
 #: speed 0.25) and from the resolver's prior (660/480/240/60).
@@ -207,7 +209,7 @@ def main() -> None:
 
 def _matched_detector_accuracy(run_dir: Path, folder: Path, objects: pd.DataFrame) -> float:
     """The model's own class accuracy on nuclei matched (IoU ≥ 0.5) to the truth, over the whole movie."""
-    from pcnacycle.evaluate_tracks import match_frame
+    from pcnacycle.evaluation.tracks import match_frame
 
     truth = tifffile.imread(folder / "truth" / "labels.tif")
     pred = tifffile.imread(run_dir / "masks.tif")

@@ -5,7 +5,7 @@ one per frame in Fluo-N2DH-SIM+; the script stops if a frame lacks one), so
 the scores measure the linking alone: frame-to-frame links, gap closing and
 geometric division detection. No phase probabilities exist, so every nucleus
 gets the neutral 1/3 for each class; with p_M = 1/3 below the mitosis
-threshold, :func:`pcnacycle.track.pair_mitoses` accepts divisions on geometry only.
+threshold, :func:`pcnacycle.tracking.tracker.pair_mitoses` accepts divisions on geometry only.
 
 Usage (from the repository root)::
 
@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from pcnacycle.evaluate_tracks import evaluate_tracks
+from pcnacycle.evaluation.tracks import evaluate_tracks
 from pcnacycle.pipeline import analyse
-from pcnacycle.simulate import CLASSES
-from pcnacycle.track import detections_table, track, write_ctc
+from pcnacycle.phases import CLASSES
+from pcnacycle.tracking.tracker import detections_table, track, write_ctc
 
 DEFAULT_SETTING = (20.0, 2)  # track()'s defaults
 

@@ -4,8 +4,8 @@ The input is a synthetic detections table, no images: cells random-walk in a
 large field, go through G1 → S → G2 → M and divide into two daughters a few
 pixels apart; ~1% of detections are dropped (missed) and every detection
 carries noisy phase probabilities (0.8 on the true class). Timed:
-:func:`pcnacycle.track.track`, then :func:`pcnacycle.resolve.resolve_phases`
-and :func:`pcnacycle.resolve.phase_durations`. Peak memory is the process's
+:func:`pcnacycle.tracking.tracker.track`, then :func:`pcnacycle.tracking.resolve.resolve_phases`
+and :func:`pcnacycle.tracking.resolve.phase_durations`. Peak memory is the process's
 maximum resident set size (``resource.getrusage``), before and after.
 
 Usage (from the repository root)::
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pcnacycle.resolve import phase_durations, resolve_phases
-from pcnacycle.simulate import PHASE_CLASS
-from pcnacycle.track import track
+from pcnacycle.tracking.resolve import phase_durations, resolve_phases
+from pcnacycle.phases import PHASE_CLASS
+from pcnacycle.tracking.tracker import track
 
 FRAME_INTERVAL = 10.0  # minutes
 PHASE_FRAMES = {"G1": 30, "S": 25, "G2": 12, "M": 5}  # mean frames per phase: a ~72-frame cycle

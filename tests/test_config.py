@@ -77,7 +77,7 @@ def test_dumped_config_loads_back_identically(tmp_path):
 @pytest.mark.parametrize("name", ["stage1_dsb2018", "stage1_dsb2018_cpu", "stage2_deepcell", "stage2_deepcell_cpu",
                                   "stage3_pcna", "stage3_pcna_cpu"])
 def test_every_shipped_config_loads_and_builds(name):
-    from pcnacycle.model import build_model
+    from pcnacycle.modeling.model import build_model
 
     cfg = load_config(name)
     model = build_model(cfg)

@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from pcnacycle.demo import MARKER, demo, prepare_output
+from pcnacycle.demo import MARKER, prepare_output, run_demo
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.report import PHASE_COLOURS, HtmlReport, phase_overlay, png_bytes
 
 
 def test_demo_runs_end_to_end_and_writes_a_self_contained_report(tmp_path, capsys):
-    report = demo(tmp_path / "demo", iterations=3, progress=False)
+    report = run_demo(tmp_path / "demo", iterations=3, progress=False)
     assert report == tmp_path / "demo" / "report.html"
     page = report.read_text()
     assert page.count("data:image/png;base64,") >= 8  # 3 × 2 overlays, loss curve, confusion matrix

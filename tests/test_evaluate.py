@@ -1,4 +1,4 @@
-"""Tests of the metric layer in pcnacycle.evaluate, on small synthetic masks."""
+"""Tests of the metric layer in pcnacycle.evaluation, on small synthetic masks."""
 
 from __future__ import annotations
 
@@ -9,17 +9,10 @@ import pandas as pd
 import pytest
 
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.evaluate import (
-    classification_report,
-    coco_metrics,
-    format_table,
-    iou_matrix,
-    match_instances,
-    matching_scores,
-    phase_confusion,
-    plot_confusion,
-    write_confusion_csv,
-)
+from pcnacycle.evaluation.coco import coco_metrics, format_table
+from pcnacycle.evaluation.confusion import classification_report, phase_confusion
+from pcnacycle.evaluation.matching import iou_matrix, match_instances, matching_scores
+from pcnacycle.evaluation.writers import plot_confusion, write_confusion_csv
 
 CLASSES = ("G1/G2", "S", "M")
 SHAPE = (64, 64)
@@ -315,7 +308,7 @@ def test_match_instances_respects_threshold_and_empty_inputs():
 def test_coco_boxes_use_the_pixel_edge_convention():
     from pycocotools import mask as mask_utils
 
-    from pcnacycle.evaluate import _mask_boxes
+    from pcnacycle.evaluation.coco import _mask_boxes
 
     masks = np.stack([rectangle(2, 5, 3, 8), disc(30, 40, 3), np.zeros(SHAPE, bool)])
     boxes = _mask_boxes(masks)

@@ -8,7 +8,7 @@ import pytest
 from pcnacycle.cli import main
 from pcnacycle.config import load_config
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.evaluate import evaluate
+from pcnacycle.evaluation.evaluator import evaluate
 
 
 def test_evaluate_command_writes_every_report(trained_run, tmp_path, capsys):
@@ -67,7 +67,7 @@ def test_split_file_and_class_agnostic_scoring(trained_run, tmp_path):
 
 
 def test_weights_of_another_architecture_are_a_clear_error(trained_run):
-    from pcnacycle.predict import load_model
+    from pcnacycle.engine.predictor import load_model
 
     deeper = load_config(trained_run / "config.yaml", ["MODEL.FPN.OUT_CHANNELS", "64"])
     with pytest.raises(PcnacycleError, match="does not fit the config's model.*FPN"):

@@ -12,8 +12,11 @@ import pytest
 import tifffile
 
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.evaluate_tracks import evaluate_tracks, match_frame
-from pcnacycle.simulate import PHASES, SimulationParams, simulate_movie, write_movie
+from pcnacycle.evaluation.tracks import evaluate_tracks, match_frame
+from pcnacycle.phases import PHASES
+from pcnacycle.simulation.params import SimulationParams
+from pcnacycle.simulation.simulator import simulate_movie
+from pcnacycle.simulation.writers import write_movie
 
 from conftest import FAST
 
@@ -145,7 +148,7 @@ def test_a_track_split_in_halves_costs_tra_and_its_duration_match(simulated, per
 
 
 def test_division_scores_count_found_missed_and_spurious_divisions():
-    from pcnacycle.evaluate_tracks import division_scores
+    from pcnacycle.evaluation.tracks import division_scores
 
     # truth: 1 → (2, 3) at frame 5, 4 → (5, 6) at frame 5; track 7 never divides
     truth = pd.DataFrame(dict(track=[1, 2, 3, 4, 5, 6, 7], first_frame=[0, 5, 5, 0, 5, 5, 0],
@@ -198,7 +201,7 @@ def test_bad_inputs_raise_naming_the_file(simulated, tmp_path):
 
 
 def test_gapped_tracks_in_ctc_masks_map_back_to_the_runs_track_ids(simulated, perfect, tmp_path):
-    from pcnacycle.track import write_ctc
+    from pcnacycle.tracking.tracker import write_ctc
 
     objects, phases, labels, _ = truth_tables(simulated)
     # one long-lived cell missed in one frame: CTC output gives its later part a new label

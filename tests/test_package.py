@@ -13,12 +13,31 @@ def test_import_and_help_do_not_load_torch():
 
 
 def test_api_names_are_the_functions_even_after_their_modules_are_imported():
-    import pcnacycle.train  # binds the submodule to the package's attribute "train"
-    from pcnacycle import RunSettings, load_config, train
+    import pcnacycle.engine.trainer  # noqa: F401  (a submodule import must not shadow the function)
+    import pcnacycle.evaluation.evaluator  # noqa: F401
+    from pcnacycle import RunSettings, evaluate, load_config, run, simulate, train
 
-    assert callable(train) and train.__module__ == "pcnacycle.train"
+    assert callable(train) and train.__module__ == "pcnacycle.engine.trainer"
     assert pcnacycle.train is train and load_config.__module__ == "pcnacycle.config"
+    assert evaluate.__module__ == "pcnacycle.evaluation.evaluator" and pcnacycle.evaluate is evaluate
+    assert run.__module__ == "pcnacycle.pipeline" and simulate.__module__ == "pcnacycle.simulation.simulator"
     assert RunSettings().max_gap == 2
+
+
+def test_no_function_shares_its_module_name():
+    """``pcnacycle.train`` was once both a module and a function; no public function may be named after its module."""
+    import importlib
+    import pkgutil
+
+    import pcnacycle
+
+    clashes = []
+    for info in pkgutil.walk_packages(pcnacycle.__path__, "pcnacycle."):
+        module = importlib.import_module(info.name)
+        short = info.name.rsplit(".", 1)[-1]
+        if callable(getattr(module, short, None)):
+            clashes.append(info.name)
+    assert clashes == []
 
 
 def test_options_may_follow_the_config_overrides():

@@ -10,8 +10,10 @@ import tifffile
 from pcnacycle import pipeline
 from pcnacycle.config import load_config
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.movie import MovieReader
-from pcnacycle.simulate import CLASSES, SimulationParams, simulate_movie
+from pcnacycle.data.movie import MovieReader
+from pcnacycle.phases import CLASSES
+from pcnacycle.simulation.params import SimulationParams
+from pcnacycle.simulation.simulator import simulate_movie
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from skimage.measure import label, regionprops
 from skimage.transform import resize
 
 from pcnacycle.config import load_config
-from pcnacycle.predict import _paint, predict_image, tile_cores, tile_starts
+from pcnacycle.engine.predictor import _paint, predict_image, tile_cores, tile_starts
 
 
 class ComponentModel(torch.nn.Module):
@@ -94,7 +94,7 @@ def test_empty_frame_gives_no_objects():
 def test_paste_in_box_equals_torchvisions_full_frame_paste():
     from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-    from pcnacycle.predict import paste_in_box
+    from pcnacycle.engine.predictor import paste_in_box
 
     rng = np.random.default_rng(0)
     masks = torch.from_numpy(rng.random((5, 1, 28, 28), dtype=np.float32))

@@ -9,9 +9,10 @@ import tifffile
 from conftest import draw_discs
 from pcnacycle import annotate
 from pcnacycle.config import load_config
-from pcnacycle.data import (augment, compose_channels, load_sample, read_records, split_records)
+from pcnacycle.data.catalog import load_sample, read_records
+from pcnacycle.data.dataset import augment, compose_channels, split_records
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.readers import npz_array
+from pcnacycle.data.deepcell import npz_array
 
 PHASES = ["MODEL.CLASS_NAMES", "[G1/G2, S, M]", "MODEL.ROI_HEADS.NUM_CLASSES", "3"]
 
@@ -450,3 +451,15 @@ def test_preannotate_checks_every_input_and_keeps_corrected_annotations(tmp_path
     with pytest.raises(PcnacycleError, match="already exists.*--overwrite"):
         annotate.preannotate(tmp_path / "model.pt", [tmp_path / "imgs" / "a.tif"], tmp_path / "out")
     assert corrected.read_text() == '{"hand": "corrected"}' and not calls  # refused before loading the model
+
+
+def test_format_catalog_holds_every_configurable_format_and_refuses_others(tmp_path):
+    from pcnacycle.config import _CHOICES
+    from pcnacycle.data.catalog import FORMATS
+
+    assert set(FORMATS) == set(_CHOICES["DATASETS.FORMAT"])
+    make_annotated_folder(tmp_path)
+    cfg = load_config("stage3_pcna_cpu", ["DATASETS.ROOT", str(tmp_path)])
+    cfg.DATASETS["FORMAT"] = "labelmasks"  # a typo set in code, past the config's own check
+    with pytest.raises(PcnacycleError, match=r"DATASETS.FORMAT.*'labelmasks'.*labelmask"):
+        read_records(cfg)

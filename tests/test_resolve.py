@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.resolve import phase_durations, resolve_phases
-from pcnacycle.simulate import CLASSES, PHASES, SimulationParams, simulate_movie
+from pcnacycle.tracking.resolve import phase_durations, resolve_phases
+from pcnacycle.phases import CLASSES, PHASES
+from pcnacycle.simulation.params import SimulationParams
+from pcnacycle.simulation.simulator import simulate_movie
 
 from conftest import FAST
 

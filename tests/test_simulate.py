@@ -12,15 +12,10 @@ from scipy import ndimage as ndi
 from skimage import draw
 
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.simulate import (
-    CLASSES,
-    PHASE_CLASS,
-    PHASES,
-    SimulationParams,
-    simulate,
-    simulate_movie,
-    write_movie,
-)
+from pcnacycle.phases import CLASSES, PHASE_CLASS, PHASES
+from pcnacycle.simulation.params import SimulationParams
+from pcnacycle.simulation.simulator import simulate, simulate_movie
+from pcnacycle.simulation.writers import write_movie
 
 from conftest import FAST
 
@@ -390,7 +385,7 @@ def test_overwrite_never_deletes_files_the_simulation_did_not_write(tmp_path):
 
 
 def test_the_movies_carry_their_frame_interval_for_run(tmp_path):
-    from pcnacycle.movie import MovieReader
+    from pcnacycle.data.movie import MovieReader
 
     out = simulate(tmp_path / "s", frames=3, size=(64, 64), cells=1, frame_interval=30.0, annotated_frames=1,
                    progress=False)

@@ -8,16 +8,10 @@ import pytest
 import tifffile
 
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.simulate import CLASSES, SimulationParams, simulate_movie
-from pcnacycle.track import (
-    ctc_tracks,
-    detections_table,
-    frame_detections,
-    relabel_masks,
-    track,
-    track_table,
-    write_ctc,
-)
+from pcnacycle.phases import CLASSES
+from pcnacycle.simulation.params import SimulationParams
+from pcnacycle.simulation.simulator import simulate_movie
+from pcnacycle.tracking.tracker import ctc_tracks, detections_table, frame_detections, relabel_masks, track, track_table, write_ctc
 
 from conftest import FAST
 

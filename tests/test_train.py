@@ -10,8 +10,8 @@ from conftest import make_dsb_folder, tiny_overrides
 from pcnacycle import load_config, train
 from pcnacycle.cli import main
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.model import FIRST_CONV, build_model, load_weights
-from pcnacycle.train import lr_factor
+from pcnacycle.modeling.model import FIRST_CONV, build_model, load_weights
+from pcnacycle.engine.trainer import lr_factor
 
 
 def read_metrics(run):
@@ -56,7 +56,7 @@ def test_learning_rate_schedule_is_detectron2s():
 
 
 def test_weight_decay_norm_applies_to_normalisation_parameters():
-    from pcnacycle.train import build_optimizer
+    from pcnacycle.engine.trainer import build_optimizer
 
     cfg = load_config(None, ["MODEL.RESNETS.DEPTH", "18", "SOLVER.WEIGHT_DECAY_NORM", "0.0",
                              "SOLVER.WEIGHT_DECAY", "0.0001"])

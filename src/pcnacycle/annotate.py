@@ -18,11 +18,11 @@ from typing import Sequence
 import numpy as np
 
 from .config import CfgNode
-from .data import compose_channels
+from .data.dataset import compose_channels
 from .errors import PcnacycleError
 from .io import write_json
-from .predict import load_model, load_weights_path, predict_image
-from .readers import channel_files, channel_sources, read_channels
+from .engine.predictor import load_model, load_weights_path, predict_image
+from .data.channels import channel_files, channel_sources, read_channels
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def object_outline(mask: np.ndarray) -> np.ndarray:
 
 
 def predicted_objects(result: dict) -> list[dict]:
-    """The objects of a :func:`~pcnacycle.predict.predict_image` result, outlined.
+    """The objects of a :func:`~pcnacycle.engine.predictor.predict_image` result, outlined.
 
     Returns
     -------
@@ -124,7 +124,7 @@ def preannotate(weights: str | os.PathLike, images: Sequence[str | os.PathLike],
     weights : a checkpoint, or a training folder (its ``model_final.pt``)
     images : files of the annotated channel (``pcna`` or ``gray``), all in
         one folder; their other channels (e.g. ``dic``) are found beside them
-        as the readers find them (see :mod:`pcnacycle.readers`).
+        as the readers find them (see :mod:`pcnacycle.data.channels`).
     output : folder for the annotation files (:data:`OUTPUT_NAMES`)
     cfg : the model's config; None: the one saved in the checkpoint
     fmt : any of ``"via2"`` and ``"coco"``

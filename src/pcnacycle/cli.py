@@ -22,7 +22,7 @@ INFERENCE_OVERRIDES_HELP = ("overrides of --config as KEY VALUE pairs, e.g. TEST
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .train import train
+    from .engine.trainer import train
 
     cfg = load_config(args.config, args.opts)
     final = train(cfg, args.output, resume=args.resume, progress=not args.quiet)
@@ -31,7 +31,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .evaluate import evaluate
+    from .evaluation.evaluator import evaluate
 
     evaluate(load_config(args.config, args.opts), args.weights, split=args.split, output=args.output,
              progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic)
@@ -39,7 +39,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from .settings import parse_phase_minutes
-    from .simulate import simulate
+    from .simulation.simulator import simulate
 
     extra = {}
     for phase, minutes in (parse_phase_minutes(args.phase_minutes) if args.phase_minutes else {}).items():
@@ -56,9 +56,9 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import demo
+    from .demo import run_demo
 
-    demo(args.output, overwrite=args.overwrite, progress=not args.quiet)
+    run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet)
 
 
 def _optional_config(args: argparse.Namespace):
@@ -99,7 +99,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate_tracks(args: argparse.Namespace) -> None:
-    from .evaluate_tracks import evaluate_tracks
+    from .evaluation.tracks import evaluate_tracks
 
     evaluate_tracks(args.pred, args.gt, output=args.output)
 

@@ -15,16 +15,18 @@ import numpy as np
 import pandas as pd
 
 from .config import load_config
-from .data import compose_channels, load_sample, read_records
+from .data.catalog import load_sample, read_records
+from .data.dataset import compose_channels
 from .errors import PcnacycleError
-from .evaluate import evaluate
-from .evaluate_tracks import division_sentence, evaluate_tracks
+from .evaluation.evaluator import evaluate
+from .evaluation.tracks import division_sentence, evaluate_tracks
+from .phases import PHASES
 from .io import MANIFEST_KEY, files_under, read_manifest, remove_outputs, write_json
 from .pipeline import run
-from .predict import load_model, predict_image
+from .engine.predictor import load_model, predict_image
 from .report import HtmlReport, legend_html, phase_overlay, png_bytes
-from .simulate import simulate
-from .train import train
+from .simulation.simulator import simulate
+from .engine.trainer import train
 
 #: Marks a folder as a demo's, so ``--overwrite`` never deletes anything else.
 MARKER = "demo.json"
@@ -69,7 +71,7 @@ def prepare_output(output: Path, overwrite: bool) -> set[str]:
     return files_under(output)
 
 
-def demo(output: str | Path = "demo-output", overwrite: bool = False, iterations: int = TRAIN_ITERATIONS,
+def run_demo(output: str | Path = "demo-output", overwrite: bool = False, iterations: int = TRAIN_ITERATIONS,
          progress: bool = True) -> Path:
     """Run the demo into ``output``; return the path of ``report.html``.
 
@@ -192,12 +194,12 @@ def _validation_ap(metrics: Path) -> float | None:
 
 
 def tracking_summary(tracking: dict) -> dict[str, float]:
-    """The headline figures of :func:`pcnacycle.evaluate_tracks.evaluate_tracks` for the report's table."""
+    """The headline figures of :func:`pcnacycle.evaluation.tracks.evaluate_tracks` for the report's table."""
     summary = {f"CTC {name}": tracking["ctc"].get(name) for name in ("TRA", "DET", "SEG", "LNK", "BC(0)")}
     phases = tracking.get("phases")
     if phases:
         summary["phase accuracy per nucleus-frame"] = phases["per_frame"]["accuracy"]
-        for phase in ("G1", "S", "G2", "M"):
+        for phase in PHASES:
             row = phases["durations"][phase]
             summary[f"{phase} duration error, minutes (MAE over {row['n']} cells)"] = row["mae_minutes"]
             summary[f"{phase} duration bias, minutes"] = row["bias_minutes"]
@@ -214,17 +216,17 @@ def durations_figure(run_dir: Path, movie_dir: Path, tracking: dict):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .evaluate_tracks import complete_phases
+    from .evaluation.tracks import complete_phases
 
     def complete_minutes(folder: Path) -> dict[str, np.ndarray]:
         durations = pd.read_csv(folder / "phases.csv")
         complete = complete_phases(durations, pd.read_csv(folder / "objects.csv"))
         by_track = durations.set_index("track")
-        return {p: by_track.loc[complete.index[complete[p]], f"{p}_minutes"].to_numpy() for p in ("G1", "S", "G2", "M")}
+        return {p: by_track.loc[complete.index[complete[p]], f"{p}_minutes"].to_numpy() for p in PHASES}
 
     found, true = complete_minutes(run_dir), complete_minutes(movie_dir / "truth")
     fig, ax = plt.subplots(figsize=(7, 4))
-    phases = ["G1", "S", "G2", "M"]
+    phases = list(PHASES)
     positions = np.arange(len(phases)) * 3
     ax.boxplot([true[p] for p in phases], positions=positions, widths=0.8, patch_artist=True,
                boxprops={"facecolor": "0.85"})

@@ -33,21 +33,21 @@ from skimage import transform
 from tqdm import tqdm
 
 from .config import CfgNode
-from .data import compose_channels
+from .data.dataset import compose_channels
 from .errors import PcnacycleError
+from .phases import CLASSES, PHASE_COLOURS, PHASES
 from .io import (MANIFEST_KEY, atomic_path, atomic_write, files_under, log_to_file, move_into, read_manifest,
                  remove_outputs, write_json)
-from .movie import MovieReader
-from .predict import load_model, load_weights_path, predict_image
-from .resolve import check_frame_interval, phase_durations, resolve_phases
+from .data.movie import MovieReader
+from .engine.predictor import load_model, load_weights_path, predict_image
+from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
 from .settings import RunSettings, median_diameter
-from .track import frame_detections, probability_column, relabel_masks, track, write_ctc
+from .tracking.tracker import frame_detections, probability_column, relabel_masks, track, write_ctc
 
 log = logging.getLogger(__name__)
 
 #: Written last: its presence marks a complete run folder.
 RUN_MARKER = "run.json"
-PHASE_CLASSES = ["G1/G2", "S", "M"]
 DEFAULT_FRAME_INTERVAL = 10.0
 #: Nuclei within 20 % of the training size are detected at the movie's own pixel size.
 _SCALE_TOLERANCE = math.log(1.2)
@@ -58,7 +58,7 @@ def filter_objects(result: dict, score_threshold: float, min_area: int, exclude_
 
     Parameters
     ----------
-    result : :func:`pcnacycle.predict.predict_image`'s dict.
+    result : :func:`pcnacycle.engine.predictor.predict_image`'s dict.
 
     Returns
     -------
@@ -307,13 +307,13 @@ def nucleus_diameter(detections: pd.DataFrame) -> float | None:
 
 
 def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettings | None = None,
-            class_names=PHASE_CLASSES, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+            class_names=CLASSES, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
     """Track detections and resolve their phases: everything ``run`` does after the detector.
 
     Parameters
     ----------
     detections : DataFrame
-        :func:`pcnacycle.track.detections_table` output: ``frame, label,
+        :func:`pcnacycle.tracking.tracker.detections_table` output: ``frame, label,
         centroid_y, centroid_x, area`` and ``p_<class>`` per class.
     frame_interval : float
         Minutes between frames.
@@ -325,7 +325,7 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
     tracked : DataFrame
         ``detections`` with ``track``, ``parent`` (and ``phase``, ``arrested`` when resolved).
     durations : DataFrame or None
-        :func:`pcnacycle.resolve.phase_durations`, when phases were resolved.
+        :func:`pcnacycle.tracking.resolve.phase_durations`, when phases were resolved.
     summary : dict
         Counts and the values used: nucleus diameter, reaches in pixels, phase minutes.
     """
@@ -340,7 +340,7 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
         # A model without an M class gives no mitotic evidence: divisions are
         # then accepted on geometry alone (see track.pair_mitoses).
         detections[mitosis] = np.nan
-    resolvable = sorted(class_names) == sorted(PHASE_CLASSES)
+    resolvable = sorted(class_names) == sorted(CLASSES)
     durations = None
     summary = {"frames": int(detections["frame"].max() + 1) if len(detections) else 0,
                "nucleus_diameter_px": diameter, "max_distance_px": max_distance,
@@ -362,7 +362,7 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
             summary["divisions_inferred"] = tracked.attrs["divisions_inferred"]
         else:
             log.warning("classes %s are not %s: tracks are written, phases are not resolved",
-                        class_names, PHASE_CLASSES)
+                        class_names, list(CLASSES))
         bar.update()
     summary.update({"nuclei": int(len(tracked)), "tracks": int(tracked["track"].nunique()),
                     "divisions": int((tracked.groupby("track")["parent"].first() > 0).sum() // 2),
@@ -371,7 +371,7 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
 
 
 def write_outputs(folder: Path, tracked: pd.DataFrame, durations: pd.DataFrame | None, label_frames,
-                  frame_interval: float, class_names=PHASE_CLASSES, progress: bool = False) -> None:
+                  frame_interval: float, class_names=CLASSES, progress: bool = False) -> None:
     """Write ``objects.csv``, ``phases.csv``, ``masks.tif``, ``ctc/`` and ``timeline.png`` into ``folder``.
 
     ``label_frames`` is a (T, H, W) array (a memmap is fine) of the raw
@@ -420,8 +420,6 @@ def plot_timeline(resolved: pd.DataFrame, path: Path, frame_interval: float) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import PHASE_COLOURS
-
     tracks = resolved.groupby("track")
     order = _lineage_order(resolved)
     row = {track_id: i for i, track_id in enumerate(order)}
@@ -437,7 +435,7 @@ def plot_timeline(resolved: pd.DataFrame, path: Path, frame_interval: float) -> 
         if parent in row:
             start = cell["frame"].min() * hours
             ax.plot([start, start], [row[parent], y], color="0.6", lw=0.8)
-    for name in ("G1", "S", "G2", "M"):
+    for name in PHASES:
         ax.plot([], [], lw=3, color=np.array(PHASE_COLOURS[name]) / 255, label=name)
     ax.set(xlabel="time (h)", ylabel="cell (grouped by lineage)", yticks=[], title="cell-cycle phases by lineage")
     ax.legend(ncol=4, loc="upper right", fontsize=8)

@@ -18,16 +18,8 @@ import pandas as pd
 from skimage.segmentation import find_boundaries
 
 from .io import write_text
+from .phases import PHASE_COLOURS
 
-#: Colours of the phase classes in every figure (RGB, 0-255).
-PHASE_COLOURS = {
-    "G1/G2": (80, 200, 255),
-    "G1": (80, 200, 255),
-    "G2": (40, 120, 255),
-    "S": (255, 200, 40),
-    "M": (255, 60, 160),
-    "nucleus": (120, 255, 120),
-}
 _FALLBACK = (200, 200, 200)
 
 
@@ -46,7 +38,7 @@ def phase_overlay(image: np.ndarray, label_image: np.ndarray, classes: Sequence[
     -------
     (H, W, 3) uint8 RGB
     """
-    from .data import normalize_intensity
+    from .data.dataset import normalize_intensity
 
     grey = normalize_intensity(image, (1.0, 99.8))
     rgb = np.repeat(grey[..., None], 3, axis=-1)

@@ -28,12 +28,9 @@ import numpy as np
 import yaml
 
 from .errors import PcnacycleError
+from .phases import DEFAULT_PHASE_MINUTES
 
-__all__ = ["DEFAULT_PHASE_MINUTES", "RunSettings", "load_settings"]
-
-#: The textbook 23-hour human cell cycle (Alberts, Molecular Biology of the Cell): G1 11 h, S 8 h, G2 4 h,
-#: M 1 h. Only a starting point: with ``estimate_durations`` the resolver re-estimates them from the movie.
-DEFAULT_PHASE_MINUTES = {"G1": 660.0, "S": 480.0, "G2": 240.0, "M": 60.0}
+__all__ = ["RunSettings", "load_settings"]
 
 
 def _default_phase_minutes() -> dict[str, float]:

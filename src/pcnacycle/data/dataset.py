@@ -1,10 +1,10 @@
 """Datasets: reading annotated images, splitting them, and feeding the trainer.
 
-The flow is ``read_records`` (what images exist, cheap) → ``split_records``
-(which subset each belongs to, saved as ``split.json``) → ``load_sample``
+The flow is :func:`~pcnacycle.data.catalog.read_records` (what images exist, cheap) → ``split_records``
+(which subset each belongs to, saved as ``split.json``) → :func:`~pcnacycle.data.catalog.load_sample`
 (pixels and instance masks of one image) → :class:`InstanceDataset` (channel
 composition, cropping, flipping, tensors for torchvision). The readers of
-each ``DATASETS.FORMAT`` live in :mod:`pcnacycle.readers`.
+each ``DATASETS.FORMAT`` are listed in :mod:`pcnacycle.data.catalog`.
 
 A *record* is a dict with at least ``image_id`` (unique, stable across runs),
 optionally ``group`` (the movie it comes from, which splits keep whole), and
@@ -26,45 +26,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .config import CfgNode
-from .errors import PcnacycleError
-from .io import write_json
-from .readers import (DERIVED_CHANNELS, load_coco_sample, load_deepcell_sample, load_dsb2018_sample,
-                      load_labelmask_sample, load_via2_sample, read_coco_records, read_deepcell_records,
-                      read_dsb2018_records, read_labelmask_records, read_via2_records)
-
-# ---------------------------------------------------------------- readers
-
-
-def read_records(cfg: CfgNode) -> list[dict]:
-    """Index the dataset that ``DATASETS.FORMAT`` and ``DATASETS.ROOT`` name."""
-    root = cfg.DATASETS.ROOT
-    if not root:
-        raise PcnacycleError("config key 'DATASETS.ROOT' is empty: set it to the dataset folder")
-    fmt = cfg.DATASETS.FORMAT
-    if fmt == "dsb2018":
-        return read_dsb2018_records(root)
-    if fmt == "deepcell":
-        return read_deepcell_records(root, cfg.INPUT.STORED_CHANNELS)
-    if fmt == "via2":
-        return read_via2_records(root, cfg)
-    if fmt == "coco":
-        return read_coco_records(root, cfg)
-    return read_labelmask_records(root, cfg)
-
-
-def load_sample(cfg: CfgNode, record: dict) -> dict:
-    """Load one record with the reader of ``DATASETS.FORMAT``."""
-    fmt = cfg.DATASETS.FORMAT
-    if fmt == "dsb2018":
-        return load_dsb2018_sample(record)
-    if fmt == "deepcell":
-        return load_deepcell_sample(record)
-    if fmt == "via2":
-        return load_via2_sample(record)
-    if fmt == "coco":
-        return load_coco_sample(record)
-    return load_labelmask_sample(record, cfg.MODEL.CLASS_NAMES)
+from ..config import CfgNode
+from ..errors import PcnacycleError
+from ..io import write_json
+from .catalog import load_sample
+from .channels import DERIVED_CHANNELS
 
 
 # ---------------------------------------------------------------- splits
@@ -75,7 +41,7 @@ def median_nucleus_diameter(cfg: CfgNode, records: Sequence[dict], max_records: 
 
     Returns 0.0 when they hold no nucleus.
     """
-    from .settings import median_diameter
+    from ..settings import median_diameter
 
     step = max(1, len(records) // max_records)
     areas = [load_sample(cfg, record)["masks"].sum(axis=(1, 2)) for record in list(records)[::step][:max_records]]

@@ -31,12 +31,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import data as data_mod
-from .config import CfgNode, dump_config
-from .evaluate import make_training_evaluator
-from .errors import PcnacycleError
-from .io import atomic_write, log_to_file, write_text
-from .model import build_model, is_norm_parameter, load_weights, resolve_device
+from ..data.catalog import read_records
+from ..data.dataset import (InstanceDataset, TrainingSampler, collate, median_nucleus_diameter, read_split, select,
+                            split_records, write_split)
+from ..config import CfgNode, dump_config
+from ..evaluation.loop import make_training_evaluator
+from ..errors import PcnacycleError
+from ..io import atomic_write, log_to_file, write_text
+from ..modeling.model import build_model, is_norm_parameter, load_weights, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -232,23 +234,23 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) 
 
     # Data: the split is written once and reused, so evaluation and a resumed
     # run see the same images even if the folder gains files later.
-    records = data_mod.read_records(cfg)
+    records = read_records(cfg)
     split_path = output_dir / "split.json"
     if split_path.is_file():
-        split = data_mod.read_split(split_path)
+        split = read_split(split_path)
     else:
-        split = data_mod.split_records(records, cfg.DATASETS.VAL_SIZE, cfg.DATASETS.SPLIT_SEED, by=cfg.DATASETS.SPLIT_BY)
-        data_mod.write_split(split_path, split, cfg)
-    train_records = data_mod.select(records, split["train"], f"{split_path} (train)")
+        split = split_records(records, cfg.DATASETS.VAL_SIZE, cfg.DATASETS.SPLIT_SEED, by=cfg.DATASETS.SPLIT_BY)
+        write_split(split_path, split, cfg)
+    train_records = select(records, split["train"], f"{split_path} (train)")
     log.info("dataset %s: %d train, %d val images", cfg.DATASETS.ROOT, len(split["train"]), len(split["val"]))
     if not cfg.INPUT.NUCLEUS_DIAMETER:
         # saved with the config and every checkpoint, so `run` can bring other movies' nuclei to this size
-        cfg.INPUT["NUCLEUS_DIAMETER"] = round(data_mod.median_nucleus_diameter(cfg, train_records), 2)
+        cfg.INPUT["NUCLEUS_DIAMETER"] = round(median_nucleus_diameter(cfg, train_records), 2)
         write_text(output_dir / "config.yaml", dump_config(cfg))
         log.info("training nuclei: median diameter %.1f px (INPUT.NUCLEUS_DIAMETER)", cfg.INPUT.NUCLEUS_DIAMETER)
     evaluate = None
     if split["val"]:
-        evaluate = make_training_evaluator(cfg, data_mod.select(records, split["val"], f"{split_path} (val)"))
+        evaluate = make_training_evaluator(cfg, select(records, split["val"], f"{split_path} (val)"))
 
     device = resolve_device(cfg.MODEL.DEVICE)
     model = build_model(cfg)
@@ -278,13 +280,13 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) 
     elif metrics_path.exists():
         metrics_path.unlink()  # a stale file from a run that never reached a checkpoint
 
-    dataset = data_mod.InstanceDataset(train_records, cfg, augment=True)
+    dataset = InstanceDataset(train_records, cfg, augment=True)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=s.IMS_PER_BATCH,
-        sampler=data_mod.TrainingSampler(len(dataset), cfg.SEED, start=start_iter * s.IMS_PER_BATCH),
+        sampler=TrainingSampler(len(dataset), cfg.SEED, start=start_iter * s.IMS_PER_BATCH),
         num_workers=cfg.DATALOADER.NUM_WORKERS,
-        collate_fn=data_mod.collate,
+        collate_fn=collate,
         persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0,
     )
     # Starting the loader draws a worker seed from torch's generator, so the

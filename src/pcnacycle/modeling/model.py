@@ -14,22 +14,20 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
-from torchvision.ops import boxes as box_ops
 from torchvision.ops import misc as misc_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from .config import CfgNode
-from .errors import PcnacycleError
+from ..config import CfgNode
+from ..errors import PcnacycleError
+from .roi_heads import PhaseRoIHeads
 
 log = logging.getLogger(__name__)
 
@@ -108,45 +106,13 @@ class ResizeTransform(GeneralizedRCNNTransform):
 
         torchvision pastes every mask into a full-frame float image, which for
         hundreds of nuclei in a large frame costs gigabytes;
-        :func:`pcnacycle.predict.paste_in_box` pastes each into its box only.
+        :func:`pcnacycle.engine.predictor.paste_in_box` pastes each into its box only.
         """
         if self.training:
             return result
         for prediction, resized, original in zip(result, image_shapes, original_image_sizes):
             prediction["boxes"] = resize_boxes(prediction["boxes"], resized, original)
         return result
-
-
-class PhaseRoIHeads(RoIHeads):
-    """RoIHeads whose inference keeps one box per object with all class probabilities.
-
-    The score of a detection is ``1 - p(background)``; its label is the most
-    probable class; NMS is class-agnostic (a nucleus is in one phase, not
-    several). The per-class probabilities, normalised over the foreground
-    classes, are left in :attr:`class_probs` (one ``(N, K)`` tensor per image)
-    because torchvision's result dicts have no place for them.
-    """
-
-    class_probs: list[torch.Tensor] = []
-
-    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
-        per_image = [len(p) for p in proposals]
-        all_boxes = self.box_coder.decode(box_regression, proposals)
-        all_probs = F.softmax(class_logits, -1)
-        out_boxes, out_scores, out_labels, self.class_probs = [], [], [], []
-        for boxes, probs, shape in zip(all_boxes.split(per_image), all_probs.split(per_image), image_shapes):
-            foreground = probs[:, 1:]
-            scores = foreground.sum(dim=1)
-            labels = foreground.argmax(dim=1) + 1
-            boxes = box_ops.clip_boxes_to_image(boxes[torch.arange(len(boxes)), labels], shape)
-            keep = torch.where(scores > self.score_thresh)[0]
-            keep = keep[box_ops.remove_small_boxes(boxes[keep], min_size=1e-2)]
-            keep = keep[box_ops.nms(boxes[keep], scores[keep], self.nms_thresh)][: self.detections_per_img]
-            out_boxes.append(boxes[keep])
-            out_scores.append(scores[keep])
-            out_labels.append(labels[keep])
-            self.class_probs.append(foreground[keep] / scores[keep, None].clamp_min(1e-12))
-        return out_boxes, out_scores, out_labels
 
 
 def build_model(cfg: CfgNode) -> MaskRCNN:

@@ -48,12 +48,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import PcnacycleError
-from .settings import DEFAULT_PHASE_MINUTES, RunSettings
-from .simulate import PHASES
-from .track import COORDINATES, division_evidence, probability_column, require_columns
+from ..errors import PcnacycleError
+from ..phases import CLASSES, PHASES
+from ..settings import RunSettings
+from .tracker import COORDINATES, division_evidence, probability_column, require_columns
 
-__all__ = ["DEFAULT_PHASE_MINUTES", "estimate_phase_minutes", "phase_durations", "resolve_phases"]
+__all__ = ["estimate_phase_minutes", "phase_durations", "resolve_phases"]
 
 _G1, _S, _G2, _M, _M_EXIT = range(5)
 _STATE_PHASE = np.array(["G1", "S", "G2", "M", "M"])
@@ -143,7 +143,7 @@ def _viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarr
 
 
 def resolve_phases(objects: pd.DataFrame, frame_interval: float, settings: RunSettings | None = None, *,
-                   class_names=("G1/G2", "S", "M"), intensity_column: str = "mean_pcna",
+                   class_names=CLASSES, intensity_column: str = "mean_pcna",
                    **changes) -> pd.DataFrame:
     """Give every tracked nucleus a cell-cycle phase, G1, S, G2 or M, splitting tracks at missed divisions.
 

@@ -36,9 +36,9 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from skimage import measure
 
-from .errors import PcnacycleError
-from .io import write_text, write_tiff
-from .simulate import CLASSES
+from ..errors import PcnacycleError
+from ..io import write_text, write_tiff
+from ..phases import CLASSES
 
 __all__ = [
     "COORDINATES",
@@ -113,7 +113,7 @@ def frame_detections(label_image: np.ndarray, probs: np.ndarray, frame: int,
     Parameters
     ----------
     label_image : (H, W) int
-        0 background, ``i + 1`` for object ``i`` (as :func:`pcnacycle.predict.predict_image` gives).
+        0 background, ``i + 1`` for object ``i`` (as :func:`pcnacycle.engine.predictor.predict_image` gives).
     probs : (N, K) float
         Row ``i`` holds the class probabilities of label ``i + 1``; ``N`` ≥ the largest label.
     frame : int

@@ -40,10 +40,10 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from .errors import PcnacycleError
-from .io import read_image, write_json
-from .simulate import PHASES
-from .track import track_table
+from ..errors import PcnacycleError
+from ..io import read_image, write_json
+from ..phases import PHASES
+from ..tracking.tracker import track_table
 
 __all__ = ["CTC_METRICS", "IOU_THRESHOLD", "evaluate_tracks"]
 
@@ -222,7 +222,7 @@ def _frame_matches(truth_frames: Iterator[np.ndarray], pred_frames: Iterator[np.
 def _ctc_label_to_track(ctc_table: np.ndarray, max_track: int) -> dict[int, int]:
     """The run's track id of each CTC label: ``{ctc label: track}``.
 
-    :func:`pcnacycle.track.ctc_tracks` keeps a track's id for its first part
+    :func:`pcnacycle.tracking.tracker.ctc_tracks` keeps a track's id for its first part
     and numbers the parts after gaps above the largest track id, each with the
     previous part as parent; so following parents down to an id ≤
     ``max_track`` gives the track.
@@ -476,7 +476,7 @@ def evaluate_tracks(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
     pred_dir : path
         A ``pcnacycle run`` output folder, with the CTC results in ``ctc/``
         (``res_track.txt``, ``maskNNN.tif``) and optionally ``objects.csv``
-        (``frame, track, phase``), ``phases.csv`` (:func:`pcnacycle.resolve.phase_durations`)
+        (``frame, track, phase``), ``phases.csv`` (:func:`pcnacycle.tracking.resolve.phase_durations`)
         and ``masks.tif`` ((T, H, W) labelled by track); or a bare CTC result folder.
     gt_dir : path
         A CTC ground-truth folder (``TRA/``, optionally ``SEG/``), or a

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PcnacycleError
+from ..errors import PcnacycleError
 
 # Axis letters tifffile uses for the time-like axis of a stack (T first).
 _TIME_AXES = "TZIQ"

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
-from .config import CfgNode, config_from_dict
-from .errors import PcnacycleError
-from .model import FIRST_CONV, build_model, read_checkpoint, resolve_device
+from ..config import CfgNode, config_from_dict
+from ..errors import PcnacycleError
+from ..modeling.model import FIRST_CONV, build_model, read_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, cfg: CfgNode, mask_
 
     Parameters
     ----------
-    image : (C, H, W) float32 in [0, 1], as :func:`pcnacycle.data.compose_channels` gives.
+    image : (C, H, W) float32 in [0, 1], as :func:`pcnacycle.data.dataset.compose_channels` gives.
 
     Returns
     -------

@@ -1,0 +1,1 @@
+"""Training and inference: the trainer loop with its hooks (``trainer``) and the predictor (``predictor``)."""

@@ -1,0 +1,108 @@
+"""Metrics for nucleus segmentation and PCNA phase calls.
+
+Everything here takes plain numpy data, one entry per image, with the lists
+aligned by image:
+
+* ground truth: ``{"masks": (N, H, W) bool, "labels": (N,) int64}``
+* predictions: ``{"masks": (M, H, W) bool, "labels": (M,) int64,
+  "scores": (M,) float32}``
+
+Labels are class ids ``1..K``; class id ``k`` is named ``class_names[k - 1]``.
+
+Three views of the same predictions are offered:
+
+* :func:`coco_metrics` -- COCO box and mask AP, computed by pycocotools;
+* :func:`phase_confusion` / :func:`classification_report` -- which phase each
+  detected nucleus was given, after a one-to-one matching by mask IoU;
+* :func:`matching_scores` -- the class-agnostic StarDist/Cellpose matching
+  score over a range of IoU thresholds.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..data.catalog import read_records
+from ..data.dataset import read_split, select
+from ..engine.predictor import load_model, load_weights_path
+from ..errors import PcnacycleError
+from ..io import atomic_write, write_json
+from .coco import coco_metrics, format_table
+from .confusion import classification_report, phase_confusion
+from .loop import predict_dataset
+from .matching import matching_scores
+from .writers import plot_confusion, write_confusion_csv
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = True, split_file=None,
+             class_agnostic: bool = False) -> dict:
+    """Score ``weights`` on a subset of ``cfg``'s dataset; write the reports to ``output``.
+
+    Parameters
+    ----------
+    cfg : config of the dataset and model (``DATASETS.ROOT`` may point at
+        another dataset than training's when ``split`` is ``"all"``).
+    weights : checkpoint file, or a training folder (its ``model_final.pt``).
+    split : ``"val"`` or ``"train"`` (ids from the ``split.json`` beside the
+        weights, so the split is training's own), or ``"all"`` (every image).
+    output : folder for ``eval.json``, ``confusion.csv``, ``confusion.png``
+        and ``matching.csv``; None writes nothing.
+    split_file : a ``split.json`` to take the ids from instead of the one
+        beside the weights (e.g. another run's split of the same dataset).
+    class_agnostic : score nuclei whatever their class: every prediction and
+        annotation counts as one class "nucleus" (e.g. a phase model on a
+        dataset annotated without phases).
+
+    Returns
+    -------
+    dict: ``bbox`` and ``segm`` as :func:`coco_metrics` gives, ``matching``
+    (rows of :func:`matching_scores`), ``phase`` (``confusion`` and
+    ``report`` as nested dicts), ``images`` (count), ``weights``, ``split``.
+    """
+    weights = load_weights_path(weights)
+    records = read_records(cfg)
+    if split == "all":
+        chosen = records
+    elif split in ("train", "val"):
+        split_path = Path(split_file) if split_file else weights.parent / "split.json"
+        if not split_path.is_file():
+            where = "no such split file" if split_file else "no split file beside the weights"
+            raise PcnacycleError(f"{split_path}: {where}; use --split all to score every image of DATASETS.ROOT")
+        chosen = select(records, read_split(split_path)[split], f"{split_path} ({split})")
+    else:
+        raise PcnacycleError(f"split {split!r}: expected val, train or all")
+    model, cfg = load_model(weights, cfg)
+    ground_truth, predictions = predict_dataset(model, cfg, chosen, progress=progress)
+    if not any(len(gt["labels"]) for gt in ground_truth):
+        raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
+
+    names = list(cfg.MODEL.CLASS_NAMES)
+    if class_agnostic:
+        names = ["nucleus"]
+        for instances in ground_truth + predictions:
+            instances["labels"] = np.ones_like(instances["labels"])
+    results = coco_metrics(ground_truth, predictions, names)
+    confusion = phase_confusion(ground_truth, predictions, names)
+    report = classification_report(confusion)
+    matching = matching_scores(ground_truth, predictions)
+    results.update({
+        "matching": matching.to_dict(orient="records"),
+        "phase": {"confusion": confusion.to_dict(orient="index"),
+                  "report": report.replace({np.nan: None}).to_dict(orient="index")},
+        "images": len(chosen), "weights": str(weights), "split": split, "class_agnostic": class_agnostic,
+    })
+    print(format_table(results))
+    print(matching.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(report.to_string(float_format=lambda v: f"{v:.3f}"))
+    if output is not None:
+        output = Path(output)
+        write_json(output / "eval.json", results)
+        write_confusion_csv(confusion, output / "confusion.csv")
+        plot_confusion(confusion, output / "confusion.png")
+        with atomic_write(output / "matching.csv", "w") as handle:
+            matching.to_csv(handle, index=False)
+    return results

@@ -1,0 +1,66 @@
+"""Running a model over a dataset's records, and the evaluation hook the trainer calls."""
+
+from __future__ import annotations
+
+import logging
+
+from tqdm import tqdm
+
+from ..data.catalog import load_sample
+from ..data.dataset import compose_channels
+from ..engine.predictor import label_image_to_masks, predict_image
+from .coco import _COCO_SUMMARY_KEYS, coco_metrics
+
+log = logging.getLogger(__name__)
+
+
+def predict_dataset(model, cfg, records, progress: bool = False) -> tuple[list[dict], list[dict]]:
+    """Ground truth and predictions for each record, predicted as ``pcnacycle run`` would.
+
+    Frames go through :func:`pcnacycle.engine.predictor.predict_image` at full size
+    (tiled when large, overlaps resolved), never shrunk for evaluation.
+
+    Returns
+    -------
+    (ground_truth, predictions): lists aligned by record, in this module's format.
+    """
+    ground_truth, predictions = [], []
+    was_training = model.training
+    model.eval()
+    for record in tqdm(records, desc="evaluate", unit="image", disable=not progress, leave=False):
+        sample = load_sample(cfg, record)
+        image = compose_channels(sample["channels"], cfg.INPUT.CHANNELS, cfg)
+        result = predict_image(model, image, cfg)
+        ground_truth.append({"masks": sample["masks"], "labels": sample["labels"]})
+        predictions.append({"masks": label_image_to_masks(result["label_image"], len(result["scores"])),
+                            "labels": result["labels"], "scores": result["scores"]})
+    model.train(was_training)
+    return ground_truth, predictions
+
+
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    """``{"bbox/AP": .., "segm/AP50": .., "segm/AP50/<class>": ..}`` for metrics.jsonl."""
+    flat = {}
+    for iou_type in ("bbox", "segm"):
+        for key in _COCO_SUMMARY_KEYS:
+            flat[f"{iou_type}/{key}"] = metrics[iou_type][key]
+        if len(metrics[iou_type]["per_class"]) > 1:
+            for name, values in metrics[iou_type]["per_class"].items():
+                flat[f"{iou_type}/AP50/{name}"] = values["AP50"]
+    return flat
+
+
+def make_training_evaluator(cfg, records):
+    """The ``evaluate(model, iteration)`` callback :func:`pcnacycle.engine.trainer.train` calls."""
+    def evaluate_during_training(model, iteration: int) -> dict[str, float]:
+        ground_truth, predictions = predict_dataset(model, cfg, records)
+        flat = flat_metrics(coco_metrics(ground_truth, predictions, cfg.MODEL.CLASS_NAMES))
+        log.info("iteration %d, %d val images: segm AP50 %s, bbox AP50 %s", iteration, len(records),
+                 _fmt(flat["segm/AP50"]), _fmt(flat["bbox/AP50"]))
+        return flat
+
+    return evaluate_during_training
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.2f}"

@@ -1,0 +1,40 @@
+"""The RoI heads of the phase detector: one box per nucleus, with the probability of every class."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.ops import boxes as box_ops
+
+
+class PhaseRoIHeads(RoIHeads):
+    """RoIHeads whose inference keeps one box per object with all class probabilities.
+
+    The score of a detection is ``1 - p(background)``; its label is the most
+    probable class; NMS is class-agnostic (a nucleus is in one phase, not
+    several). The per-class probabilities, normalised over the foreground
+    classes, are left in :attr:`class_probs` (one ``(N, K)`` tensor per image)
+    because torchvision's result dicts have no place for them.
+    """
+
+    class_probs: list[torch.Tensor] = []
+
+    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
+        per_image = [len(p) for p in proposals]
+        all_boxes = self.box_coder.decode(box_regression, proposals)
+        all_probs = F.softmax(class_logits, -1)
+        out_boxes, out_scores, out_labels, self.class_probs = [], [], [], []
+        for boxes, probs, shape in zip(all_boxes.split(per_image), all_probs.split(per_image), image_shapes):
+            foreground = probs[:, 1:]
+            scores = foreground.sum(dim=1)
+            labels = foreground.argmax(dim=1) + 1
+            boxes = box_ops.clip_boxes_to_image(boxes[torch.arange(len(boxes)), labels], shape)
+            keep = torch.where(scores > self.score_thresh)[0]
+            keep = keep[box_ops.remove_small_boxes(boxes[keep], min_size=1e-2)]
+            keep = keep[box_ops.nms(boxes[keep], scores[keep], self.nms_thresh)][: self.detections_per_img]
+            out_boxes.append(boxes[keep])
+            out_scores.append(scores[keep])
+            out_labels.append(labels[keep])
+            self.class_probs.append(foreground[keep] / scores[keep, None].clamp_min(1e-12))
+        return out_boxes, out_scores, out_labels
