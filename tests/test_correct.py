@@ -185,7 +185,7 @@ def test_merge_makes_two_masks_one_nucleus(run_dir, tmp_path):
 
 def test_relabel_moves_a_nucleus_into_a_track(run_dir, tmp_path):
     out = correct_run(run_dir, [{"op": "relabel", "frame": 20, "label": 9, "track": 8}], output=tmp_path / "c")
-    objects, phases, masks, _ = read(out)
+    objects, _, masks, _ = read(out)
     assert 9 not in set(objects["track"]) and masks[20, 40, 100] == 8
     assert objects.loc[objects["track"] == 8, "frame"].tolist() == list(range(30))
     # the gap is closed: one CTC track for the whole cell
@@ -208,6 +208,9 @@ BAD_EDITS = [
      "edits[2] (split track 1): missing field(s) 'frame'"),
     ([{"op": "cut", "track": 1}], "edits[0] (cut): 'op' must be one of split, join"),
     ([{"track": 1}], "edits[0] (?): 'op' must be one of"),
+    ([{"op": ["split"], "track": 1}], "edits[0] (?): 'op' must be one of split, join, parent, orphan, phase, delete, "
+                                      "merge, relabel, got ['split']"),
+    (["split 1 20"], "edits[0]: must be a mapping with 'op', got 'split 1 20'"),
     ([{"op": "orphan", "track": "4"}], "edits[0] (orphan track 4): 'track' must be a track id"),
     ([{"op": "split", "track": 1, "frame": True}], "'frame' must be a frame index"),
     ([{"op": "phase", "track": 6, "first": 1, "last": 2, "phase": "G3"}], "'phase' must be one of G1, S, G2, M"),
@@ -263,7 +266,7 @@ def test_where_to_write_is_checked(run_dir, tmp_path):
     with pytest.raises(PcnacycleError, match="is \\(inside\\) the run folder"):
         correct_run(run_dir, [], output=run_dir / "corrected")
     with pytest.raises(PcnacycleError, match="not a complete pcnacycle run"):
-        correct_run(tmp_path, [], output=tmp_path / "c")
+        correct_run(tmp_path / "nothing", [], output=tmp_path / "c")
     correct_run(run_dir, [], output=tmp_path / "c")
     with pytest.raises(PcnacycleError, match="--overwrite"):
         correct_run(run_dir, [], output=tmp_path / "c")
@@ -305,6 +308,11 @@ def test_edits_files_are_checked_for_form(tmp_path):
     assert path.read_text() == "edits:\n  - {op: split, track: 1}\n"  # a refused write leaves the file as it was
     path.write_text("edits:\n")
     assert read_edits(path) == []
+    # numpy numbers (as a viewer gives them) are written as plain numbers
+    write_edits(path, [{"op": "merge", "frame": np.int64(3), "labels": np.array([4, 5])},
+                       {"op": "phase", "track": np.uint16(2), "first": 1, "last": 2, "phase": np.str_("G2")}])
+    assert path.read_text() == ("edits:\n  - {op: merge, frame: 3, labels: [4, 5]}\n"
+                                "  - {op: phase, track: 2, first: 1, last: 2, phase: G2}\n")
 
 
 def test_the_command_line_exits_2_on_a_bad_edit_and_writes_nothing(run_dir, tmp_path, capsys):
@@ -373,3 +381,16 @@ def test_a_phase_fixed_on_a_daughters_first_frames_wins_over_how_daughters_start
     assert plain.loc[plain["track"] == 2, "phase"].tolist() == ["G1"] * 8
     with pytest.raises(PcnacycleError, match="column 'fixed': unknown phase"):
         resolve_phases(table.assign(fixed="G3"), INTERVAL, SETTINGS, fixed_phase_column="fixed")
+
+
+def test_a_run_folder_whose_masks_and_table_disagree_is_refused(run_dir, tmp_path):
+    changed = tmp_path / "run"
+    shutil.copytree(run_dir, changed)
+    objects = pd.read_csv(changed / "objects.csv")
+    objects[objects["track"] != 9].to_csv(changed / "objects.csv", index=False)
+    with pytest.raises(PcnacycleError, match="disagree in frame 20 \\(labels only in the masks: \\[9\\]"):
+        correct_run(changed, [], output=tmp_path / "c")
+    (changed / "masks.tif").write_bytes(b"not a tiff")
+    with pytest.raises(PcnacycleError, match="masks.tif: cannot be read"):
+        validate_edits(changed, [])
+    assert not (tmp_path / "c").exists()
