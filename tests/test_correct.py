@@ -208,8 +208,8 @@ BAD_EDITS = [
      "edits[2] (split track 1): missing field(s) 'frame'"),
     ([{"op": "cut", "track": 1}], "edits[0] (cut): 'op' must be one of split, join"),
     ([{"track": 1}], "edits[0] (?): 'op' must be one of"),
-    ([{"op": ["split"], "track": 1}], "edits[0] (?): 'op' must be one of split, join, parent, orphan, phase, delete, "
-                                      "merge, relabel, got ['split']"),
+    ([{"op": ["split"], "track": 1}], "edits[0] (?): 'op' must be one of split, join, parent, orphan, phase, "
+                                      + "delete, merge, relabel, got ['split']"),
     (["split 1 20"], "edits[0]: must be a mapping with 'op', got 'split 1 20'"),
     ([{"op": "orphan", "track": "4"}], "edits[0] (orphan track 4): 'track' must be a track id"),
     ([{"op": "split", "track": 1, "frame": True}], "'frame' must be a frame index"),
