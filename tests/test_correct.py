@@ -38,9 +38,14 @@ CELLS = {
 }
 
 
+def _disc_in(shape, centre):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= RADIUS**2
+
+
 def _disc(centre, part):
-    yy, xx = np.mgrid[:SHAPE[0], :SHAPE[1]]
-    inside = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= RADIUS**2
+    xx = np.mgrid[:SHAPE[0], :SHAPE[1]][1]
+    inside = _disc_in(SHAPE, centre)
     return inside & (xx > centre[1]) if part == "right" else inside & (xx <= centre[1]) if part == "left" else inside
 
 
@@ -394,3 +399,35 @@ def test_a_run_folder_whose_masks_and_table_disagree_is_refused(run_dir, tmp_pat
     with pytest.raises(PcnacycleError, match="masks.tif: cannot be read"):
         validate_edits(changed, [])
     assert not (tmp_path / "c").exists()
+
+
+def test_a_run_made_by_the_pipeline_from_label_masks_is_corrected(tmp_path):
+    """Three still nuclei; the third is missed for 4 frames, more than max_gap, so the tracker breaks it in two."""
+    from pcnacycle.pipeline import analyse, write_outputs
+    from pcnacycle.track import detections_table
+
+    centres = [(12, 12), (12, 40), (40, 26)]
+    label_images = np.zeros((12, 56, 56), np.uint16)
+    for t in range(12):
+        for k, centre in enumerate(centres):
+            if not (k == 2 and 4 <= t <= 7):
+                label_images[t][_disc_in((56, 56), centre)] = k + 1
+    probs = [np.tile([0.9, 0.05, 0.05], (3, 1)) for _ in range(12)]
+    detections = detections_table(label_images, probs, CLASSES, intensity_images=label_images * 50)
+    settings = RunSettings(max_distance=8.0, division_distance=0.0, max_gap=2)
+    tracked, durations, summary = analyse(detections, INTERVAL, settings, CLASSES)
+    assert summary["tracks"] == 4
+    run = tmp_path / "run"
+    run.mkdir()
+    write_outputs(run, tracked, durations, label_images, INTERVAL)
+    summary.update(frame_interval=INTERVAL, settings=settings.to_dict())
+    (run / "run.json").write_text(json.dumps(summary))
+
+    early, late = sorted(tracked.loc[tracked["centroid_y"].round() == 40, "track"].unique())
+    out = correct_run(run, [{"op": "join", "track": late, "onto": early}], output=tmp_path / "c")
+    objects, phases, masks, corrected = read(out)
+    assert corrected["tracks"] == 3 and late not in phases.index
+    assert sorted(objects.loc[objects["track"] == early, "frame"]) == [0, 1, 2, 3, 8, 9, 10, 11]
+    assert (masks[[0, 11], 40, 26] == early).all() and (masks[5, 40, 26] == 0)
+    # the gap is written to the CTC files as a gap: two segments, the second the daughter of the first
+    assert len((out / "ctc" / "res_track.txt").read_text().splitlines()) == 4
