@@ -282,6 +282,8 @@ def connect(workers: int | None, scheduler: str | None, pending: int, processes:
         from dask.distributed import Client, LocalCluster
     except ImportError as exc:
         raise PcnacycleError('pcnacycle batch needs Dask: pip install "pcnacycle[batch]"') from exc
+    # Dask narrates every connection and worker at INFO; the batch's own progress bar and errors say enough.
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     if scheduler is not None:
         if workers is not None:
             raise PcnacycleError("--workers and --scheduler exclude each other: an existing scheduler has its "
