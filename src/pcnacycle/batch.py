@@ -434,7 +434,7 @@ def condition_table(cells: pd.DataFrame) -> pd.DataFrame:
         for phase in PHASES:
             minutes = complete_durations(group, phase)
             q25, median, q75 = np.percentile(minutes, [25, 50, 75]) if len(minutes) else (np.nan,) * 3
-            rows.append({"condition": condition, "phase": phase, "cells": int(len(minutes)),
+            rows.append({"condition": condition, "phase": phase, "cells": len(minutes),
                          "median_minutes": median, "q25_minutes": q25, "q75_minutes": q75,
                          "iqr_minutes": q75 - q25})
     columns = ["condition", "phase", "cells", "median_minutes", "q25_minutes", "q75_minutes", "iqr_minutes"]

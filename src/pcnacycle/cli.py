@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .errors import PcnacycleError
@@ -26,7 +27,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.config, args.opts)
     final = train(cfg, args.output, resume=args.resume, progress=not args.quiet)
-    print(final)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once, not once per process
+        print(final)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
