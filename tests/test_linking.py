@@ -33,11 +33,11 @@ def laptrack_edges(coords, **settings):
 def test_the_links_are_laptracks_own(gap, division):
     coords = moving_cells()
     reach = 12.0
-    settings = dict(metric="sqeuclidean", cutoff=reach**2, gap_closing_cutoff=reach**2 if gap else False,
-                    gap_closing_max_frame_count=gap or 2,
-                    splitting_cutoff=division**2 if division else False, merging_cutoff=False,
-                    track_start_cost=reach**2, track_end_cost=reach**2, segment_start_cost=25.0**2,
-                    segment_end_cost=25.0**2, no_splitting_cost=25.0**2)
+    settings = {"metric": "sqeuclidean", "cutoff": reach**2, "gap_closing_cutoff": reach**2 if gap else False,
+                "gap_closing_max_frame_count": gap or 2,
+                "splitting_cutoff": division**2 if division else False, "merging_cutoff": False,
+                "track_start_cost": reach**2, "track_end_cost": reach**2, "segment_start_cost": 25.0**2,
+                "segment_end_cost": 25.0**2, "no_splitting_cost": 25.0**2}
     expected = laptrack_edges(coords, **settings)
     found = FastLapTrack(**settings).predict_edges(coords)
     assert {tuple(e) for e in found.tolist()} == expected and len(found) == len(expected)

@@ -16,6 +16,7 @@ process count. Only process 0 writes files (checkpoints, metrics, plots, logs).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -59,6 +60,18 @@ def from_environment() -> Processes:
     if not 0 <= values["RANK"] < values["WORLD_SIZE"]:
         raise PcnacycleError(f"RANK={values['RANK']} is not below WORLD_SIZE={values['WORLD_SIZE']} (set by torchrun)")
     return Processes(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
+
+
+@contextlib.contextmanager
+def warnings_only() -> Iterator[None]:
+    """Keep the package's INFO lines to process 0 while the block runs: the others would repeat them."""
+    logger = logging.getLogger("pcnacycle")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def images_per_process(global_batch: int, processes: Processes) -> int:

@@ -232,7 +232,7 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
         raise PcnacycleError(f"{output_dir}: --resume given but there is no {CHECKPOINT_POINTER} to resume from")
     if checkpoint_path is not None and not resume:
         raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another --output")
-    with log_to_file(output_dir / "log.txt") if processes.is_main else nullcontext():
+    with log_to_file(output_dir / "log.txt") if processes.is_main else ddp.warnings_only():
         device = ddp.start(processes, resolve_device(cfg.MODEL.DEVICE))
         try:
             return _train(cfg, output_dir, checkpoint_path if resume else None, progress, processes, device)
