@@ -350,14 +350,14 @@ def run_batch(weights: str | os.PathLike, manifest: str | os.PathLike, output: s
              len(movies) - len(pending), len(pending))
     if pending:
         client, cluster, torch_threads = connect(workers, scheduler, len(pending), processes)
-        output.mkdir(parents=True, exist_ok=True)
+    output.mkdir(parents=True, exist_ok=True)  # only now: bad input and an absent scheduler leave nothing
+    if pending:
         try:
             results.update(_run_movies(client, pending, weights, output, settings, torch_threads, progress))
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
-    output.mkdir(parents=True, exist_ok=True)
     write_summaries(output, movies)
     write_json(output / "batch.json", {"weights": str(weights), "manifest": str(Path(manifest).resolve()),
                                        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -388,7 +388,6 @@ def _run_movies(client, pending: list[Movie], weights: Path, output: Path, setti
         if result["status"] == "failed":
             log.error("movie %s failed: %s", movie.name, result["error"])
     return results
-
 
 
 # ------------------------------------------------------------------ summaries across movies
