@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .errors import PcnacycleError
@@ -26,7 +27,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.config, args.opts)
     final = train(cfg, args.output, resume=args.resume, progress=not args.quiet)
-    print(final)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once, not once per process
+        print(final)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -96,6 +98,19 @@ def _cmd_run(args: argparse.Namespace) -> None:
               pcna_channel=args.pcna_channel, dic_channel=args.dic_channel, settings=settings,
               overwrite=args.overwrite, progress=not args.quiet)
     print(out)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+    from .settings import load_settings
+
+    results = run_batch(args.weights, args.manifest, args.output, workers=args.workers, scheduler=args.scheduler,
+                        settings=load_settings(args.settings), progress=not args.quiet)
+    failed = [r for r in results.values() if r["status"] == "failed"]
+    for result in failed:
+        print(f"failed: {result['movie']}: {result['error']}", file=sys.stderr)
+    print(f"{len(results) - len(failed)} of {len(results)} movie(s) finished; summaries in {args.output}")
+    return 1 if failed else 0
 
 
 def _cmd_evaluate_tracks(args: argparse.Namespace) -> None:
@@ -209,6 +224,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=INFERENCE_OVERRIDES_HELP)
     p.set_defaults(func=_cmd_run)
 
+    p = commands.add_parser("batch", help="run many movies (a CSV manifest) on Dask and summarise them",
+                            description="Run every movie of --manifest into OUTPUT/<movie>/ (an ordinary run "
+                                        "folder) on a local Dask cluster or an existing scheduler, then write "
+                                        "OUTPUT/summary.csv (one row per cell), summary_by_condition.csv and .png. "
+                                        "Running it again skips finished movies and retries the others. Exit "
+                                        "status: 0 when every movie finished, 1 when any movie failed (each is "
+                                        "listed with its error), 2 for bad input (nothing is run). Needs "
+                                        'pip install "pcnacycle[batch]".')
+    p.add_argument("--weights", required=True, help="checkpoint file, or a training folder (its model_final.pt)")
+    p.add_argument("--manifest", required=True,
+                   help="CSV with columns movie (unique name), pcna and optionally dic, frame_interval (minutes), "
+                        "condition, and any others (carried into the summaries); paths relative to the CSV's folder")
+    p.add_argument("--output", required=True, help="folder for the run folders and summaries")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int,
+                       help="worker processes of the local cluster (default: one per two cores); each loads the "
+                            "model once and runs one movie at a time on its share of the cores")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (a dask-jobqueue cluster)")
+    p.add_argument("--settings", help="run settings YAML (as for run --settings), the same for every movie")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_batch)
+
     p = commands.add_parser("evaluate-tracks", help="CTC tracking metrics, phase accuracy and duration errors",
                             description="Score tracks against ground truth with py-ctcmetrics (TRA, DET, SEG, LNK, "
                                         "CT, TF, BC, CCA) and, when both sides carry phases, the per-frame phase "
@@ -279,14 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        return int(args.func(args) or 0)  # a command may report partial failure (batch: 1)
     except PcnacycleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

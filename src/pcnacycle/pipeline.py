@@ -124,7 +124,7 @@ def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> tuple[
 def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.PathLike, *,
         dic: str | os.PathLike | None = None, frame_interval: float | None = None, cfg: CfgNode | None = None,
         pcna_channel: int | None = None, dic_channel: int | None = None, settings: RunSettings | None = None,
-        overwrite: bool = False, progress: bool = True, **changes) -> Path:
+        overwrite: bool = False, progress: bool = True, loaded: tuple | None = None, **changes) -> Path:
     """Segment, classify, track and resolve a PCNA movie; return the output folder.
 
     Parameters
@@ -137,6 +137,8 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
         metadata, else 10 (logged as assumed).
     settings : :class:`~pcnacycle.settings.RunSettings`, everything decided
         after detection (filtering, tracking, divisions, phase priors); saved in ``run.json``.
+    loaded : ``(model, cfg)`` as :func:`~pcnacycle.engine.predictor.load_model` returns for ``weights``, so that
+        many movies share one loaded model (``pcnacycle batch``); ``cfg`` is then ignored.
     **changes : fields of ``settings`` to change, e.g. ``max_gap=3``.
     """
     settings = (settings or RunSettings()).replace(**changes) if changes else (settings or RunSettings())
@@ -145,7 +147,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
     weights = load_weights_path(weights)
     output = Path(output)
     pcna_movie, dic_movie = _open_inputs(pcna, dic, pcna_channel, dic_channel)
-    model, cfg = load_model(weights, cfg)
+    model, cfg = loaded if loaded is not None else load_model(weights, cfg)
     needs_dic = bool({"dic", "bf"} & set(cfg.INPUT.CHANNELS))
     if needs_dic and dic_movie is None:
         raise PcnacycleError(f"{weights} takes INPUT.CHANNELS {cfg.INPUT.CHANNELS}: give the DIC movie with --dic "

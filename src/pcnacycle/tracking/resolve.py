@@ -131,17 +131,17 @@ def _viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarr
     n, steps, states = log_emissions.shape
     score = log_start + log_emissions[:, 0]
     back = np.zeros((n, steps, states), np.int64)
-    back[:, 0] = np.arange(states)
-    stay = np.arange(states)
+    back[:] = np.arange(states)  # a finished track stays in its state
+    # longest tracks first, so that the tracks still running at step t are the first ones
+    order = np.argsort(-lengths, kind="stable")
+    running = np.searchsorted(-lengths[order], -np.arange(steps), side="left")  # tracks longer than t
     for t in range(1, steps):
-        candidates = score[:, :, None] + log_transitions[None]  # (n, from, to)
+        alive = order[:running[t]]
+        candidates = score[alive, :, None] + log_transitions[None]  # (alive, from, to)
         for a, b in _RESTARTS:
-            candidates[:, a, b] += restart_evidence[:, t]
-        best = candidates.argmax(axis=1)
-        alive = t < lengths
-        score = np.where(alive[:, None], np.take_along_axis(candidates, best[:, None], 1)[:, 0] + log_emissions[:, t],
-                         score)
-        back[:, t] = np.where(alive[:, None], best, stay)
+            candidates[:, a, b] += restart_evidence[alive, t]
+        back[alive, t] = candidates.argmax(axis=1)
+        score[alive] = candidates.max(axis=1) + log_emissions[alive, t]
     path = np.empty((n, steps), np.int64)
     path[:, -1] = (score + log_end).argmax(axis=1)
     for t in range(steps - 1, 0, -1):
