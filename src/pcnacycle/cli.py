@@ -104,6 +104,27 @@ def _cmd_evaluate_tracks(args: argparse.Namespace) -> None:
     evaluate_tracks(args.pred, args.gt, output=args.output)
 
 
+def _cmd_convert_weights(args: argparse.Namespace) -> None:
+    from .convert_weights import SourceLayout, convert_detectron2, pcnadeep_layout
+
+    base = _optional_config(args)
+    layout = pcnadeep_layout() if args.pcnadeep else None
+    if args.classes or args.channels or args.fold or args.pixel_mean or args.pixel_std:
+        if layout is None and not (args.classes and args.channels):
+            raise PcnacycleError("--classes and --channels go together (or start from --pcnadeep)")
+        layout = layout or SourceLayout(classes=args.classes, channels=args.channels)
+        layout.classes = args.classes or layout.classes
+        layout.channels = args.channels or layout.channels
+        for entry in args.fold or []:
+            if entry.count("=") != 1:
+                raise PcnacycleError(f"--fold {entry!r}: expected NAME=CLASS, e.g. E=G1/G2")
+            name, target = entry.split("=")
+            layout.fold[name] = target
+        layout.pixel_mean = args.pixel_mean or layout.pixel_mean
+        layout.pixel_std = args.pixel_std or layout.pixel_std
+    print(convert_detectron2(args.source, args.output, layout=layout, base=base))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcnacycle",
@@ -226,6 +247,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "corrections)")
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=INFERENCE_OVERRIDES_HELP)
     p.set_defaults(func=_cmd_annotate)
+
+    p = commands.add_parser("convert-weights", help="a detectron2 Mask R-CNN checkpoint (e.g. pcnaDeep's) as ours",
+                            description="Convert a detectron2 R50/R101-FPN Mask R-CNN checkpoint (.pth or .pkl) to a "
+                                        "pcnacycle checkpoint OUTPUT (.pt) with config.yaml beside it: tensor names, "
+                                        "class order and input channels mapped, BatchNorm frozen, and detectron2's "
+                                        "preprocessing, anchors and RoIAlign recorded in the config.")
+    p.add_argument("source", help="detectron2 checkpoint (.pth or .pkl)")
+    p.add_argument("output", help="pcnacycle checkpoint to write (.pt); config.yaml is written beside it")
+    p.add_argument("--pcnadeep", action="store_true",
+                   help="pcnaDeep's layout: classes G1/G2 S M E with E folded into G1/G2, channels pcna pcna dic")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help="the checkpoint's class names, in its order")
+    p.add_argument("--channels", nargs="+", metavar="NAME",
+                   help="pcnacycle channel name of each input channel of the checkpoint, in order (e.g. pcna pcna dic)")
+    p.add_argument("--fold", nargs="+", metavar="NAME=CLASS", help="count class NAME as CLASS (e.g. E=G1/G2)")
+    p.add_argument("--pixel-mean", nargs="+", type=float, metavar="V",
+                   help="per input channel, 0-255 scale (default detectron2's 103.53 116.28 123.675)")
+    p.add_argument("--pixel-std", nargs="+", type=float, metavar="V", help="per input channel (default 1 1 1)")
+    p.add_argument("--config", help="config whose CLASS_NAMES, INPUT.CHANNELS and test settings the model follows")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="overrides of --config as KEY VALUE pairs")
+    p.set_defaults(func=_cmd_convert_weights)
 
     p = commands.add_parser("demo", help="simulate, train, evaluate and report, with nothing but this package",
                             description="The main job on an embedded default: 12 to 14 minutes on 2 CPU cores. "

@@ -39,7 +39,8 @@ def check_weights_fit(state: dict, cfg: CfgNode, path: str | os.PathLike) -> Non
             f"INPUT.CHANNELS {cfg.INPUT.CHANNELS} has {channels}"
         )
     key = "roi_heads.box_predictor.cls_score.weight"
-    if key in state and state[key].shape[0] != cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1:
+    folded = len(cfg.MODEL.ROI_HEADS.FOLDED_CLASSES)  # extra outputs counted as other classes
+    if key in state and state[key].shape[0] != cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1 + folded:
         raise PcnacycleError(
             f"{path}: weights predict {state[key].shape[0] - 1} class(es) but the config's "
             f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}"

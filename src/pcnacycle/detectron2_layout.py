@@ -1,0 +1,153 @@
+"""Model parts that make torchvision's Mask R-CNN compute what detectron2's does.
+
+torchvision and detectron2 build the same network but differ in details that
+change the numbers a trained model gives: where a ResNet stage's stride sits,
+how anchors are laid out, which RoIAlign samples the features, and how the
+input is normalised. The config keys that choose detectron2's way
+(``MODEL.RESNETS.STRIDE_IN_1X1``, ``MODEL.ANCHOR_GENERATOR.STYLE``,
+``MODEL.ROI_*_HEAD.POOLER_TYPE`` and ``POOLER_SAMPLING_RATIO``,
+``MODEL.PIXEL_MEAN``/``PIXEL_STD``) are set by ``pcnacycle convert-weights``;
+:func:`pcnacycle.model.build_model` reads them through this module. A
+predictor with folded classes (pcnaDeep's E counted as G1/G2,
+``MODEL.ROI_HEADS.FOLDED_CLASSES``) is here too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import AnchorGenerator
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops.poolers import _setup_scales
+
+from .config import CfgNode
+
+#: pcnacycle's own normalisation on detectron2's 0-255 scale: x in [0, 1] maps to [-1, 1].
+DEFAULT_PIXEL_MEAN = 127.5
+DEFAULT_PIXEL_STD = 127.5
+
+#: Strides of the FPN levels P2-P6, as detectron2 fixes them.
+FPN_STRIDES = (4, 8, 16, 32, 64)
+
+
+def pixel_mean_std(cfg: CfgNode) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std for inputs in [0, 1] (``MODEL.PIXEL_MEAN``/``STD`` divided by 255)."""
+    channels = len(cfg.INPUT.CHANNELS)
+    mean = cfg.MODEL.PIXEL_MEAN or [DEFAULT_PIXEL_MEAN] * channels
+    std = cfg.MODEL.PIXEL_STD or [DEFAULT_PIXEL_STD] * channels
+    return [m / 255.0 for m in mean], [s / 255.0 for s in std]
+
+
+def move_stride_to_1x1(resnet: nn.Module) -> None:
+    """Put each stage's stride in its first block's 1x1 convolution, as detectron2's MSRA ResNets have it.
+
+    The tensors keep their shapes; only where the down-sampling happens moves.
+    """
+    for stage in (resnet.layer2, resnet.layer3, resnet.layer4):
+        block = stage[0]
+        stride = block.conv2.stride
+        block.conv1.stride, block.conv2.stride = stride, (1, 1)
+
+
+class Detectron2AnchorGenerator(AnchorGenerator):
+    """Anchors as detectron2's ``DefaultAnchorGenerator`` lays them out (offset 0).
+
+    torchvision rounds cell anchors to whole pixels and infers each level's
+    stride from the padded image size (61 instead of 64 for P6 of an 800-pixel
+    image); detectron2 keeps exact sizes and fixed strides.
+    """
+
+    def __init__(self, sizes, aspect_ratios, strides=FPN_STRIDES):
+        super().__init__(sizes, aspect_ratios)
+        self.strides = tuple(strides)
+
+    def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32, device=torch.device("cpu")) -> Tensor:
+        """(A, 4) cell anchors centred on 0, sizes outer and ratios inner as detectron2 orders them."""
+        anchors = []
+        for size in scales:
+            for ratio in aspect_ratios:
+                width = math.sqrt(size**2 / ratio)
+                height = ratio * width
+                anchors.append([-width / 2, -height / 2, width / 2, height / 2])
+        return torch.tensor(anchors, dtype=dtype, device=device)
+
+    def forward(self, image_list: ImageList, feature_maps: list[Tensor]) -> list[Tensor]:
+        grid_sizes = [list(fm.shape[-2:]) for fm in feature_maps]
+        dtype, device = feature_maps[0].dtype, feature_maps[0].device
+        strides = [[torch.tensor(s, device=device), torch.tensor(s, device=device)] for s in self.strides]
+        self.set_cell_anchors(dtype, device)
+        anchors = torch.cat(self.grid_anchors(grid_sizes, strides))
+        return [anchors for _ in image_list.image_sizes]
+
+
+class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
+    """detectron2's ``ROIPooler`` with ``ROIAlignV2``: half-pixel aligned, its level assignment.
+
+    Each box goes to level ``floor(4 + log2(sqrt(area) / 224 + 1e-8))``,
+    clamped to the levels present, exactly as detectron2 assigns it.
+    """
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        features = [x[name] for name in self.featmap_names]
+        if self.scales is None:
+            self.scales, self.map_levels = _setup_scales(features, image_shapes, self.canonical_scale,
+                                                         self.canonical_level)
+        levels_present = [-round(math.log2(s)) for s in self.scales]
+        all_boxes = torch.cat(boxes)
+        sizes = ((all_boxes[:, 2] - all_boxes[:, 0]) * (all_boxes[:, 3] - all_boxes[:, 1])).sqrt()
+        level = torch.floor(self.canonical_level + torch.log2(sizes / self.canonical_scale + 1e-8))
+        level = level.clamp(min(levels_present), max(levels_present)).to(torch.int64) - min(levels_present)
+        image_index = torch.cat([torch.full((len(b), 1), i, dtype=all_boxes.dtype, device=all_boxes.device)
+                                 for i, b in enumerate(boxes)])
+        rois = torch.cat([image_index, all_boxes], dim=1)
+        result = features[0].new_zeros((len(rois), features[0].shape[1], *self.output_size))
+        for index, (feature, scale) in enumerate(zip(features, self.scales)):
+            chosen = torch.where(level == index)[0]
+            result[chosen] = roi_align(feature, rois[chosen], self.output_size, spatial_scale=scale,
+                                       sampling_ratio=self.sampling_ratio, aligned=True).to(result.dtype)
+        return result
+
+
+def build_pooler(head: CfgNode, output_size: int) -> MultiScaleRoIAlign:
+    """The RoI pooler a box or mask head config asks for, over FPN levels P2-P5."""
+    cls = AlignedMultiScaleRoIAlign if head.POOLER_TYPE == "ROIAlignV2" else MultiScaleRoIAlign
+    return cls(featmap_names=["0", "1", "2", "3"], output_size=output_size,
+               sampling_ratio=head.POOLER_SAMPLING_RATIO)
+
+
+def folded_class_groups(cfg: CfgNode) -> list[int]:
+    """For each predictor output after background, the index (from 1) of the class it counts as.
+
+    ``[1, 2, 3, 1]`` for CLASS_NAMES ``[G1/G2, S, M]`` and FOLDED_CLASSES ``[E=G1/G2]``.
+    """
+    names = list(cfg.MODEL.CLASS_NAMES)
+    folded = [entry.split("=")[1] for entry in cfg.MODEL.ROI_HEADS.FOLDED_CLASSES]
+    return [names.index(name) + 1 for name in names + folded]
+
+
+class FoldedPredictor(FastRCNNPredictor):
+    """A box predictor with extra classes whose probability is added to another class's.
+
+    The linear layers hold ``1 + K + F`` outputs (background, the K classes,
+    the F folded ones); :meth:`forward` returns ``1 + K`` logits whose softmax
+    is exactly the grouped sum of the full softmax (log-sum-exp over each
+    group), and the box deltas of the K classes.
+    """
+
+    def __init__(self, in_channels: int, groups: list[int]):
+        super().__init__(in_channels, len(groups) + 1)
+        self.num_kept = max(groups) + 1
+        self.register_buffer("groups", torch.tensor([0] + groups), persistent=False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        logits, deltas = super().forward(x)
+        folded = logits.new_full((len(logits), self.num_kept), -math.inf)
+        folded = folded.scatter_reduce(1, self.groups.expand(len(logits), -1), logits, reduce="amax")
+        # log-sum-exp per group, stable: subtract each group's max before exponentiating
+        shifted = (logits - folded.gather(1, self.groups.expand(len(logits), -1))).exp()
+        sums = torch.zeros_like(folded).scatter_add(1, self.groups.expand(len(logits), -1), shifted)
+        return folded + sums.log(), deltas[:, : self.num_kept * 4]
