@@ -88,8 +88,11 @@ class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
     """detectron2's ``ROIPooler`` with ``ROIAlignV2``: half-pixel aligned, its level assignment.
 
     Each box goes to level ``floor(4 + log2(sqrt(area) / 224 + 1e-8))``,
-    clamped to the levels present, exactly as detectron2 assigns it.
+    clamped to the levels present, exactly as detectron2 assigns it. Masks
+    pooled this way are pasted back with :func:`paste_in_box_aligned`.
     """
+
+    aligned = True
 
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
         features = [x[name] for name in self.featmap_names]
@@ -110,6 +113,33 @@ class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
             result[chosen] = roi_align(feature, rois[chosen], self.output_size, spatial_scale=scale,
                                        sampling_ratio=self.sampling_ratio, aligned=True).to(result.dtype)
         return result
+
+
+def paste_in_box_aligned(mask: Tensor, box: Tensor) -> tuple:
+    """A box-relative mask resampled onto the frame's pixels around its box, as detectron2 pastes it.
+
+    Pixel centres sit at half-integers and the mask spans the box exactly
+    (``grid_sample``, ``align_corners=False``), the convention of
+    ``ROIAlignV2``; torchvision's paste (:func:`pcnacycle.predict.paste_in_box`)
+    rounds the box to whole pixels first and comes out about half a pixel larger.
+
+    Parameters
+    ----------
+    mask : (M, M) float tensor of probabilities
+    box : (4,) float tensor (x0, y0, x1, y1)
+
+    Returns
+    -------
+    (h, w) float32 probabilities, and the row and column of its top-left pixel (may be negative).
+    """
+    x0, y0, x1, y1 = box.unbind()
+    left, top = int(torch.floor(x0)) - 1, int(torch.floor(y0)) - 1
+    right, bottom = int(torch.ceil(x1)) + 1, int(torch.ceil(y1)) + 1
+    ys = (torch.arange(top, bottom, device=mask.device, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
+    xs = (torch.arange(left, right, device=mask.device, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
+    grid = torch.stack([xs[None, :].expand(len(ys), -1), ys[:, None].expand(-1, len(xs))], dim=-1)
+    crop = torch.nn.functional.grid_sample(mask[None, None], grid[None].to(mask.dtype), align_corners=False)
+    return crop[0, 0].cpu().numpy(), top, left
 
 
 def build_pooler(head: CfgNode, output_size: int) -> MultiScaleRoIAlign:

@@ -25,6 +25,7 @@ from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
 from .config import CfgNode, config_from_dict
 from .errors import PcnacycleError
+from .detectron2_layout import paste_in_box_aligned
 from .model import FIRST_CONV, build_model, read_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,11 @@ def _detect(model: torch.nn.Module, image: np.ndarray, mask_threshold: float) ->
     height, width = image.shape[1:]
     output = model([torch.from_numpy(np.ascontiguousarray(image)).to(device)])[0]
     probs = model.roi_heads.class_probs[0].cpu().numpy()
+    # masks pooled with detectron2's aligned RoIAlign are pasted back its way (MODEL.ROI_MASK_HEAD.POOLER_TYPE)
+    paste = paste_in_box_aligned if getattr(model.roi_heads.mask_roi_pool, "aligned", False) else paste_in_box
     objects = []
     for i, box in enumerate(output["boxes"]):
-        crop, y0, x0 = paste_in_box(output["masks"][i, 0].float(), box.float())
+        crop, y0, x0 = paste(output["masks"][i, 0].float(), box.float())
         top, left = max(y0, 0), max(x0, 0)
         crop = crop[top - y0: height - y0, left - x0: width - x0] >= mask_threshold
         if not crop.any():
