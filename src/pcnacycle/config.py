@@ -49,9 +49,6 @@ DEFAULTS: dict[str, Any] = {
         "ANCHOR_GENERATOR": {
             "SIZES": [[32], [64], [128], [256], [512]],
             "ASPECT_RATIOS": [[0.5, 1.0, 2.0]],
-            # torchvision: cell anchors rounded to whole pixels, strides from the padded image size;
-            # detectron2: exact cell anchors and FPN strides 4, 8, 16, 32, 64 (set by convert-weights).
-            "STYLE": "torchvision",
         },
         "RPN": {
             "PRE_NMS_TOPK_TRAIN": 2000,
@@ -61,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
             "NMS_THRESH": 0.7,
             "BATCH_SIZE_PER_IMAGE": 256,
             "POSITIVE_FRACTION": 0.5,
+            # torchvision: cell anchors rounded to whole pixels, strides from the padded image size, proposals
+            # ranked on sigmoid probabilities (which tie at 1.0); detectron2: exact cell anchors, FPN strides
+            # 4, 8, 16, 32, 64, proposals ranked on logits (set by convert-weights).
+            "STYLE": "torchvision",
         },
         "ROI_HEADS": {
             "NUM_CLASSES": 1,
@@ -165,7 +166,7 @@ _CHOICES: dict[str, tuple] = {
     "MODEL.FPN.NORM": ("", "GN"),
     "MODEL.ROI_BOX_HEAD.NORM": ("", "GN"),
     "MODEL.ROI_MASK_HEAD.NORM": ("", "GN"),
-    "MODEL.ANCHOR_GENERATOR.STYLE": ("torchvision", "detectron2"),
+    "MODEL.RPN.STYLE": ("torchvision", "detectron2"),
     "MODEL.ROI_BOX_HEAD.POOLER_TYPE": ("ROIAlign", "ROIAlignV2"),
     "MODEL.ROI_MASK_HEAD.POOLER_TYPE": ("ROIAlign", "ROIAlignV2"),
     "INPUT.MIN_SIZE_TRAIN_SAMPLING": ("choice", "range"),

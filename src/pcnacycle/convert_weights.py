@@ -373,7 +373,7 @@ def _settings(source: dict, state: dict, class_names, folded, channels, mean, st
     return {
         "MODEL.RESNETS.DEPTH": depth, "MODEL.RESNETS.NORM": norm, "MODEL.RESNETS.STRIDE_IN_1X1": True,
         "MODEL.FPN.NORM": fpn_norm, "MODEL.FPN.OUT_CHANNELS": int(state["backbone.fpn.inner_blocks.0.0.weight"].shape[0]),
-        "MODEL.ANCHOR_GENERATOR.STYLE": "detectron2",
+        "MODEL.RPN.STYLE": "detectron2",
         "MODEL.CLASS_NAMES": list(class_names), "MODEL.ROI_HEADS.NUM_CLASSES": len(class_names),
         "MODEL.ROI_HEADS.FOLDED_CLASSES": folded,
         "MODEL.ROI_BOX_HEAD.NUM_CONV": 0, "MODEL.ROI_BOX_HEAD.NUM_FC": 2,

@@ -4,7 +4,7 @@ torchvision and detectron2 build the same network but differ in details that
 change the numbers a trained model gives: where a ResNet stage's stride sits,
 how anchors are laid out, which RoIAlign samples the features, and how the
 input is normalised. The config keys that choose detectron2's way
-(``MODEL.RESNETS.STRIDE_IN_1X1``, ``MODEL.ANCHOR_GENERATOR.STYLE``,
+(``MODEL.RESNETS.STRIDE_IN_1X1``, ``MODEL.RPN.STYLE``,
 ``MODEL.ROI_*_HEAD.POOLER_TYPE`` and ``POOLER_SAMPLING_RATIO``,
 ``MODEL.PIXEL_MEAN``/``PIXEL_STD``) are set by ``pcnacycle convert-weights``;
 :func:`pcnacycle.model.build_model` reads them through this module. A
@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.rpn import AnchorGenerator
+from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetwork
 from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import boxes as box_ops
 from torchvision.ops.poolers import _setup_scales
 
 from .config import CfgNode
@@ -82,6 +83,36 @@ class Detectron2AnchorGenerator(AnchorGenerator):
         self.set_cell_anchors(dtype, device)
         anchors = torch.cat(self.grid_anchors(grid_sizes, strides))
         return [anchors for _ in image_list.image_sizes]
+
+
+class Detectron2RPN(RegionProposalNetwork):
+    """torchvision's RPN with detectron2's proposal selection: ranked and suppressed on logits.
+
+    torchvision ranks on sigmoid probabilities, which round to exactly 1.0 in
+    float32 above a logit of about 17, so confident proposals tie and NMS
+    keeps whichever its sort puts first; detectron2 ranks the logits
+    themselves and drops only empty or non-finite boxes.
+    """
+
+    def filter_proposals(self, proposals: Tensor, objectness: Tensor, image_shapes: list[tuple[int, int]],
+                         num_anchors_per_level: list[int]) -> tuple[list[Tensor], list[Tensor]]:
+        num_images, device = proposals.shape[0], proposals.device
+        objectness = objectness.detach().reshape(num_images, -1)
+        levels = torch.cat([torch.full((n,), i, dtype=torch.int64, device=device)
+                            for i, n in enumerate(num_anchors_per_level)])
+        top = self._get_top_n_idx(objectness, num_anchors_per_level)  # top-k per level, on logits
+        batch = torch.arange(num_images, device=device)[:, None]
+        final_boxes, final_scores = [], []
+        for boxes, logits, level, shape in zip(proposals[batch, top], objectness[batch, top], levels[top],
+                                               image_shapes):
+            boxes = box_ops.clip_boxes_to_image(boxes, shape)
+            keep = torch.where(torch.isfinite(boxes).all(1) & torch.isfinite(logits)
+                               & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))[0]
+            boxes, logits, level = boxes[keep], logits[keep], level[keep]
+            keep = box_ops.batched_nms(boxes, logits, level, self.nms_thresh)[: self.post_nms_top_n()]
+            final_boxes.append(boxes[keep])
+            final_scores.append(logits[keep].sigmoid())
+        return final_boxes, final_scores
 
 
 class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):

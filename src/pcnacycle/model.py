@@ -29,7 +29,7 @@ from torchvision.ops import misc as misc_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from .config import CfgNode
-from .detectron2_layout import (Detectron2AnchorGenerator, FoldedPredictor, build_pooler, folded_class_groups,
+from .detectron2_layout import (Detectron2AnchorGenerator, Detectron2RPN, FoldedPredictor, build_pooler, folded_class_groups,
                                 move_stride_to_1x1, pixel_mean_std)
 from .errors import PcnacycleError
 
@@ -165,7 +165,7 @@ def build_model(cfg: CfgNode) -> MaskRCNN:
     out_channels = backbone.out_channels
     ratios = m.ANCHOR_GENERATOR.ASPECT_RATIOS
     ratios = ratios * 5 if len(ratios) == 1 else ratios
-    anchor_class = Detectron2AnchorGenerator if m.ANCHOR_GENERATOR.STYLE == "detectron2" else AnchorGenerator
+    anchor_class = Detectron2AnchorGenerator if m.RPN.STYLE == "detectron2" else AnchorGenerator
     anchors = anchor_class(sizes=tuple(tuple(s) for s in m.ANCHOR_GENERATOR.SIZES),
                               aspect_ratios=tuple(tuple(r) for r in ratios))
     rpn_head = RPNHead(out_channels, anchors.num_anchors_per_location()[0])
@@ -208,6 +208,8 @@ def build_model(cfg: CfgNode) -> MaskRCNN:
     )
     model.transform = ResizeTransform(cfg)
     model.roi_heads.__class__ = PhaseRoIHeads  # same tensors; only inference differs
+    if m.RPN.STYLE == "detectron2":
+        model.rpn.__class__ = Detectron2RPN  # same tensors; proposals ranked on logits
     return model
 
 
