@@ -118,7 +118,8 @@ def _detect(model: torch.nn.Module, image: np.ndarray, mask_threshold: float) ->
     output = model([torch.from_numpy(np.ascontiguousarray(image)).to(device)])[0]
     probs = model.roi_heads.class_probs[0].cpu().numpy()
     # masks pooled with detectron2's aligned RoIAlign are pasted back its way (MODEL.ROI_MASK_HEAD.POOLER_TYPE)
-    paste = paste_in_box_aligned if getattr(model.roi_heads.mask_roi_pool, "aligned", False) else paste_in_box
+    aligned = getattr(getattr(model.roi_heads, "mask_roi_pool", None), "aligned", False)
+    paste = paste_in_box_aligned if aligned else paste_in_box
     objects = []
     for i, box in enumerate(output["boxes"]):
         crop, y0, x0 = paste(output["masks"][i, 0].float(), box.float())
