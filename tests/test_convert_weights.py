@@ -113,6 +113,7 @@ def test_class_layout_moves_background_first_and_folds_e(pcnadeep_file, tmp_path
     # the preprocessing it was trained with is recorded
     assert cfg.MODEL.PIXEL_MEAN == [103.53, 116.28, 123.675] and cfg.MODEL.PIXEL_STD == [1.0, 1.0, 1.0]
     assert cfg.INPUT.CHANNELS == ["pcna", "pcna", "dic"]
+    assert cfg.INPUT.NORMALIZE.PERCENTILES == [1.0, 99.0] and cfg.INPUT.MIN_SIZE_TEST == 1200
     assert converted["converted_from"]["classes"] == ["G1/G2", "S", "M", "E"]
     assert (tmp_path / "config.yaml").is_file()
 
@@ -138,8 +139,10 @@ def test_a_detectron2_pkl_of_numpy_arrays_converts(pcnadeep_file, tmp_path):
     pkl = tmp_path / "model_final.pkl"
     with open(pkl, "wb") as handle:
         pickle.dump({"model": {k: v.numpy() for k, v in state.items()}, "__author__": "Detectron2 Model Zoo"}, handle)
-    assert main(["convert-weights", str(pkl), str(tmp_path / "out" / "model.pt"), "--pcnadeep"]) == 0
-    from_pkl, _ = load_model(tmp_path / "out" / "model.pt")
+    assert main(["convert-weights", str(pkl), str(tmp_path / "out" / "model.pt"), "INPUT.MIN_SIZE_TEST", "0",
+                 "--pcnadeep"]) == 0
+    from_pkl, cfg = load_model(tmp_path / "out" / "model.pt")
+    assert cfg.INPUT.MIN_SIZE_TEST == 0  # the override, applied after pcnaDeep's recorded 1200
     from_pth, _ = load_model(convert_detectron2(pcnadeep_file, tmp_path / "pth" / "model.pt", pcnadeep_layout()))
     assert all(torch.equal(a, b) for a, b in zip(from_pkl.state_dict().values(), from_pth.state_dict().values()))
 

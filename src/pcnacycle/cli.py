@@ -105,24 +105,13 @@ def _cmd_evaluate_tracks(args: argparse.Namespace) -> None:
 
 
 def _cmd_convert_weights(args: argparse.Namespace) -> None:
-    from .convert_weights import SourceLayout, convert_detectron2, pcnadeep_layout
+    from .config import load_config
+    from .convert_weights import convert_detectron2, layout_from_options
 
-    base = _optional_config(args)
-    layout = pcnadeep_layout() if args.pcnadeep else None
-    if args.classes or args.channels or args.fold or args.pixel_mean or args.pixel_std:
-        if layout is None and not (args.classes and args.channels):
-            raise PcnacycleError("--classes and --channels go together (or start from --pcnadeep)")
-        layout = layout or SourceLayout(classes=args.classes, channels=args.channels)
-        layout.classes = args.classes or layout.classes
-        layout.channels = args.channels or layout.channels
-        for entry in args.fold or []:
-            if entry.count("=") != 1:
-                raise PcnacycleError(f"--fold {entry!r}: expected NAME=CLASS, e.g. E=G1/G2")
-            name, target = entry.split("=")
-            layout.fold[name] = target
-        layout.pixel_mean = args.pixel_mean or layout.pixel_mean
-        layout.pixel_std = args.pixel_std or layout.pixel_std
-    print(convert_detectron2(args.source, args.output, layout=layout, base=base))
+    layout = layout_from_options(args.pcnadeep, args.classes, args.channels, args.fold, args.pixel_mean,
+                                 args.pixel_std)
+    base = load_config(args.config) if args.config else None
+    print(convert_detectron2(args.source, args.output, layout=layout, base=base, overrides=args.opts))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per input channel, 0-255 scale (default detectron2's 103.53 116.28 123.675)")
     p.add_argument("--pixel-std", nargs="+", type=float, metavar="V", help="per input channel (default 1 1 1)")
     p.add_argument("--config", help="config whose CLASS_NAMES, INPUT.CHANNELS and test settings the model follows")
-    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="overrides of --config as KEY VALUE pairs")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                   help="config values for the converted model, applied last, given right after OUTPUT, e.g. "
+                        "INPUT.MIN_SIZE_TEST 0")
     p.set_defaults(func=_cmd_convert_weights)
 
     p = commands.add_parser("demo", help="simulate, train, evaluate and report, with nothing but this package",

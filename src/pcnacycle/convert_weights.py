@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import CfgNode, config_from_dict, get_default_config, set_value, validate
+from .config import CfgNode, config_from_dict, get_default_config, merge_overrides, set_value, validate
 from .errors import PcnacycleError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ class SourceLayout:
     channels : pcnacycle channel names of the network's input channels, in order
     fold : ``{name: class}``, source classes counted as another class
     pixel_mean, pixel_std : per input channel, on detectron2's 0-255 scale
+    config : ``{dotted key: value}``, how the model was trained and run
+        (input normalisation, test size), recorded in the converted config
     """
 
     classes: list[str]
@@ -60,11 +62,45 @@ class SourceLayout:
     fold: dict[str, str] = field(default_factory=dict)
     pixel_mean: list[float] = field(default_factory=lambda: list(DETECTRON2_PIXEL_MEAN))
     pixel_std: list[float] = field(default_factory=lambda: list(DETECTRON2_PIXEL_STD))
+    config: dict = field(default_factory=dict)
 
 
 def pcnadeep_layout() -> SourceLayout:
-    """pcnaDeep's published models: classes G1/G2, S, M, E (E folded into G1/G2); input PCNA, PCNA, bright-field."""
-    return SourceLayout(classes=["G1/G2", "S", "M", "E"], channels=["pcna", "pcna", "dic"], fold={"E": "G1/G2"})
+    """pcnaDeep's published models (``mrcnn_sat_rot_aug.pth``), as its training script and configs describe them.
+
+    Classes G1/G2, S, M, E (``CLASS_NAMES`` of ``bin/train_detectron2.py``;
+    E, emerging daughters, folded into G1/G2); input an 8-bit composite of
+    PCNA, PCNA and bright-field/DIC, each channel stretched between its 1st
+    and 99th percentiles with gamma 1 (``getDetectInput`` with
+    ``PIX_SATURATE: 1``, ``GAMMA: 1`` of ``config/pcnaCfg.yaml``); detectron2's
+    default pixel mean/std; test size, detections per image as
+    ``config/dtrnCfg.yaml`` (chan-labsite/PCNAdeep on GitHub).
+    """
+    return SourceLayout(classes=["G1/G2", "S", "M", "E"], channels=["pcna", "pcna", "dic"], fold={"E": "G1/G2"},
+                        config={"INPUT.NORMALIZE.PERCENTILES": [1.0, 99.0], "INPUT.NORMALIZE.GAMMA": 1.0,
+                                "INPUT.MIN_SIZE_TEST": 1200, "INPUT.MAX_SIZE_TEST": 2048,
+                                "TEST.DETECTIONS_PER_IMAGE": 1024})
+
+
+def layout_from_options(pcnadeep: bool = False, classes: list[str] | None = None, channels: list[str] | None = None,
+                        fold: list[str] | None = None, pixel_mean: list[float] | None = None,
+                        pixel_std: list[float] | None = None) -> SourceLayout | None:
+    """A layout from command-line options: pcnaDeep's, or classes and channels given, each option replacing
+    the preset's; None when nothing is given (the checkpoint's own counts are used)."""
+    layout = pcnadeep_layout() if pcnadeep else None
+    if not (classes or channels or fold or pixel_mean or pixel_std):
+        return layout
+    if layout is None and not (classes and channels):
+        raise PcnacycleError("--classes and --channels go together (or start from --pcnadeep)")
+    layout = layout or SourceLayout(classes=classes, channels=channels)
+    layout.classes, layout.channels = classes or layout.classes, channels or layout.channels
+    for entry in fold or []:
+        if entry.count("=") != 1:
+            raise PcnacycleError(f"--fold {entry!r}: expected NAME=CLASS, e.g. E=G1/G2")
+        name, target = entry.split("=")
+        layout.fold[name] = target
+    layout.pixel_mean, layout.pixel_std = pixel_mean or layout.pixel_mean, pixel_std or layout.pixel_std
+    return layout
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -406,17 +442,18 @@ def pcnacycle_to_detectron2(state: dict, layout: SourceLayout, class_names: list
     return out
 
 
-def converted_config(settings: dict, base: CfgNode | None = None) -> CfgNode:
-    """``base`` (default: the defaults) with ``settings`` applied, validated."""
+def converted_config(settings: dict, base: CfgNode | None = None, overrides: list[str] = ()) -> CfgNode:
+    """``base`` (default: the defaults), then ``settings``, then command-line ``overrides``, validated."""
     cfg = config_from_dict(base.to_dict()) if base is not None else get_default_config()
     for key, value in settings.items():
         set_value(cfg, key, value, source="convert-weights")
+    merge_overrides(cfg, overrides)
     validate(cfg)
     return cfg
 
 
 def convert_detectron2(source: str | os.PathLike, output: str | os.PathLike, layout: SourceLayout | None = None,
-                       base: CfgNode | None = None) -> Path:
+                       base: CfgNode | None = None, overrides: list[str] = ()) -> Path:
     """Write a detectron2 checkpoint as a pcnacycle checkpoint plus its ``config.yaml``.
 
     Parameters
@@ -428,7 +465,9 @@ def convert_detectron2(source: str | os.PathLike, output: str | os.PathLike, lay
         ``base``'s ``INPUT.CHANNELS`` when their count fits
     base : config whose ``MODEL.CLASS_NAMES`` (order and subset) and
         ``INPUT.CHANNELS`` the converted model follows, and whose other keys
-        (test size, thresholds) it keeps; default: the source's classes and channels
+        (test size, thresholds) it keeps unless ``layout.config`` records
+        them; default: the source's classes and channels
+    overrides : ``KEY VALUE`` pairs applied last (as on the command line)
 
     Returns
     -------
@@ -455,7 +494,7 @@ def convert_detectron2(source: str | os.PathLike, output: str | os.PathLike, lay
                  base.MODEL.CLASS_NAMES, class_names)
     channels = list(base.INPUT.CHANNELS) if base is not None else list(layout.channels)
     converted, settings = detectron2_to_pcnacycle(state, layout, class_names, channels)
-    cfg = converted_config(settings, base)
+    cfg = converted_config({**layout.config, **settings}, base, overrides)
     checkpoint = {"model": converted, "config": cfg.to_dict(),
                   "converted_from": {"file": str(source.resolve()), "sha256": _sha256(source), "format": "detectron2",
                                      "classes": layout.classes, "channels": layout.channels, "fold": layout.fold,
