@@ -1,6 +1,6 @@
 """Does a converted detectron2 Mask R-CNN compute what detectron2 computes?
 
-Builds detectron2's own Mask R-CNN R50-FPN (its ``mask_rcnn_R_50_FPN_3x.yaml``,
+Builds detectron2's own Mask R-CNN (R50-FPN, its ``mask_rcnn_R_50_FPN_3x.yaml``, or R101-FPN,
 4 classes and 3 input channels as pcnaDeep's models), with random weights
 from a fixed seed and randomised frozen-BatchNorm statistics (no trained
 detectron2 weights can be downloaded here), saves it as detectron2 does
@@ -53,13 +53,13 @@ from pcnacycle.predict import load_model, paste_in_box
 CLASSES = ["G1/G2", "S", "M", "E"]
 
 
-def build_detectron2(root: Path, seed: int):
-    """detectron2's Mask R-CNN R50-FPN with 4 classes and randomised frozen-BN statistics."""
+def build_detectron2(root: Path, config: str, seed: int):
+    """detectron2's Mask R-CNN from one of its configs, with 4 classes and randomised frozen-BN statistics."""
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
     cfg = get_cfg()
-    cfg.merge_from_file(str(root / "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"))
+    cfg.merge_from_file(str(root / "configs" / config))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = len(CLASSES)
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
@@ -100,11 +100,13 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max()) if a.numel() else 0.0
 
 
-def nearest(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """For each box of ``a`` (N, 4) the index of the closest box of ``b`` (max-coordinate distance), and the
-    largest such distance in either direction: 0 when both hold the same boxes, whatever their order
-    (equal scores leave the order of ties to each implementation's sort)."""
+def nearest(a: torch.Tensor, b: torch.Tensor, a_labels=None, b_labels=None) -> tuple[torch.Tensor, float]:
+    """For each box of ``a`` (N, 4) the index of the closest box of ``b`` (max-coordinate distance; boxes of
+    other labels never pair), and the largest such distance in either direction: 0 when both hold the same
+    boxes, whatever their order (equal scores leave the order of ties to each implementation's sort)."""
     distance = (a[:, None, :] - b[None, :, :]).abs().amax(-1)
+    if a_labels is not None:
+        distance[a_labels[:, None] != b_labels[None, :]] = float("inf")
     return distance.argmin(1), float(max(distance.amin(1).max(), distance.amin(0).max()))
 
 
@@ -129,7 +131,8 @@ def compare(d2_model, ours, image: np.ndarray) -> dict:
            "feature_scale": float(features["0"].abs().max())}
     d2_boxes = d2_proposals[0].proposal_boxes.tensor
     out["proposals"] = {"count": [len(d2_boxes), len(proposals[0])],
-                        "same_order_max_abs_diff_px": max_diff(d2_boxes, proposals[0]),
+                        "positions_differing_over_0.001px": int(((d2_boxes - proposals[0]).abs().amax(1) > 1e-3).sum())
+                        if len(d2_boxes) == len(proposals[0]) else None,
                         "as_sets_max_abs_diff_px": nearest(d2_boxes, proposals[0])[1],
                         "distinct_objectness_logits": len(d2_proposals[0].objectness_logits.unique())}
 
@@ -156,9 +159,8 @@ def compare(d2_model, ours, image: np.ndarray) -> dict:
     result = ours([tensor])[0]
     ours.roi_heads.__class__ = phase_heads
     # pair each detectron2 detection with the converted model's nearest box of the same class
-    d2_det_boxes = d2_result.pred_boxes.tensor
-    offset = 1e6 * torch.cat([d2_result.pred_classes[:, None] + 1] * 4, 1)  # other classes never pair
-    pairs, box_diff = nearest(d2_det_boxes + offset, result["boxes"] + 1e6 * result["labels"][:, None])
+    pairs, box_diff = nearest(d2_result.pred_boxes.tensor, result["boxes"], d2_result.pred_classes + 1,
+                              result["labels"])
     out["detections"] = {
         "count": [len(d2_result), len(result["boxes"])],
         "distinct_scores": len(d2_result.scores.unique()),
@@ -218,13 +220,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detectron2", type=Path, required=True, help="detectron2 source checkout (for its configs)")
     parser.add_argument("--image", type=Path, help="input image (default: random noise, 256x320)")
+    parser.add_argument("--config", default="COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml",
+                        help="detectron2 config, relative to its configs/ folder (e.g. the R_101 one)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    d2_model, d2_cfg = build_detectron2(args.detectron2, args.seed)
+    d2_model, d2_cfg = build_detectron2(args.detectron2, args.config, args.seed)
     image = load_input(args.image, args.seed)
     state = {k: v for k, v in d2_model.state_dict().items() if not k.startswith("pixel_")}
-    results = {"detectron2_commit": _commit(args.detectron2), "image": str(args.image or "random"),
+    results = {"detectron2_commit": _commit(args.detectron2), "config": args.config,
+               "image": str(args.image or "random"),
                "seed": args.seed, "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
