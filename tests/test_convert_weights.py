@@ -138,7 +138,9 @@ def test_a_detectron2_pkl_of_numpy_arrays_converts(pcnadeep_file, tmp_path):
     state = read_detectron2_checkpoint(pcnadeep_file)
     pkl = tmp_path / "model_final.pkl"
     with open(pkl, "wb") as handle:
-        pickle.dump({"model": {k: v.numpy() for k, v in state.items()}, "__author__": "Detectron2 Model Zoo"}, handle)
+        # protocol 2, as older model-zoo files: bytes go through _codecs.encode, which must be allowed
+        pickle.dump({"model": {k: v.numpy() for k, v in state.items()}, "__author__": "Detectron2 Model Zoo"}, handle,
+                    protocol=2)
     assert main(["convert-weights", str(pkl), str(tmp_path / "out" / "model.pt"), "INPUT.MIN_SIZE_TEST", "0",
                  "--pcnadeep"]) == 0
     from_pkl, cfg = load_model(tmp_path / "out" / "model.pt")

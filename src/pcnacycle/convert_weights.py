@@ -106,15 +106,19 @@ def layout_from_options(pcnadeep: bool = False, classes: list[str] | None = None
 # ----------------------------------------------------------------------------- reading files
 
 
+#: The globals a pickle of numpy arrays needs (``_codecs.encode`` turns text into bytes in protocol-2
+#: pickles, as torch's own safe loader also allows); a pickle naming anything else is refused.
+_PICKLE_ALLOWED = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "ndarray"),
+    ("numpy", "dtype"), ("collections", "OrderedDict"), ("_codecs", "encode")})
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and plain containers; any other global is refused (a pickle can run code)."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict")}
-
     def find_class(self, module: str, name: str):
-        if (module, name) not in self.ALLOWED:
+        if (module, name) not in _PICKLE_ALLOWED:
             raise pickle.UnpicklingError(f"it names {module}.{name}, which is not a numpy array; refused "
                                          "(a pickle can run code when loaded)")
         return super().find_class(module, name)
