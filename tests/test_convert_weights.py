@@ -13,8 +13,14 @@ import torch
 
 from pcnacycle.cli import main
 from pcnacycle.config import load_config
-from pcnacycle.convert_weights import (SourceLayout, convert_detectron2, detectron2_to_pcnacycle,
-                                       pcnacycle_to_detectron2, pcnadeep_layout, read_detectron2_checkpoint)
+from pcnacycle.convert_weights import (
+    SourceLayout,
+    convert_detectron2,
+    detectron2_to_pcnacycle,
+    pcnacycle_to_detectron2,
+    pcnadeep_layout,
+    read_detectron2_checkpoint,
+)
 from pcnacycle.detectron2_layout import Detectron2AnchorGenerator, paste_in_box_aligned
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.model import build_model, load_weights
@@ -70,8 +76,10 @@ def test_inverse_mapping_gives_detectron2s_names_and_shapes(pcnadeep_model_state
                 "proposal_generator.rpn_head.objectness_logits.weight": (3, 32, 1, 1),
                 "proposal_generator.rpn_head.anchor_deltas.bias": (12,),
                 "roi_heads.box_head.fc1.weight": (32, 32 * 7 * 7), "roi_heads.box_head.fc2.bias": (32,),
-                "roi_heads.box_predictor.cls_score.weight": (5, 32), "roi_heads.box_predictor.bbox_pred.weight": (16, 32),
-                "roi_heads.mask_head.mask_fcn4.weight": (16, 16, 3, 3), "roi_heads.mask_head.deconv.weight": (16, 16, 2, 2),
+                "roi_heads.box_predictor.cls_score.weight": (5, 32),
+                "roi_heads.box_predictor.bbox_pred.weight": (16, 32),
+                "roi_heads.mask_head.mask_fcn4.weight": (16, 16, 3, 3),
+                "roi_heads.mask_head.deconv.weight": (16, 16, 2, 2),
                 "roi_heads.mask_head.predictor.weight": (4, 16, 1, 1)}
     assert {name: tuple(d2[name].shape) for name in expected} == expected
     assert len(d2) == len(pcnadeep_model_state) == 307  # what detectron2's R50-FPN Mask R-CNN state dict holds
@@ -244,3 +252,26 @@ def test_layout_keys_are_validated():
     with pytest.raises(PcnacycleError, match="MODEL.ROI_HEADS.FOLDED_CLASSES"):
         load_config(None, ["MODEL.ROI_HEADS.FOLDED_CLASSES", "[E=G2]"])  # G2 is not a class
     assert SourceLayout(classes=["a"], channels=["gray"]).pixel_mean == [103.53, 116.28, 123.675]
+
+
+def test_a_detectron2_config_records_how_the_model_ran(pcnadeep_file, tmp_path, capsys):
+    (tmp_path / "Base.yaml").write_text("MODEL:\n  RESNETS: {STRIDE_IN_1X1: false}\n  PIXEL_MEAN: [1.0, 2.0, 3.0]\n"
+                                        "  ROI_BOX_HEAD: {POOLER_TYPE: ROIAlign, POOLER_SAMPLING_RATIO: 2}\n"
+                                        "  MASK_ON: true\nSOLVER: {BASE_LR: 0.02}\n")
+    (tmp_path / "model.yaml").write_text("_BASE_: Base.yaml\nMODEL: {PIXEL_STD: [57.0, 57.0, 58.0]}\n"
+                                         "INPUT: {MIN_SIZE_TEST: 0}\nTEST: {DETECTIONS_PER_IMAGE: 500}\n")
+    out = tmp_path / "out" / "model.pt"
+    assert main(["convert-weights", str(pcnadeep_file), str(out), "--pcnadeep",
+                 "--detectron2-config", str(tmp_path / "model.yaml")]) == 0
+    _, cfg = load_model(out)
+    assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False and cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE == "ROIAlign"
+    assert cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE == "ROIAlignV2"  # detectron2's default where the file says nothing
+    assert cfg.MODEL.PIXEL_MEAN == [1.0, 2.0, 3.0] and cfg.MODEL.PIXEL_STD == [57.0, 57.0, 58.0]
+    assert cfg.INPUT.MIN_SIZE_TEST == 0 and cfg.TEST.DETECTIONS_PER_IMAGE == 500
+    body = build_model(cfg).backbone.body
+    assert body.layer2[0].conv1.stride == (1, 1) and body.layer2[0].conv2.stride == (2, 2)  # stride in the 3x3
+    capsys.readouterr()
+    (tmp_path / "loop.yaml").write_text("_BASE_: loop.yaml\n")
+    assert main(["convert-weights", str(pcnadeep_file), str(tmp_path / "x.pt"), "--pcnadeep",
+                 "--detectron2-config", str(tmp_path / "loop.yaml")]) == 2
+    assert "loop.yaml: _BASE_ chain loops back to itself" in capsys.readouterr().err

@@ -109,7 +109,7 @@ def _cmd_convert_weights(args: argparse.Namespace) -> None:
     from .convert_weights import convert_detectron2, layout_from_options
 
     layout = layout_from_options(args.pcnadeep, args.classes, args.channels, args.fold, args.pixel_mean,
-                                 args.pixel_std)
+                                 args.pixel_std, args.detectron2_config)
     base = load_config(args.config) if args.config else None
     print(convert_detectron2(args.source, args.output, layout=layout, base=base, overrides=args.opts))
 
@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-mean", nargs="+", type=float, metavar="V",
                    help="per input channel, 0-255 scale (default detectron2's 103.53 116.28 123.675)")
     p.add_argument("--pixel-std", nargs="+", type=float, metavar="V", help="per input channel (default 1 1 1)")
+    p.add_argument("--detectron2-config", metavar="YAML",
+                   help="the model's detectron2 config: its pixel mean/std, stride placement, anchors, poolers, "
+                        "test size and thresholds are recorded (e.g. pcnaDeep's config/dtrnCfg.yaml)")
     p.add_argument("--config", help="config whose CLASS_NAMES, INPUT.CHANNELS and test settings the model follows")
     p.add_argument("opts", nargs="*", metavar="KEY VALUE",
                    help="config values for the converted model, applied last, given right after OUTPUT, e.g. "

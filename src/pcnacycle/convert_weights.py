@@ -27,13 +27,20 @@ import hashlib
 import logging
 import os
 import pickle
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .config import CfgNode, config_from_dict, get_default_config, merge_overrides, set_value, validate
+from .config import (
+    CfgNode,
+    config_from_dict,
+    get_default_config,
+    merge_overrides,
+    set_value,
+    validate,
+)
+from .detectron2_names import detectron2_to_pcnacycle_name, pcnacycle_to_detectron2_name
 from .errors import PcnacycleError
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,24 @@ log = logging.getLogger(__name__)
 #: detectron2's defaults for MSRA ResNets (BGR, 0-255): what its model zoo models were trained with.
 DETECTRON2_PIXEL_MEAN = (103.53, 116.28, 123.675)
 DETECTRON2_PIXEL_STD = (1.0, 1.0, 1.0)
+
+#: detectron2's defaults for what the tensors cannot tell; a detectron2 config (``--detectron2-config``)
+#: or ``SourceLayout.config`` overrides them.
+DETECTRON2_DEFAULTS = {
+    "MODEL.RESNETS.STRIDE_IN_1X1": True, "MODEL.RPN.STYLE": "detectron2",
+    "MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIAlignV2", "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO": 0,
+    "MODEL.ROI_MASK_HEAD.POOLER_TYPE": "ROIAlignV2", "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO": 0,
+}
+
+#: detectron2 config keys that change what a model computes at test time, read from its YAML file; each
+#: has the same name in pcnacycle's config.
+DETECTRON2_TEST_KEYS = (
+    "MODEL.RESNETS.STRIDE_IN_1X1", "MODEL.ANCHOR_GENERATOR.SIZES", "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST", "MODEL.RPN.POST_NMS_TOPK_TEST", "MODEL.RPN.NMS_THRESH",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "MODEL.ROI_HEADS.NMS_THRESH_TEST",
+    "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO",
+    "MODEL.ROI_MASK_HEAD.POOLER_TYPE", "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO",
+    "INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST", "TEST.DETECTIONS_PER_IMAGE")
 
 
 @dataclass
@@ -84,15 +109,18 @@ def pcnadeep_layout() -> SourceLayout:
 
 def layout_from_options(pcnadeep: bool = False, classes: list[str] | None = None, channels: list[str] | None = None,
                         fold: list[str] | None = None, pixel_mean: list[float] | None = None,
-                        pixel_std: list[float] | None = None) -> SourceLayout | None:
-    """A layout from command-line options: pcnaDeep's, or classes and channels given, each option replacing
-    the preset's; None when nothing is given (the checkpoint's own counts are used)."""
+                        pixel_std: list[float] | None = None, config: str | None = None) -> SourceLayout | None:
+    """A layout from command-line options: pcnaDeep's, or classes and channels given, then what a detectron2
+    ``config`` file says, each option replacing the preset's; None when nothing is given (the checkpoint's
+    own counts are used)."""
     layout = pcnadeep_layout() if pcnadeep else None
-    if not (classes or channels or fold or pixel_mean or pixel_std):
+    if not (classes or channels or fold or pixel_mean or pixel_std or config):
         return layout
     if layout is None and not (classes and channels):
         raise PcnacycleError("--classes and --channels go together (or start from --pcnadeep)")
     layout = layout or SourceLayout(classes=classes, channels=channels)
+    if config:
+        read_detectron2_config(config, layout)
     layout.classes, layout.channels = classes or layout.classes, channels or layout.channels
     for entry in fold or []:
         if entry.count("=") != 1:
@@ -101,6 +129,53 @@ def layout_from_options(pcnadeep: bool = False, classes: list[str] | None = None
         layout.fold[name] = target
     layout.pixel_mean, layout.pixel_std = pixel_mean or layout.pixel_mean, pixel_std or layout.pixel_std
     return layout
+
+
+def read_detectron2_config(path: str | os.PathLike, layout: SourceLayout) -> None:
+    """Record in ``layout`` what a detectron2 YAML config says about running its model.
+
+    Its ``_BASE_`` chain is followed; :data:`DETECTRON2_TEST_KEYS` go to
+    ``layout.config``, ``MODEL.PIXEL_MEAN``/``PIXEL_STD`` to the layout's
+    pixel statistics. Other keys (training, datasets) are not needed here.
+    """
+    tree = _detectron2_yaml(Path(path), seen=())
+    for key in DETECTRON2_TEST_KEYS:
+        value = _lookup(tree, key)
+        if value is not None:
+            layout.config[key] = value
+    layout.pixel_mean = _lookup(tree, "MODEL.PIXEL_MEAN") or layout.pixel_mean
+    layout.pixel_std = _lookup(tree, "MODEL.PIXEL_STD") or layout.pixel_std
+
+
+def _detectron2_yaml(path: Path, seen: tuple) -> dict:
+    """A detectron2 YAML file merged over its ``_BASE_`` files."""
+    import yaml
+
+    path = path.resolve()
+    if path in seen:
+        raise PcnacycleError(f"{path}: _BASE_ chain loops back to itself")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise PcnacycleError(f"{path}: cannot read detectron2 config ({str(exc).splitlines()[0]})") from None
+    if not isinstance(tree, dict):
+        raise PcnacycleError(f"{path}: a detectron2 config must hold a mapping of keys")
+    base = tree.pop("_BASE_", None)
+    return _merge(_detectron2_yaml(path.parent / base, seen + (path,)), tree) if base else tree
+
+
+def _merge(base: dict, top: dict) -> dict:
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def _lookup(tree: dict, key: str):
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -189,84 +264,6 @@ def as_pcnacycle_names(state: dict, path: str | os.PathLike) -> dict:
 def is_detectron2_state(state: dict) -> bool:
     """Whether a state dict carries detectron2's ResNet-FPN names."""
     return any(name.startswith("backbone.bottom_up.") for name in state)
-
-
-# ----------------------------------------------------------------------------- names
-
-_STAGE = {"res2": 1, "res3": 2, "res4": 3, "res5": 4}
-
-#: detectron2 name pattern -> pcnacycle (torchvision) name, as (regex, function of the match).
-_TO_PCNACYCLE = [
-    (r"backbone\.bottom_up\.stem\.conv1\.weight", lambda m: "backbone.body.conv1.weight"),
-    (r"backbone\.bottom_up\.stem\.conv1\.norm\.(\w+)", lambda m: f"backbone.body.bn1.{m[1]}"),
-    (r"backbone\.bottom_up\.(res[2-5])\.(\d+)\.conv([1-3])\.weight",
-     lambda m: f"backbone.body.layer{_STAGE[m[1]]}.{m[2]}.conv{m[3]}.weight"),
-    (r"backbone\.bottom_up\.(res[2-5])\.(\d+)\.conv([1-3])\.norm\.(\w+)",
-     lambda m: f"backbone.body.layer{_STAGE[m[1]]}.{m[2]}.bn{m[3]}.{m[4]}"),
-    (r"backbone\.bottom_up\.(res[2-5])\.(\d+)\.shortcut\.weight",
-     lambda m: f"backbone.body.layer{_STAGE[m[1]]}.{m[2]}.downsample.0.weight"),
-    (r"backbone\.bottom_up\.(res[2-5])\.(\d+)\.shortcut\.norm\.(\w+)",
-     lambda m: f"backbone.body.layer{_STAGE[m[1]]}.{m[2]}.downsample.1.{m[3]}"),
-    (r"backbone\.fpn_lateral([2-5])\.(weight|bias)", lambda m: f"backbone.fpn.inner_blocks.{int(m[1]) - 2}.0.{m[2]}"),
-    (r"backbone\.fpn_lateral([2-5])\.norm\.(\w+)", lambda m: f"backbone.fpn.inner_blocks.{int(m[1]) - 2}.1.{m[2]}"),
-    (r"backbone\.fpn_output([2-5])\.(weight|bias)", lambda m: f"backbone.fpn.layer_blocks.{int(m[1]) - 2}.0.{m[2]}"),
-    (r"backbone\.fpn_output([2-5])\.norm\.(\w+)", lambda m: f"backbone.fpn.layer_blocks.{int(m[1]) - 2}.1.{m[2]}"),
-    (r"proposal_generator\.rpn_head\.conv\.(weight|bias)", lambda m: f"rpn.head.conv.0.0.{m[1]}"),
-    (r"proposal_generator\.rpn_head\.objectness_logits\.(weight|bias)", lambda m: f"rpn.head.cls_logits.{m[1]}"),
-    (r"proposal_generator\.rpn_head\.anchor_deltas\.(weight|bias)", lambda m: f"rpn.head.bbox_pred.{m[1]}"),
-    (r"roi_heads\.box_head\.fc([12])\.(weight|bias)", lambda m: f"roi_heads.box_head.fc{int(m[1]) + 5}.{m[2]}"),
-    (r"roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(weight|bias)",
-     lambda m: f"roi_heads.box_predictor.{m[1]}.{m[2]}"),
-    (r"roi_heads\.mask_head\.mask_fcn(\d)\.(weight|bias)", lambda m: f"roi_heads.mask_head.{int(m[1]) - 1}.0.{m[2]}"),
-    (r"roi_heads\.mask_head\.mask_fcn(\d)\.norm\.(\w+)", lambda m: f"roi_heads.mask_head.{int(m[1]) - 1}.1.{m[2]}"),
-    (r"roi_heads\.mask_head\.deconv\.(weight|bias)", lambda m: f"roi_heads.mask_predictor.conv5_mask.{m[1]}"),
-    (r"roi_heads\.mask_head\.predictor\.(weight|bias)", lambda m: f"roi_heads.mask_predictor.mask_fcn_logits.{m[1]}"),
-]
-_LAYER = {v: k for k, v in _STAGE.items()}
-_TO_DETECTRON2 = [
-    (r"backbone\.body\.conv1\.weight", lambda m: "backbone.bottom_up.stem.conv1.weight"),
-    (r"backbone\.body\.bn1\.(\w+)", lambda m: f"backbone.bottom_up.stem.conv1.norm.{m[1]}"),
-    (r"backbone\.body\.layer([1-4])\.(\d+)\.conv([1-3])\.weight",
-     lambda m: f"backbone.bottom_up.{_LAYER[int(m[1])]}.{m[2]}.conv{m[3]}.weight"),
-    (r"backbone\.body\.layer([1-4])\.(\d+)\.bn([1-3])\.(\w+)",
-     lambda m: f"backbone.bottom_up.{_LAYER[int(m[1])]}.{m[2]}.conv{m[3]}.norm.{m[4]}"),
-    (r"backbone\.body\.layer([1-4])\.(\d+)\.downsample\.0\.weight",
-     lambda m: f"backbone.bottom_up.{_LAYER[int(m[1])]}.{m[2]}.shortcut.weight"),
-    (r"backbone\.body\.layer([1-4])\.(\d+)\.downsample\.1\.(\w+)",
-     lambda m: f"backbone.bottom_up.{_LAYER[int(m[1])]}.{m[2]}.shortcut.norm.{m[3]}"),
-    (r"backbone\.fpn\.inner_blocks\.([0-3])\.0\.(weight|bias)", lambda m: f"backbone.fpn_lateral{int(m[1]) + 2}.{m[2]}"),
-    (r"backbone\.fpn\.inner_blocks\.([0-3])\.1\.(\w+)", lambda m: f"backbone.fpn_lateral{int(m[1]) + 2}.norm.{m[2]}"),
-    (r"backbone\.fpn\.layer_blocks\.([0-3])\.0\.(weight|bias)", lambda m: f"backbone.fpn_output{int(m[1]) + 2}.{m[2]}"),
-    (r"backbone\.fpn\.layer_blocks\.([0-3])\.1\.(\w+)", lambda m: f"backbone.fpn_output{int(m[1]) + 2}.norm.{m[2]}"),
-    (r"rpn\.head\.conv\.0\.0\.(weight|bias)", lambda m: f"proposal_generator.rpn_head.conv.{m[1]}"),
-    (r"rpn\.head\.cls_logits\.(weight|bias)", lambda m: f"proposal_generator.rpn_head.objectness_logits.{m[1]}"),
-    (r"rpn\.head\.bbox_pred\.(weight|bias)", lambda m: f"proposal_generator.rpn_head.anchor_deltas.{m[1]}"),
-    (r"roi_heads\.box_head\.fc([67])\.(weight|bias)", lambda m: f"roi_heads.box_head.fc{int(m[1]) - 5}.{m[2]}"),
-    (r"roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(weight|bias)",
-     lambda m: f"roi_heads.box_predictor.{m[1]}.{m[2]}"),
-    (r"roi_heads\.mask_head\.(\d)\.0\.(weight|bias)", lambda m: f"roi_heads.mask_head.mask_fcn{int(m[1]) + 1}.{m[2]}"),
-    (r"roi_heads\.mask_head\.(\d)\.1\.(\w+)", lambda m: f"roi_heads.mask_head.mask_fcn{int(m[1]) + 1}.norm.{m[2]}"),
-    (r"roi_heads\.mask_predictor\.conv5_mask\.(weight|bias)", lambda m: f"roi_heads.mask_head.deconv.{m[1]}"),
-    (r"roi_heads\.mask_predictor\.mask_fcn_logits\.(weight|bias)", lambda m: f"roi_heads.mask_head.predictor.{m[1]}"),
-]
-
-
-def _rename(name: str, rules) -> str | None:
-    for pattern, build in rules:
-        match = re.fullmatch(pattern, name)
-        if match:
-            return build(match)
-    return None
-
-
-def detectron2_to_pcnacycle_name(name: str) -> str | None:
-    """pcnacycle's name for a detectron2 Mask R-CNN tensor, or None when it has no counterpart."""
-    return _rename(name, _TO_PCNACYCLE)
-
-
-def pcnacycle_to_detectron2_name(name: str) -> str | None:
-    """detectron2's name for a pcnacycle Mask R-CNN tensor (inverse of :func:`detectron2_to_pcnacycle_name`)."""
-    return _rename(name, _TO_DETECTRON2)
 
 
 # ----------------------------------------------------------------------------- class and channel axes
@@ -402,27 +399,27 @@ def _settings(source: dict, state: dict, class_names, folded, channels, mean, st
     if depth is None or "backbone.body.layer1.0.conv3.weight" not in state:
         raise PcnacycleError(f"detectron2 ResNet with {list(blocks.values())} blocks per stage: only bottleneck "
                              "ResNet-50/101/152 convert")
-    norm = "FrozenBN" if "backbone.body.bn1.running_mean" in state else "GN" if "backbone.body.bn1.weight" in state else None
+    norm = ("FrozenBN" if "backbone.body.bn1.running_mean" in state
+            else "GN" if "backbone.body.bn1.weight" in state else None)
     if norm is None:
-        raise PcnacycleError("the detectron2 backbone has no normalisation layers; only BN/FrozenBN/SyncBN or GN convert")
+        raise PcnacycleError("the detectron2 backbone has no normalisation layers; only BN/FrozenBN/SyncBN or GN "
+                             "convert")
     fpn_norm = "GN" if "backbone.fpn.inner_blocks.0.1.weight" in state else ""
     anchors = state["rpn.head.cls_logits.weight"].shape[0]
     if anchors != 3:
         raise PcnacycleError(f"the RPN predicts {anchors} anchors per location; only 3 (one size, three ratios "
                              "per level) convert")
     return {
-        "MODEL.RESNETS.DEPTH": depth, "MODEL.RESNETS.NORM": norm, "MODEL.RESNETS.STRIDE_IN_1X1": True,
-        "MODEL.FPN.NORM": fpn_norm, "MODEL.FPN.OUT_CHANNELS": int(state["backbone.fpn.inner_blocks.0.0.weight"].shape[0]),
-        "MODEL.RPN.STYLE": "detectron2",
+        "MODEL.RESNETS.DEPTH": depth, "MODEL.RESNETS.NORM": norm,
+        "MODEL.FPN.NORM": fpn_norm,
+        "MODEL.FPN.OUT_CHANNELS": int(state["backbone.fpn.inner_blocks.0.0.weight"].shape[0]),
         "MODEL.CLASS_NAMES": list(class_names), "MODEL.ROI_HEADS.NUM_CLASSES": len(class_names),
         "MODEL.ROI_HEADS.FOLDED_CLASSES": folded,
         "MODEL.ROI_BOX_HEAD.NUM_CONV": 0, "MODEL.ROI_BOX_HEAD.NUM_FC": 2,
         "MODEL.ROI_BOX_HEAD.FC_DIM": int(state["roi_heads.box_head.fc6.weight"].shape[0]),
-        "MODEL.ROI_BOX_HEAD.POOLER_TYPE": "ROIAlignV2", "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO": 0,
         "MODEL.ROI_MASK_HEAD.NUM_CONV": len({k.split(".")[2] for k in state if k.startswith("roi_heads.mask_head.")}),
         "MODEL.ROI_MASK_HEAD.NORM": "GN" if "roi_heads.mask_head.0.1.weight" in state else "",
         "MODEL.ROI_MASK_HEAD.CONV_DIM": int(state["roi_heads.mask_predictor.conv5_mask.weight"].shape[0]),
-        "MODEL.ROI_MASK_HEAD.POOLER_TYPE": "ROIAlignV2", "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO": 0,
         "INPUT.CHANNELS": list(channels), "MODEL.PIXEL_MEAN": mean, "MODEL.PIXEL_STD": std,
     }
 
@@ -498,7 +495,7 @@ def convert_detectron2(source: str | os.PathLike, output: str | os.PathLike, lay
                  base.MODEL.CLASS_NAMES, class_names)
     channels = list(base.INPUT.CHANNELS) if base is not None else list(layout.channels)
     converted, settings = detectron2_to_pcnacycle(state, layout, class_names, channels)
-    cfg = converted_config({**layout.config, **settings}, base, overrides)
+    cfg = converted_config({**DETECTRON2_DEFAULTS, **layout.config, **settings}, base, overrides)
     checkpoint = {"model": converted, "config": cfg.to_dict(),
                   "converted_from": {"file": str(source.resolve()), "sha256": _sha256(source), "format": "detectron2",
                                      "classes": layout.classes, "channels": layout.channels, "fold": layout.fold,

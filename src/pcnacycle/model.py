@@ -29,8 +29,8 @@ from torchvision.ops import misc as misc_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from .config import CfgNode
-from .detectron2_layout import (Detectron2AnchorGenerator, Detectron2RPN, FoldedPredictor, build_pooler, folded_class_groups,
-                                move_stride_to_1x1, pixel_mean_std)
+from .detectron2_layout import (Detectron2AnchorGenerator, Detectron2RPN, FoldedPredictor, build_pooler,
+                                folded_class_groups, move_stride_to_1x1, pixel_mean_std)
 from .errors import PcnacycleError
 
 log = logging.getLogger(__name__)

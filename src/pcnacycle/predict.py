@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
 from .config import CfgNode, config_from_dict
-from .errors import PcnacycleError
 from .detectron2_layout import paste_in_box_aligned
+from .errors import PcnacycleError
 from .model import FIRST_CONV, build_model, read_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
