@@ -275,3 +275,12 @@ def test_a_detectron2_config_records_how_the_model_ran(pcnadeep_file, tmp_path, 
     assert main(["convert-weights", str(pcnadeep_file), str(tmp_path / "x.pt"), "--pcnadeep",
                  "--detectron2-config", str(tmp_path / "loop.yaml")]) == 2
     assert "loop.yaml: _BASE_ chain loops back to itself" in capsys.readouterr().err
+    (tmp_path / "bad.yaml").write_text("MODEL: {PIXEL_MEAN: 5}\n")
+    assert main(["convert-weights", str(pcnadeep_file), str(tmp_path / "y.pt"),
+                 "--detectron2-config", str(tmp_path / "bad.yaml")]) == 2
+    assert "bad.yaml: MODEL.PIXEL_MEAN should be a list of numbers, got 5" in capsys.readouterr().err
+    # a config alone: classes and channels are named after the checkpoint's counts
+    assert main(["convert-weights", str(pcnadeep_file), str(tmp_path / "plain" / "model.pt"),
+                 "--detectron2-config", str(tmp_path / "model.yaml")]) == 0
+    _, cfg = load_model(tmp_path / "plain" / "model.pt")
+    assert cfg.MODEL.CLASS_NAMES == ["class0", "class1", "class2", "class3"] and cfg.INPUT.CHANNELS == ["b", "g", "r"]

@@ -111,14 +111,14 @@ def layout_from_options(pcnadeep: bool = False, classes: list[str] | None = None
                         fold: list[str] | None = None, pixel_mean: list[float] | None = None,
                         pixel_std: list[float] | None = None, config: str | None = None) -> SourceLayout | None:
     """A layout from command-line options: pcnaDeep's, or classes and channels given, then what a detectron2
-    ``config`` file says, each option replacing the preset's; None when nothing is given (the checkpoint's
-    own counts are used)."""
+    ``config`` file says, each option replacing the preset's; None when nothing is given. Classes and
+    channels left empty are named after the checkpoint's counts by :func:`convert_detectron2`."""
     layout = pcnadeep_layout() if pcnadeep else None
     if not (classes or channels or fold or pixel_mean or pixel_std or config):
         return layout
-    if layout is None and not (classes and channels):
+    if layout is None and bool(classes) != bool(channels):
         raise PcnacycleError("--classes and --channels go together (or start from --pcnadeep)")
-    layout = layout or SourceLayout(classes=classes, channels=channels)
+    layout = layout or SourceLayout(classes=classes or [], channels=channels or [])
     if config:
         read_detectron2_config(config, layout)
     layout.classes, layout.channels = classes or layout.classes, channels or layout.channels
@@ -143,6 +143,10 @@ def read_detectron2_config(path: str | os.PathLike, layout: SourceLayout) -> Non
         value = _lookup(tree, key)
         if value is not None:
             layout.config[key] = value
+    for key in ("MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD"):
+        value = _lookup(tree, key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, (int, float)) for v in value)):
+            raise PcnacycleError(f"{path}: {key} should be a list of numbers, got {value!r}")
     layout.pixel_mean = _lookup(tree, "MODEL.PIXEL_MEAN") or layout.pixel_mean
     layout.pixel_std = _lookup(tree, "MODEL.PIXEL_STD") or layout.pixel_std
 
@@ -167,8 +171,8 @@ def _detectron2_yaml(path: Path, seen: tuple) -> dict:
 def _merge(base: dict, top: dict) -> dict:
     merged = dict(base)
     for key, value in top.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
+        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if nested else value
     return merged
 
 
@@ -485,7 +489,9 @@ def convert_detectron2(source: str | os.PathLike, output: str | os.PathLike, lay
         if path.exists():
             raise PcnacycleError(f"{path}: already exists; choose another output (nothing is overwritten)")
     state = read_detectron2_checkpoint(source)
-    layout = layout or _default_layout(state, base)
+    default = _default_layout(state, base)
+    layout = layout or default
+    layout.classes, layout.channels = layout.classes or default.classes, layout.channels or default.channels
     _check_layout(state, layout, source)
     class_names = [name for name in layout.classes if name not in layout.fold]
     if base is not None and set(base.MODEL.CLASS_NAMES) <= set(layout.classes):
