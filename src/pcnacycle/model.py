@@ -3,8 +3,11 @@
 No pretrained weights can be downloaded, so every backbone defaults to
 GroupNorm (``MODEL.RESNETS.NORM: GN``), which trains at 1–2 images per batch
 as detectron2's scratch recipes do. ``MODEL.WEIGHTS`` may name a local
-checkpoint; :func:`load_weights` keeps every tensor whose shape fits, adapts
-the first convolution to another channel count, and says what it did.
+checkpoint (ours, a torchvision state dict or a detectron2 one, see
+:mod:`pcnacycle.convert_weights`); :func:`load_weights` keeps every tensor
+whose shape fits, adapts the first convolution to another channel count, and
+says what it did. Where detectron2 computes differently, config keys choose
+its way (:mod:`pcnacycle.detectron2_layout`).
 """
 
 from __future__ import annotations
@@ -214,7 +217,8 @@ def build_model(cfg: CfgNode) -> MaskRCNN:
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """The model tensors of a checkpoint (ours or a plain state dict) and the config saved with them, if any."""
+    """The model tensors of a checkpoint (ours, a plain state dict, or detectron2's ``.pth``/``.pkl`` renamed to
+    ours) and the config saved with them, if any."""
     from .convert_weights import as_pcnacycle_names, is_detectron2_state, read_detectron2_checkpoint
 
     path = Path(path)
