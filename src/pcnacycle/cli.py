@@ -149,6 +149,16 @@ def _add_correct(commands) -> None:
     p.set_defaults(func=_cmd_correct)
 
 
+def _cmd_convert_weights(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .modeling.convert_weights import convert_detectron2, layout_from_options
+
+    layout = layout_from_options(args.pcnadeep, args.classes, args.channels, args.fold, args.pixel_mean,
+                                 args.pixel_std, args.detectron2_config)
+    base = load_config(args.config) if args.config else None
+    print(convert_detectron2(args.source, args.output, layout=layout, base=base, overrides=args.opts))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcnacycle",
@@ -296,6 +306,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "corrections)")
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=INFERENCE_OVERRIDES_HELP)
     p.set_defaults(func=_cmd_annotate)
+
+    p = commands.add_parser("convert-weights", help="a detectron2 Mask R-CNN checkpoint (e.g. pcnaDeep's) as ours",
+                            description="Convert a detectron2 R50/R101-FPN Mask R-CNN checkpoint (.pth or .pkl) to a "
+                                        "pcnacycle checkpoint OUTPUT (.pt) with config.yaml beside it: tensor names, "
+                                        "class order and input channels mapped, BatchNorm frozen, and detectron2's "
+                                        "preprocessing, anchors and RoIAlign recorded in the config.")
+    p.add_argument("source", help="detectron2 checkpoint (.pth or .pkl)")
+    p.add_argument("output", help="pcnacycle checkpoint to write (.pt); config.yaml is written beside it")
+    p.add_argument("--pcnadeep", action="store_true",
+                   help="pcnaDeep's layout: classes G1/G2 S M E with E folded into G1/G2, channels pcna pcna dic")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help="the checkpoint's class names, in its order")
+    p.add_argument("--channels", nargs="+", metavar="NAME",
+                   help="pcnacycle channel name of each input channel of the checkpoint, in order (e.g. pcna pcna dic)")
+    p.add_argument("--fold", nargs="+", metavar="NAME=CLASS", help="count class NAME as CLASS (e.g. E=G1/G2)")
+    p.add_argument("--pixel-mean", nargs="+", type=float, metavar="V",
+                   help="per input channel, 0-255 scale (default detectron2's 103.53 116.28 123.675)")
+    p.add_argument("--pixel-std", nargs="+", type=float, metavar="V", help="per input channel (default 1 1 1)")
+    p.add_argument("--detectron2-config", metavar="YAML",
+                   help="the model's detectron2 config: its pixel mean/std, stride placement, anchors, poolers, "
+                        "test size and thresholds are recorded (e.g. pcnaDeep's config/dtrnCfg.yaml)")
+    p.add_argument("--config", help="config whose CLASS_NAMES, INPUT.CHANNELS and test settings the model follows")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                   help="config values for the converted model, applied last, given right after OUTPUT, e.g. "
+                        "INPUT.MIN_SIZE_TEST 0")
+    p.set_defaults(func=_cmd_convert_weights)
 
     p = commands.add_parser("demo", help="simulate, train, evaluate and report, with nothing but this package",
                             description="The main job on an embedded default: 12 to 14 minutes on 2 CPU cores. "

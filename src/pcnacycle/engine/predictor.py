@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
 from ..config import CfgNode, config_from_dict
+from ..modeling.detectron2_layout import paste_in_box_aligned
 from ..errors import PcnacycleError
 from ..modeling.model import FIRST_CONV, build_model, read_checkpoint, resolve_device
 
@@ -39,7 +40,8 @@ def check_weights_fit(state: dict, cfg: CfgNode, path: str | os.PathLike) -> Non
             f"INPUT.CHANNELS {cfg.INPUT.CHANNELS} has {channels}"
         )
     key = "roi_heads.box_predictor.cls_score.weight"
-    if key in state and state[key].shape[0] != cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1:
+    folded = len(cfg.MODEL.ROI_HEADS.FOLDED_CLASSES)  # extra outputs counted as other classes
+    if key in state and state[key].shape[0] != cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1 + folded:
         raise PcnacycleError(
             f"{path}: weights predict {state[key].shape[0] - 1} class(es) but the config's "
             f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}"
@@ -115,9 +117,12 @@ def _detect(model: torch.nn.Module, image: np.ndarray, mask_threshold: float) ->
     height, width = image.shape[1:]
     output = model([torch.from_numpy(np.ascontiguousarray(image)).to(device)])[0]
     probs = model.roi_heads.class_probs[0].cpu().numpy()
+    # masks pooled with detectron2's aligned RoIAlign are pasted back its way (MODEL.ROI_MASK_HEAD.POOLER_TYPE)
+    aligned = getattr(getattr(model.roi_heads, "mask_roi_pool", None), "aligned", False)
+    paste = paste_in_box_aligned if aligned else paste_in_box
     objects = []
     for i, box in enumerate(output["boxes"]):
-        crop, y0, x0 = paste_in_box(output["masks"][i, 0].float(), box.float())
+        crop, y0, x0 = paste(output["masks"][i, 0].float(), box.float())
         top, left = max(y0, 0), max(x0, 0)
         crop = crop[top - y0: height - y0, left - x0: width - x0] >= mask_threshold
         if not crop.any():

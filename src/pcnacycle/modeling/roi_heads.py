@@ -22,7 +22,8 @@ class PhaseRoIHeads(RoIHeads):
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
         per_image = [len(p) for p in proposals]
-        all_boxes = self.box_coder.decode(box_regression, proposals)
+        # explicit shape: with no proposals at all, decode's own reshape cannot tell the class axis
+        all_boxes = self.box_coder.decode(box_regression, proposals).view(-1, box_regression.shape[1] // 4, 4)
         all_probs = F.softmax(class_logits, -1)
         out_boxes, out_scores, out_labels, self.class_probs = [], [], [], []
         for boxes, probs, shape in zip(all_boxes.split(per_image), all_probs.split(per_image), image_shapes):
