@@ -273,3 +273,34 @@ def tracks_colormap():
 def phase_position(codes: np.ndarray) -> np.ndarray:
     """Where :func:`tracks_colormap` holds each phase code's colour: the middle of its step, in 0-1."""
     return (np.asarray(codes, np.float64) + 0.5) / (OTHER_CODE + 1)
+
+
+def lineage_order(objects: pd.DataFrame) -> list[int]:
+    """Track ids ordered so each mother is followed by her daughters (depth first, by first frame)."""
+    first = objects.groupby("track").agg(parent=("parent", "first"), start=("frame", "min")).sort_values("start")
+    children: dict[int, list[int]] = {}
+    for track, parent in first["parent"].astype(int).items():
+        # a mother missing from the table (deleted) leaves her daughters at the top level
+        children.setdefault(parent if parent in first.index and parent != track else 0, []).append(int(track))
+    order, stack = [], list(reversed(children.get(0, [])))
+    while stack:
+        track = stack.pop()
+        order.append(track)
+        stack.extend(reversed(children.get(track, [])))
+    return order
+
+
+def track_phase_runs(objects: pd.DataFrame) -> pd.DataFrame:
+    """Each track's stretches of one phase.
+
+    Returns
+    -------
+    DataFrame with ``track, first, last`` (frames, inclusive) and ``code``
+    (:data:`PHASE_CODES`), one row per stretch, by track then frame.
+    """
+    table = objects.assign(code=object_phases(objects).map(PHASE_CODES).fillna(OTHER_CODE).astype(int))
+    table = table.sort_values(["track", "frame"], kind="stable")
+    new_run = (table["track"].ne(table["track"].shift()) | table["code"].ne(table["code"].shift())).cumsum()
+    runs = table.groupby(new_run).agg(track=("track", "first"), first=("frame", "min"), last=("frame", "max"),
+                                      code=("code", "first"))
+    return runs.reset_index(drop=True)
