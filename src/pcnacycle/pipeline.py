@@ -404,7 +404,8 @@ def _objects_table(tracked: pd.DataFrame, class_names: list[str]) -> pd.DataFram
     columns = ["frame", "track", "parent", "label", "centroid_y", "centroid_x", "area", "mean_pcna", "mean_dic",
                "score", *[probability_column(c) for c in class_names], "predicted_phase"]
     columns = [c for c in columns if c in tracked]
-    columns += [c for c in ("phase", "arrested") if c in tracked]
+    # fixed_phase, lineage_fixed: a corrected run's corrections (pcnacycle.correct), kept for the next correction
+    columns += [c for c in ("phase", "arrested", "fixed_phase", "lineage_fixed") if c in tracked]
     return tracked[columns].sort_values(["frame", "track"])
 
 

@@ -14,7 +14,7 @@ Modules: :mod:`.edits` (the edits file), :mod:`.operations` (each edit on the
 table of nuclei), :mod:`.runs` (reading a run folder, re-resolving, writing).
 """
 
-from .edits import PHASE_NAMES, OPERATIONS, read_edits, write_edits
+from .edits import OPERATIONS, PHASE_NAMES, read_edits, write_edits
 from .runs import correct_run, validate_edits
 
 __all__ = ["OPERATIONS", "PHASE_NAMES", "correct_run", "read_edits", "validate_edits", "write_edits"]

@@ -1,32 +1,243 @@
-"""Reading a run folder, applying edits, re-resolving and writing the corrected run."""
+"""Reading a run folder, applying edits, re-resolving and writing the corrected run.
+
+How edits and the resolver's own splits interact: the corrected table is not
+tracked again (that would undo the corrections) but its phases are resolved
+again with the run's own :class:`~pcnacycle.settings.RunSettings` (from its
+``run.json``), so phase durations are recomputed as the run computed them.
+The resolver may still split a track where it finds a division the tracker
+missed, except in a track whose lineage an edit set (``split``, ``join``,
+``parent``, ``orphan``, ``relabel``): such a track keeps its id and mother,
+and is never taken as a missed sister. Fixed phases (``phase``) are hard
+constraints on the resolver's states.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import pathlib
+import shutil
+import time
+from pathlib import Path
 from typing import Any
 
-from ..settings import RunSettings
+import numpy as np
+import pandas as pd
+
+from ..errors import PcnacycleError
+from ..io import MANIFEST_KEY, files_under, log_to_file, move_into, remove_outputs, write_json
+from ..settings import RunSettings, load_settings
+from .edits import check_edits, read_edits, write_edits
+from .operations import FIXED_PHASE, LINEAGE_FIXED, RunState, apply_edits
+
+log = logging.getLogger(__name__)
+
+RUN_MARKER = "run.json"  # as pcnacycle.pipeline.RUN_MARKER; pipeline imports torch, so it is imported lazily
+EDITS_FILE = "edits.yaml"
+_PHASE_CLASSES = ["G1/G2", "S", "M"]
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[dict, RunState]:
+    """A run folder's ``run.json`` and its nuclei and masks, ready for edits.
+
+    The ``label`` column of the returned table is set to each nucleus' value
+    in ``masks.tif`` (its track id there), the ids mask-level edits use.
+
+    Raises
+    ------
+    PcnacycleError
+        When the folder is not a complete pcnacycle run or its files disagree.
+    """
+    import tifffile
+
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_MARKER).is_file():
+        raise PcnacycleError(f"{run_dir}: not a complete pcnacycle run folder (no {RUN_MARKER}); give the folder "
+                             "`pcnacycle run` wrote")
+    try:
+        summary = json.loads((run_dir / RUN_MARKER).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PcnacycleError(f"{run_dir / RUN_MARKER}: cannot be read ({exc})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("settings"), dict):
+        raise PcnacycleError(f"{run_dir / RUN_MARKER}: not written by `pcnacycle run` (no 'settings')")
+    try:
+        table = pd.read_csv(run_dir / "objects.csv", keep_default_na=False, na_values=[""])
+        masks = np.asarray(tifffile.imread(run_dir / "masks.tif"))
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise PcnacycleError(f"{run_dir}: cannot read objects.csv and masks.tif ({exc})") from None
+    missing = [c for c in ("frame", "track", "parent") if c not in table]
+    if missing:
+        raise PcnacycleError(f"{run_dir / 'objects.csv'}: missing column(s) {missing}")
+    masks = masks[None] if masks.ndim == 2 else masks
+    _check_masks_match(run_dir, table, masks)
+    table["label"] = table["track"]
+    if FIXED_PHASE in table:
+        table[FIXED_PHASE] = table[FIXED_PHASE].fillna("").astype(str)
+    if LINEAGE_FIXED in table:
+        table[LINEAGE_FIXED] = table[LINEAGE_FIXED].fillna(False).astype(bool)
+    for column in ("phase", "arrested", "predicted_phase"):
+        if column in table:
+            table[column] = table[column].fillna("").astype(str)
+    class_names = summary.get("class_names", _PHASE_CLASSES)
+    resolvable = bool(summary.get("phases_resolved", sorted(class_names) == sorted(_PHASE_CLASSES)))
+    return summary, RunState(table, masks.astype(np.uint16, copy=False), class_names, resolvable)
+
+
+def _check_masks_match(run_dir: Path, table: pd.DataFrame, masks: np.ndarray) -> None:
+    """Every nucleus of ``objects.csv`` is in ``masks.tif`` under its track id, and nothing else is."""
+    if len(table) and (table["frame"].max() >= len(masks) or table["frame"].min() < 0):
+        raise PcnacycleError(f"{run_dir}: objects.csv has frames up to {table['frame'].max()} but masks.tif "
+                             f"has {len(masks)}")
+    by_frame = table.groupby("frame")["track"].apply(lambda t: set(t.tolist())).to_dict()
+    for t, frame in enumerate(masks):
+        found = set(np.unique(frame).tolist()) - {0}
+        if found != by_frame.get(t, set()):
+            raise PcnacycleError(f"{run_dir}: masks.tif frame {t} holds labels that objects.csv does not list "
+                                 "for that frame (or the reverse); the run folder was changed by hand")
+
+
+def _edits_and_source(edits) -> tuple[list[dict[str, Any]], str]:
+    if isinstance(edits, (str, os.PathLike)):
+        return read_edits(edits), str(edits)
+    return check_edits(edits), ""
 
 
 def validate_edits(run_dir: str | os.PathLike, edits: list[dict[str, Any]] | str | os.PathLike) -> None:
-    """Check ``edits`` against the run in ``run_dir`` without writing anything.
+    """Check ``edits`` (a list, or an edits file) against the run in ``run_dir``; write nothing.
 
     Raises
     ------
     PcnacycleError
         One line naming the edit's index and fields: unknown track, frame
-        outside the track, a lineage cycle, a third daughter, unknown op,
-        missing field, wrong type.
+        outside the track, a lineage cycle, a third daughter, an unknown op,
+        a missing field, a wrong type.
     """
-    raise NotImplementedError
+    edits, source = _edits_and_source(edits)
+    _, state = load_run(run_dir)
+    apply_edits(state, edits, source)
 
 
 def correct_run(run_dir: str | os.PathLike, edits: list[dict[str, Any]] | str | os.PathLike,
                 output: str | os.PathLike | None = None, in_place: bool = False,
-                settings: RunSettings | None = None) -> pathlib.Path:
+                settings: RunSettings | None = None, *, overwrite: bool = False,
+                progress: bool = False) -> pathlib.Path:
     """Apply ``edits`` to the run in ``run_dir``, re-resolve phases and durations, write the corrected run.
 
-    Returns the folder written.
+    Parameters
+    ----------
+    run_dir : a folder written by ``pcnacycle run`` (or by an earlier correction).
+    edits : list of dict, or the path of an edits file (see :mod:`pcnacycle.correct.edits`).
+    output : the new folder for the corrected run; ``run_dir`` is not touched.
+    in_place : write the corrected run as ``run_dir`` instead, atomically: the previous
+        version, with everything in it, is renamed ``<run_dir>.before-<YYYYmmdd-HHMMSS>``.
+    settings : :class:`RunSettings` for the resolver; default the ones in ``run_dir/run.json``.
+    overwrite : replace an earlier run in ``output`` (only the files its ``run.json`` lists).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder written, laid out as by ``pcnacycle run`` (``masks.tif``,
+        ``objects.csv``, ``phases.csv``, ``ctc/``, ``timeline.png``,
+        ``run.json``, ``log.txt``) plus ``edits.yaml``, the edits applied.
+
+    Raises
+    ------
+    PcnacycleError
+        On a bad edit (naming its index and fields) or a bad folder; nothing is written then.
     """
-    raise NotImplementedError
+    run_dir = Path(run_dir)
+    edits, source = _edits_and_source(edits)
+    if in_place == (output is not None):
+        raise PcnacycleError("give either an output folder (--output) or in_place=True (--in-place)")
+    summary, state = load_run(run_dir)
+    settings = settings if settings is not None else load_settings(run_dir / RUN_MARKER)
+    if in_place:
+        output, corrected_from = run_dir, _kept_name(run_dir)
+        stage, previous = run_dir.parent / f".{run_dir.name}.incomplete", None
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+    else:
+        output = Path(output)
+        if output.resolve() == run_dir.resolve() or run_dir.resolve() in output.resolve().parents:
+            raise PcnacycleError(f"--output {output} is (inside) the run folder {run_dir}, which is never changed "
+                                 "but with --in-place; choose another folder")
+        from ..pipeline import _prepare_output
+
+        stage, previous = _prepare_output(output, [run_dir], overwrite)
+        corrected_from = run_dir
+    try:
+        with log_to_file(stage / "log.txt"):
+            log.info("correcting %s with %d edit(s)%s", run_dir, len(edits), f" from {source}" if source else "")
+            apply_edits(state, edits, source)
+            _write_corrected(stage, state, summary, settings, edits, corrected_from, progress)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if in_place:
+        return _swap_in(stage, run_dir, corrected_from)
+    if previous is not None:
+        remove_outputs(output, previous)
+    if output.exists():
+        move_into(stage, output)
+    else:
+        stage.rename(output)
+    log.info("corrected run written: %s", output)
+    return output
+
+
+def _write_corrected(stage: Path, state: RunState, summary: dict, settings: RunSettings,
+                     edits: list[dict[str, Any]], corrected_from: Path, progress: bool) -> None:
+    """Re-resolve ``state`` and write every output of a run, ``edits.yaml`` and ``run.json`` (last) into ``stage``."""
+    from ..pipeline import nucleus_diameter, write_outputs
+    from ..resolve import phase_durations, resolve_phases
+
+    frame_interval = float(summary.get("frame_interval") or 0) or None
+    if frame_interval is None:
+        raise PcnacycleError(f"{corrected_from / RUN_MARKER}: no 'frame_interval'")
+    tracked, durations = state.table, None
+    summary = dict(summary)
+    if state.phases_resolved:
+        diameter = summary.get("nucleus_diameter_px") or nucleus_diameter(tracked)
+        _, division_distance = settings.distances(diameter) if diameter else (1.0, 0.0)
+        tracked = resolve_phases(tracked, frame_interval, settings.replace(division_distance=division_distance),
+                                 class_names=state.class_names, fixed_phase_column=FIXED_PHASE,
+                                 frozen_column=LINEAGE_FIXED)
+        durations = phase_durations(tracked, frame_interval)
+        summary.update(phase_minutes_prior=settings.phase_minutes, phase_minutes_used=tracked.attrs["phase_minutes"],
+                       divisions_inferred=tracked.attrs["divisions_inferred"])
+    write_outputs(stage, tracked, durations, state.labels, frame_interval, state.class_names, progress)
+    write_edits(stage / EDITS_FILE, edits)
+    summary.update({
+        "nuclei": len(tracked), "tracks": int(tracked["track"].nunique()),
+        "divisions": int((tracked.groupby("track")["parent"].first() > 0).sum() // 2),
+        "settings": settings.to_dict(), "corrected_from": str(corrected_from), "edits": EDITS_FILE,
+        "edits_applied": len(edits), "phases_fixed": int((tracked[FIXED_PHASE] != "").sum()),
+        "lineages_fixed": int(tracked.loc[tracked[LINEAGE_FIXED], "track"].nunique()),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    })
+    summary[MANIFEST_KEY] = sorted(files_under(stage) | {RUN_MARKER})
+    write_json(stage / RUN_MARKER, summary)
+
+
+def _kept_name(run_dir: Path) -> Path:
+    """``<run_dir>.before-<YYYYmmdd-HHMMSS>`` (with ``-2``, ``-3``... when taken): where --in-place keeps the run."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = run_dir.with_name(f"{run_dir.name}.before-{stamp}")
+    count = 1
+    while kept.exists():
+        count += 1
+        kept = run_dir.with_name(f"{run_dir.name}.before-{stamp}-{count}")
+    return kept
+
+
+def _swap_in(stage: Path, run_dir: Path, kept: Path) -> Path:
+    """Put the finished ``stage`` in ``run_dir``'s place, the previous version renamed ``kept``."""
+    os.rename(run_dir, kept)
+    try:
+        os.rename(stage, run_dir)
+    except BaseException:
+        os.rename(kept, run_dir)
+        raise
+    log.info("corrected run written in place: %s (the previous version is %s)", run_dir, kept)
+    return run_dir
