@@ -1,66 +1,26 @@
-"""The napari plugin: reader and layers on ViewerModel (no display), widgets on a real Viewer (X display).
+"""The napari plugin's reader and layers, on ``napari.components.ViewerModel`` (no display, no Qt).
 
-Tests that draw need an X server: ``make test`` runs the suite under
-``xvfb-run -a``; without a display they are skipped, saying so.
+The widgets are tested in ``test_napari_widgets.py``, the annotation loop in ``test_napari_annotation.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import tifffile
 
 napari = pytest.importorskip("napari", reason="the napari extra is not installed (pip install 'pcnacycle[napari]')")
 
-from pcnacycle.napari.runfolder import LAYER_NAMES, PHASE_CODES, phase_colours  # noqa: E402
-from pcnacycle.report import PHASE_COLOURS  # noqa: E402
+from napari_helpers import make_run
 
-needs_display = pytest.mark.skipif(
-    not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
-    reason="needs an X display for napari's OpenGL canvas: run the tests under `xvfb-run -a` (make test does)")
-
-#: Tiny run: track 1 (frames 0-2) divides into tracks 2 and 3 (frames 3-5); track 4 is alone throughout.
-PHASES = {1: ["G1", "S", "G2"], 2: ["M", "G1", "G1"], 3: ["M", "G1", "S"], 4: ["S", "S", "G2", "G2", "M", "M"]}
-CENTRES = {1: (8, 8), 2: (6, 20), 3: (20, 6), 4: (24, 24)}
-
-
-def make_run(folder: Path, movie_name: str = "movie.tif", with_dic: bool = False) -> Path:
-    """A hand-built run folder (masks.tif, objects.csv, run.json) and its movie beside it.
-
-    Each track is a 5×5 square at :data:`CENTRES`; the movie is the masks' track ids × 100.
-    """
-    frames, size = 6, (32, 32)
-    masks = np.zeros((frames,) + size, np.uint16)
-    rows = []
-    for track, phases in PHASES.items():
-        first = 3 if track in (2, 3) else 0
-        parent = 1 if track in (2, 3) else 0
-        y, x = CENTRES[track]
-        for offset, phase in enumerate(phases):
-            t = first + offset
-            masks[t, y - 2:y + 3, x - 2:x + 3] = track
-            rows.append({"frame": t, "track": track, "parent": parent, "label": track, "centroid_y": float(y),
-                         "centroid_x": float(x), "area": 25, "predicted_phase": "G1/G2" if phase in ("G1", "G2")
-                         else phase, "phase": phase})
-    run = folder / "run"
-    run.mkdir(parents=True)
-    tifffile.imwrite(run / "masks.tif", masks)
-    pd.DataFrame(rows).sort_values(["frame", "track"]).to_csv(run / "objects.csv", index=False)
-    tifffile.imwrite(folder / movie_name, masks.astype(np.float32) * 100)
-    info = {"pcna": str(folder / movie_name), "dic": None, "frame_interval": 10.0, "frames": frames}
-    if with_dic:
-        tifffile.imwrite(folder / "dic.tif", np.ones_like(masks, np.float32))
-        info["dic"] = str(folder / "dic.tif")
-    (run / "run.json").write_text(json.dumps(info))
-    return run
+from pcnacycle.napari.runfolder import LAYER_NAMES, PHASE_CODES, phase_colours
+from pcnacycle.report import PHASE_COLOURS
 
 
 def add_layers(viewer, layer_data):

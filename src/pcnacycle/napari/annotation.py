@@ -16,15 +16,23 @@ The loop (README, "Correcting and annotating in napari"):
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from ..config import CfgNode
 from ..errors import PcnacycleError
-from ..io import MANIFEST_KEY, read_manifest, remove_outputs, write_json, write_text, write_tiff
+from ..io import (
+    MANIFEST_KEY,
+    read_manifest,
+    remove_outputs,
+    write_json,
+    write_text,
+    write_tiff,
+)
 
 #: Marker of a folder :func:`save_labelmask` wrote, listing its files.
 ANNOTATION_MARKER = "annotation.json"
@@ -133,6 +141,9 @@ def load_annotations(cfg: CfgNode) -> AnnotationStack:
     for record in read_records(cfg):
         sample = load_sample(cfg, record)
         masks, labels = sample["masks"], sample["labels"]
+        if next_label + len(masks) > np.iinfo(np.uint16).max:
+            raise PcnacycleError(f"{cfg.DATASETS.ANNOTATIONS}: more than 65535 nuclei; annotate fewer frames at a "
+                                 "time")
         label_image = np.zeros(masks.shape[1:], np.uint16)
         for mask, class_id in zip(masks, labels):
             label_image[mask] = next_label
@@ -144,14 +155,12 @@ def load_annotations(cfg: CfgNode) -> AnnotationStack:
                                  f"{stacked[0].shape[1]}×{stacked[0].shape[0]}: annotate frames of one size together")
         image_ids.append(str(sample["image_id"]).replace("/", "_"))
         stacked.append(label_image)
-        for channel in planes:
-            planes[channel].append(sample["channels"][channel])
-    if next_label > np.iinfo(np.uint16).max:
-        raise PcnacycleError(f"{cfg.DATASETS.ANNOTATIONS}: more than 65535 nuclei; annotate fewer frames at a time")
+        for channel, frames in planes.items():
+            frames.append(sample["channels"][channel])
     return AnnotationStack(image_ids, {c: np.stack(p) for c, p in planes.items()}, np.stack(stacked), classes)
 
 
-def class_table(stack: AnnotationStack) -> "pd.DataFrame":
+def class_table(stack: AnnotationStack) -> pd.DataFrame:
     """``classes.csv`` rows (``image, label, class``) of every nucleus in the stack's label images.
 
     Raises
@@ -159,8 +168,6 @@ def class_table(stack: AnnotationStack) -> "pd.DataFrame":
     PcnacycleError
         Naming the frame and label of a nucleus without a class (painted but not classified).
     """
-    import pandas as pd
-
     rows = []
     for image_id, label_image in zip(stack.image_ids, stack.labels):
         for label in np.unique(label_image[label_image > 0]):

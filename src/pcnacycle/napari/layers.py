@@ -20,13 +20,16 @@ def show_run(viewer, run_dir: str | os.PathLike, source: str | os.PathLike | Non
     run, when ``run_dir`` is a correction of it) is kept in the layers'
     metadata for the correction widget.
     """
-    for data, kwargs, layer_type in run_layers(run_dir):
-        kwargs["metadata"] = {RUN_KEY: str(run_dir), SOURCE_KEY: str(source or run_dir)}
+    layer_data = run_layers(run_dir)
+    metadata = {RUN_KEY: str(run_dir), SOURCE_KEY: str(source or run_dir)}
+    for _, kwargs, _ in layer_data:
+        kwargs["metadata"] = metadata
+        if kwargs["name"] in viewer.layers:  # first, so that views refreshing on new data read the new run
+            viewer.layers[kwargs["name"]].metadata = dict(metadata)
+    for data, kwargs, layer_type in layer_data:
         name = kwargs["name"]
         if name in viewer.layers and layer_type != "tracks":
-            layer = viewer.layers[name]
-            layer.data = data
-            layer.metadata = kwargs["metadata"]
+            viewer.layers[name].data = data
         elif name in viewer.layers:
             # a Tracks layer's data, graph and properties must change together: replace it in its place
             index = viewer.layers.index(name)

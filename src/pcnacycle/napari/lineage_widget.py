@@ -7,13 +7,18 @@ highlights its row.
 """
 
 import napari
-import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .layers import shown_run
-from .runfolder import LAYER_NAMES, lineage_order, phase_colours, read_run_folder, track_phase_runs
+from .runfolder import (
+    LAYER_NAMES,
+    lineage_order,
+    phase_colours,
+    read_run_folder,
+    track_phase_runs,
+)
 
 
 class LineageWidget(QWidget):
@@ -70,7 +75,7 @@ class LineageWidget(QWidget):
 
     def row_at(self, y: float) -> int | None:
         """The track drawn at height ``y`` (data coordinates), or None."""
-        row = int(round(y))
+        row = round(y)
         return self.rows[row] if 0 <= row < len(self.rows) else None
 
     def select(self, track: int, frame: int | None = None) -> None:
@@ -86,7 +91,7 @@ class LineageWidget(QWidget):
             return
         track = self.row_at(event.ydata)
         if track is not None:
-            self.select(track, max(0, int(round(event.xdata))))
+            self.select(track, max(0, round(event.xdata)))
 
     def _on_selected(self, event=None) -> None:
         if self._highlight is not None:

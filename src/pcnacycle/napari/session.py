@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import PcnacycleError
-from ..io import move_into, read_manifest, remove_outputs
+from ..io import read_manifest, remove_outputs
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +35,11 @@ class CorrectionSession:
     edits_path : the edits file; edits already in it are the session's first edits
     output : the corrected run folder, rewritten after each edit (only files
         its own ``run.json`` lists are replaced)
-    correct : :func:`pcnacycle.correct.correct_run` or a function of the same signature
-    validate : :func:`pcnacycle.correct.validate_edits` or a function of the same signature
     """
 
     def __init__(self, source: str | os.PathLike, edits_path: str | os.PathLike | None = None,
-                 output: str | os.PathLike | None = None, correct: Callable | None = None,
-                 validate: Callable | None = None):
-        from ..correct import correct_run, read_edits, validate_edits
+                 output: str | os.PathLike | None = None):
+        from ..correct import read_edits
 
         self.source = Path(source)
         default_edits, default_output = default_paths(self.source)
@@ -51,8 +47,6 @@ class CorrectionSession:
         self.output = Path(output) if output else default_output
         if self.output.resolve() == self.source.resolve():
             raise PcnacycleError(f"{self.output}: the corrected run cannot replace the run it corrects")
-        self._correct = correct or correct_run
-        self._validate = validate or validate_edits
         self.edits: list[dict[str, Any]] = read_edits(self.edits_path) if self.edits_path.exists() else []
 
     @property
@@ -67,7 +61,8 @@ class CorrectionSession:
         ------
         PcnacycleError
             When the edit is invalid or the correction fails; the edits file
-            and the corrected run then stay as they were.
+            and the corrected run then stay as they were (``correct_run``
+            writes into a staging folder first).
         """
         return self._commit(self.edits + [dict(edit)])
 
@@ -78,34 +73,15 @@ class CorrectionSession:
         return self._commit(self.edits[:-1])
 
     def _commit(self, edits: list[dict[str, Any]]) -> Path:
-        from ..correct import write_edits
+        from ..correct import correct_run, write_edits
 
         if edits:
-            self._validate(self.source, edits)
-            self._write_corrected(edits)
+            # correct_run checks every edit before writing, into a staging folder; on the output only the
+            # files of the previous correction (listed in its run.json) are replaced
+            correct_run(self.source, edits, output=self.output, overwrite=True)
         elif (self.output / RUN_MARKER).is_file():
             remove_outputs(self.output, read_manifest(self.output, RUN_MARKER))
         write_edits(self.edits_path, edits)
         self.edits = edits
         log.info("%d edit(s) in %s; showing %s", len(edits), self.edits_path, self.shown)
         return self.shown
-
-    def _write_corrected(self, edits: list[dict[str, Any]]) -> None:
-        """Correct into a hidden staging folder, then replace the previous corrected run's files with it."""
-        if self.output.exists() and any(self.output.iterdir()):
-            previous = read_manifest(self.output, RUN_MARKER)  # refuses a folder that is not a run of ours
-        else:
-            previous = None
-        staging = self.output.parent / f".{self.output.name}.next"
-        shutil.rmtree(staging, ignore_errors=True)  # a leftover of an interrupted correction of ours
-        try:
-            self._correct(self.source, edits, output=staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        if previous is not None:
-            remove_outputs(self.output, previous)
-        if self.output.exists():
-            move_into(staging, self.output)
-        else:
-            staging.rename(self.output)
