@@ -170,7 +170,7 @@ class AnnotateWidget(Container):
         return output
 
 
-@thread_worker
+@thread_worker(ignore_errors=True)  # errors are shown by the widget, as one line
 def _preannotate(weights, images, folder):
     from ..annotate import preannotate
 

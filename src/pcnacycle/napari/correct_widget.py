@@ -88,25 +88,25 @@ class CorrectWidget(Container):
 
     # ------------------------------------------------------------ actions
 
-    def split_here(self) -> None:
-        self.apply({"op": "split", "track": self.track.value, "frame": self.frame})
+    def split_here(self) -> bool:
+        return self.apply({"op": "split", "track": self.track.value, "frame": self.frame})
 
-    def join(self) -> None:
-        self.apply({"op": "join", "track": self.track.value, "onto": self.other.value})
+    def join(self) -> bool:
+        return self.apply({"op": "join", "track": self.track.value, "onto": self.other.value})
 
-    def set_mother(self) -> None:
-        self.apply({"op": "parent", "track": self.track.value, "mother": self.other.value})
+    def set_mother(self) -> bool:
+        return self.apply({"op": "parent", "track": self.track.value, "mother": self.other.value})
 
-    def orphan(self) -> None:
-        self.apply({"op": "orphan", "track": self.track.value})
+    def orphan(self) -> bool:
+        return self.apply({"op": "orphan", "track": self.track.value})
 
-    def set_phase(self) -> None:
-        self.apply({"op": "phase", "track": self.track.value, "first": self.first.value, "last": self.last.value,
+    def set_phase(self) -> bool:
+        return self.apply({"op": "phase", "track": self.track.value, "first": self.first.value, "last": self.last.value,
                     "phase": self.phase.value})
 
-    def delete(self) -> None:
+    def delete(self) -> bool:
         frames = {"first": self.first.value, "last": self.last.value} if self.only_frames.value else {}
-        self.apply({"op": "delete", "track": self.track.value, **frames})
+        return self.apply({"op": "delete", "track": self.track.value, **frames})
 
     def apply(self, edit: dict) -> bool:
         """Append ``edit`` and show the corrected run; False (and the reason shown) when it was refused."""

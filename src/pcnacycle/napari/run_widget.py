@@ -134,7 +134,7 @@ class RunWidget(Container):
         self.start.enabled = True
 
 
-@thread_worker
+@thread_worker(ignore_errors=True)  # errors are shown by the widget, as one line
 def _run_pipeline(arguments: dict):
     from ..pipeline import run
 
