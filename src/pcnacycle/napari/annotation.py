@@ -117,10 +117,11 @@ def annotation_config(cfg: CfgNode, root: str | os.PathLike, annotations: str | 
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PcnacycleError(f"{annotations}: not a readable JSON annotation file ({exc})") from None
     fmt = "coco" if isinstance(content, dict) and "annotations" in content and "images" in content else "via2"
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.DATASETS.FORMAT, cfg.DATASETS.ROOT, cfg.DATASETS.ANNOTATIONS = fmt, str(root), str(annotations)
-    cfg.freeze()
+    from ..config import config_from_dict, set_value
+
+    cfg = config_from_dict(cfg.to_dict())
+    for key, value in (("FORMAT", fmt), ("ROOT", str(root)), ("ANNOTATIONS", str(annotations))):
+        set_value(cfg, f"DATASETS.{key}", value)
     return cfg
 
 
