@@ -53,11 +53,10 @@ def plugins():
     install has no entry point for it)."""
     import npe2
 
-    manager = npe2.PluginManager.instance()
-    manager.discover(include_npe1=False)
-    if "pcnacycle" not in manager:
-        manager.register(npe2.PluginManifest.from_file(Path(__file__).parents[1] / "src/pcnacycle/napari/napari.yaml"))
-    return manager
+    from pcnacycle.napari import register_manifest
+
+    register_manifest()
+    return npe2.PluginManager.instance()
 
 
 def wait_for(worker, seconds=120):

@@ -48,7 +48,8 @@ class AnnotateWidget(Container):
         self.annotations = FileEdit(label="annotations", mode="r", filter="*.json")
         self.config = FileEdit(label="model config", mode="r", filter="*.yaml",
                                tooltip="the config.yaml of the model's training folder (its classes and channels)")
-        self.phase = ComboBox(label="class", choices=[])
+        # a function, so napari's resetting of choices on layer changes keeps the classes
+        self.phase = ComboBox(label="class", choices=lambda _: list(self.cfg.MODEL.CLASS_NAMES) if self.cfg else [])
         self.output = FileEdit(label="save to", mode="d")
         self.status = Label(label="", value="")
         actions = {"export frames": self.export, "pre-annotate": self.preannotate, "open annotations": self.open,
@@ -120,7 +121,7 @@ class AnnotateWidget(Container):
 
         cfg = annotation_config(load_config(str(self.config.value)), Path(self.folder.value), self.annotations.value)
         self.stack, self.cfg = load_annotations(cfg), cfg
-        self.phase.choices = list(cfg.MODEL.CLASS_NAMES)
+        self.phase.reset_choices()
         for channel, frames in self.stack.channels.items():
             name = f"annotated {channel}"
             if name in self.viewer.layers:

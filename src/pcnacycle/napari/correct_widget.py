@@ -74,6 +74,7 @@ class CorrectWidget(Container):
         edits, output = default_paths(shown[1])
         self.edits_file.value, self.output.value = edits, output
         labels = self.viewer.layers[LAYER_NAMES["labels"]]
+        labels.contour, labels.visible = 1, True  # each track outlined in its own colour over the phase colours
         labels.events.selected_label.connect(lambda _=None: setattr(self.track, "value", int(labels.selected_label)))
         self.status.value = f"correcting {shown[1]}"
 

@@ -68,7 +68,8 @@ class LineageWidget(QWidget):
             if parent in row_of:
                 ax.plot([start - 0.5] * 2, [row_of[parent], row_of[track]], color="0.6", lw=0.8)
         ax.set(xlabel="frame", ylabel="cell (click to select)", ylim=(len(self.rows) - 0.5, -0.5))
-        ax.set_yticks(range(len(self.rows)), [str(t) for t in self.rows], fontsize=6)
+        # track ids beside the rows while they are legible
+        ax.set_yticks(range(len(self.rows)), [str(t) for t in self.rows] if len(self.rows) <= 60 else [], fontsize=6)
         self._highlight = None
         self._on_selected()
         self.canvas.draw_idle()

@@ -242,8 +242,8 @@ def run_layers(path: str | os.PathLike, warn: bool = True) -> list[tuple]:
     layers.append((phase_image(folder.masks, folder.objects),
                    {"name": LAYER_NAMES["phase"], "colormap": phase_colours(), "opacity": 0.45,
                     "metadata": metadata}, "labels"))
-    layers.append((folder.masks, {"name": LAYER_NAMES["labels"], "opacity": 0.3,
-                                  "metadata": metadata}, "labels"))
+    # hidden: the phase layer shows the nuclei; the correction widget shows this one as outlines
+    layers.append((folder.masks, {"name": LAYER_NAMES["labels"], "visible": False, "metadata": metadata}, "labels"))
     if len(folder.objects):
         data, graph, properties = lineage_tracks(folder.objects)
         layers.append((data, {"name": LAYER_NAMES["tracks"], "graph": graph, "properties": properties,
