@@ -104,6 +104,36 @@ def _cmd_evaluate_tracks(args: argparse.Namespace) -> None:
     evaluate_tracks(args.pred, args.gt, output=args.output)
 
 
+def _cmd_correct(args: argparse.Namespace) -> None:
+    from .correct import correct_run
+
+    print(correct_run(args.run_dir, args.edits, output=args.output, in_place=args.in_place,
+                      overwrite=args.overwrite, progress=not args.quiet))
+
+
+def _add_correct(commands) -> None:
+    p = commands.add_parser("correct", help="apply edits (split, join, parent, phase, delete...) to a run",
+                            description="Apply the edits of a YAML file to a run folder, resolve phases and "
+                                        "durations again with the corrections as hard constraints and the run's "
+                                        "own settings, and write a complete corrected run (masks.tif, objects.csv, "
+                                        "phases.csv, ctc/, timeline.png, run.json, log.txt) plus edits.yaml. "
+                                        "Edits: split {track, frame}, join {track, onto}, parent {track, mother}, "
+                                        "orphan {track}, phase {track, first, last, phase}, delete {track[, first, "
+                                        "last]}, merge {frame, labels: [a, b]}, relabel {frame, label, track}; see "
+                                        "README 'Correcting a run'. A bad edit is refused, naming it, and nothing "
+                                        "is written.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by pcnacycle run (or an earlier correct)")
+    p.add_argument("--edits", required=True, help="YAML file: a mapping with key 'edits', a list of {op: ...}")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--output", help="new folder for the corrected run; RUN_DIR is not touched")
+    where.add_argument("--in-place", action="store_true",
+                       help="replace RUN_DIR atomically; the previous version, with everything in it, is kept "
+                            "beside it as RUN_DIR.before-YYYYmmdd-HHMMSS")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --output")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_correct)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcnacycle",
@@ -188,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", required=True, help="CTC ground-truth folder (TRA/, SEG/) or a pcnacycle simulate folder")
     p.add_argument("--output", help="folder for track_eval.json (none written without it)")
     p.set_defaults(func=_cmd_evaluate_tracks)
+
+    _add_correct(commands)
 
     p = commands.add_parser("simulate", help="simulate a PCNA/DIC time-lapse movie with full ground truth",
                             description="Write pcna.tif, dic.tif, truth/ (labels, objects, tracks, phase "

@@ -53,6 +53,7 @@ _FRAME_FIELDS = ("frame", "first", "last")
 def edit_name(index: int, edit: Mapping[str, Any]) -> str:
     """``edits[3] (split track 4 frame 20)``: how messages name an edit."""
     op = edit.get("op", "?") if isinstance(edit, Mapping) else "?"
+    op = op if isinstance(op, str) else "?"
     fields = " ".join(f"{k} {edit[k]}" for k in (*OPERATIONS.get(op, ((), ()))[0],
                                                   *OPERATIONS.get(op, ((), ()))[1])
                       if isinstance(edit, Mapping) and k in edit and k != "op")
@@ -77,7 +78,7 @@ def check_edit(index: int, edit, source: str = "") -> dict[str, Any]:
         raise PcnacycleError(f"{prefix}edits[{index}]: must be a mapping with 'op', got {edit!r}")
     where = f"{prefix}{edit_name(index, edit)}"
     op = edit.get("op")
-    if op not in OPERATIONS:
+    if not isinstance(op, str) or op not in OPERATIONS:
         raise PcnacycleError(f"{where}: 'op' must be one of {', '.join(OPERATIONS)}, got {op!r}")
     required, optional = OPERATIONS[op]
     missing = [k for k in required if k not in edit]
@@ -102,15 +103,17 @@ def check_edit(index: int, edit, source: str = "") -> dict[str, Any]:
         raise PcnacycleError(f"{where}: 'phase' must be one of {', '.join(PHASE_NAMES)}, got {edit['phase']!r}")
     if op == "merge":
         labels = edit["labels"]
-        if (not isinstance(labels, (list, tuple)) or len(labels) != 2
+        if (isinstance(labels, (str, bytes, Mapping)) or not hasattr(labels, "__len__") or len(labels) != 2
                 or not all(_is_int(v) and v >= 1 for v in labels)):
             raise PcnacycleError(f"{where}: 'labels' must be two mask labels [a, b] (integers ≥ 1), got {labels!r}")
         if labels[0] == labels[1]:
             raise PcnacycleError(f"{where}: 'labels' must be two different labels, got {list(labels)!r}")
     if "first" in edit and "last" in edit and edit["first"] > edit["last"]:
         raise PcnacycleError(f"{where}: 'first' ({edit['first']}) is after 'last' ({edit['last']})")
-    return {"op": op, **{k: (list(edit[k]) if k == "labels" else edit[k]) for k in (*required, *optional)
-                         if k in edit}}
+    # plain ints and strings (numpy's, e.g. from napari, would not survive yaml.safe_dump)
+    plain = {k: [int(v) for v in edit[k]] if k == "labels" else str(edit[k]) if k == "phase" else int(edit[k])
+             for k in (*required, *optional) if k in edit}
+    return {"op": op, **plain}
 
 
 def check_edits(edits, source: str = "") -> list[dict[str, Any]]:

@@ -43,13 +43,13 @@ class RunState:
     ----------
     table : DataFrame
         One row per nucleus: ``frame, track, parent, label`` (int), other columns kept.
-    labels : (T, H, W) uint16
-        Mask frames; a row's nucleus is ``labels[frame] == label``. Changed in place by ``merge``.
+    labels : (T, H, W) uint16 array, or anything with ``len``, ``shape`` and frame get/set by index
+        Mask frames; a row's nucleus is ``labels[frame] == label``. ``merge`` sets the frames it changes.
     class_names : the detector's classes (their ``p_<class>`` columns are averaged by ``merge``).
     phases_resolved : whether ``phase`` edits make sense (the run's classes are G1/G2, S, M).
     """
 
-    def __init__(self, table: pd.DataFrame, labels: np.ndarray, class_names, phases_resolved: bool = True):
+    def __init__(self, table: pd.DataFrame, labels, class_names, phases_resolved: bool = True):
         self.table = table.reset_index(drop=True)
         if FIXED_PHASE not in self.table:
             self.table[FIXED_PHASE] = ""
@@ -269,8 +269,9 @@ def _merge(state: RunState, frame: int, labels: list[int]) -> str:
         merged["predicted_phase"] = table.loc[[keep, other][int(np.argmax(area))], "predicted_phase"]
     for column, value in merged.items():
         table.loc[keep, column] = value
-    mask = state.labels[frame]
+    mask = np.array(state.labels[frame])
     mask[mask == table.loc[other, "label"]] = table.loc[keep, "label"]
+    state.labels[frame] = mask
     state.drop_rows(np.arange(len(table)) == other)
     return f"nuclei {labels[0]} and {labels[1]} of frame {frame} are one nucleus of track {labels[0]}"
 

@@ -38,19 +38,56 @@ EDITS_FILE = "edits.yaml"
 _PHASE_CLASSES = ["G1/G2", "S", "M"]
 
 
+class MaskFrames:
+    """A run's ``masks.tif``, read one frame at a time; frames an edit changes are held in memory.
+
+    ``frames[t]`` is frame ``t``, (H, W) uint16; ``shape`` is (T, H, W). So a
+    long movie's masks are never all in memory (``masks.tif`` is compressed,
+    so it cannot be memory-mapped). Close it when done.
+    """
+
+    def __init__(self, path: Path):
+        import tifffile
+
+        self._tiff = tifffile.TiffFile(path)
+        try:
+            series = self._tiff.series[0]
+            self.shape = (1, *series.shape) if len(series.shape) == 2 else tuple(series.shape)
+            if len(self.shape) != 3 or len(series.pages) != self.shape[0]:
+                raise ValueError(f"shape {series.shape}: expected (T, H, W) with one page per frame")
+            self._pages = series.pages
+        except BaseException:
+            self._tiff.close()
+            raise
+        self._changed: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        if t in self._changed:
+            return self._changed[t]
+        return np.asarray(self._pages[t].asarray(), np.uint16)
+
+    def __setitem__(self, t: int, frame: np.ndarray) -> None:
+        self._changed[t] = np.asarray(frame, np.uint16)
+
+    def close(self) -> None:
+        self._tiff.close()
+
+
 def load_run(run_dir: str | os.PathLike) -> tuple[dict, RunState]:
     """A run folder's ``run.json`` and its nuclei and masks, ready for edits.
 
     The ``label`` column of the returned table is set to each nucleus' value
     in ``masks.tif`` (its track id there), the ids mask-level edits use.
+    ``state.labels`` is a :class:`MaskFrames`, open until ``state.labels.close()``.
 
     Raises
     ------
     PcnacycleError
         When the folder is not a complete pcnacycle run or its files disagree.
     """
-    import tifffile
-
     run_dir = Path(run_dir)
     if not (run_dir / RUN_MARKER).is_file():
         raise PcnacycleError(f"{run_dir}: not a complete pcnacycle run folder (no {RUN_MARKER}); give the folder "
@@ -63,14 +100,20 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, RunState]:
         raise PcnacycleError(f"{run_dir / RUN_MARKER}: not written by `pcnacycle run` (no 'settings')")
     try:
         table = pd.read_csv(run_dir / "objects.csv", keep_default_na=False, na_values=[""])
-        masks = np.asarray(tifffile.imread(run_dir / "masks.tif"))
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise PcnacycleError(f"{run_dir}: cannot read objects.csv and masks.tif ({exc})") from None
+        raise PcnacycleError(f"{run_dir / 'objects.csv'}: cannot be read ({exc})") from None
     missing = [c for c in ("frame", "track", "parent") if c not in table]
     if missing:
         raise PcnacycleError(f"{run_dir / 'objects.csv'}: missing column(s) {missing}")
-    masks = masks[None] if masks.ndim == 2 else masks
-    _check_masks_match(run_dir, table, masks)
+    try:
+        masks = MaskFrames(run_dir / "masks.tif")
+    except Exception as exc:  # tifffile raises many types; the user needs the file name
+        raise PcnacycleError(f"{run_dir / 'masks.tif'}: cannot be read as the run's masks ({exc})") from None
+    try:
+        _check_masks_match(run_dir, table, masks)
+    except BaseException:
+        masks.close()
+        raise
     table["label"] = table["track"]
     if FIXED_PHASE in table:
         table[FIXED_PHASE] = table[FIXED_PHASE].fillna("").astype(str)
@@ -81,20 +124,23 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, RunState]:
             table[column] = table[column].fillna("").astype(str)
     class_names = summary.get("class_names", _PHASE_CLASSES)
     resolvable = bool(summary.get("phases_resolved", sorted(class_names) == sorted(_PHASE_CLASSES)))
-    return summary, RunState(table, masks.astype(np.uint16, copy=False), class_names, resolvable)
+    return summary, RunState(table, masks, class_names, resolvable)
 
 
-def _check_masks_match(run_dir: Path, table: pd.DataFrame, masks: np.ndarray) -> None:
+def _check_masks_match(run_dir: Path, table: pd.DataFrame, masks: MaskFrames) -> None:
     """Every nucleus of ``objects.csv`` is in ``masks.tif`` under its track id, and nothing else is."""
     if len(table) and (table["frame"].max() >= len(masks) or table["frame"].min() < 0):
         raise PcnacycleError(f"{run_dir}: objects.csv has frames up to {table['frame'].max()} but masks.tif "
                              f"has {len(masks)}")
     by_frame = table.groupby("frame")["track"].apply(lambda t: set(t.tolist())).to_dict()
-    for t, frame in enumerate(masks):
-        found = set(np.unique(frame).tolist()) - {0}
-        if found != by_frame.get(t, set()):
-            raise PcnacycleError(f"{run_dir}: masks.tif frame {t} holds labels that objects.csv does not list "
-                                 "for that frame (or the reverse); the run folder was changed by hand")
+    for t in range(len(masks)):
+        found = set(np.unique(masks[t]).tolist()) - {0}
+        listed = by_frame.get(t, set())
+        if found != listed:
+            only_masks, only_table = sorted(found - listed)[:5], sorted(listed - found)[:5]
+            raise PcnacycleError(f"{run_dir}: masks.tif and objects.csv disagree in frame {t} (labels only in the "
+                                 f"masks: {only_masks}, tracks only in the table: {only_table}); give an unchanged "
+                                 "run folder")
 
 
 def _edits_and_source(edits) -> tuple[list[dict[str, Any]], str]:
@@ -115,7 +161,10 @@ def validate_edits(run_dir: str | os.PathLike, edits: list[dict[str, Any]] | str
     """
     edits, source = _edits_and_source(edits)
     _, state = load_run(run_dir)
-    apply_edits(state, edits, source)
+    try:
+        apply_edits(state, edits, source)
+    finally:
+        state.labels.close()
 
 
 def correct_run(run_dir: str | os.PathLike, edits: list[dict[str, Any]] | str | os.PathLike,
@@ -150,34 +199,38 @@ def correct_run(run_dir: str | os.PathLike, edits: list[dict[str, Any]] | str | 
     edits, source = _edits_and_source(edits)
     if in_place == (output is not None):
         raise PcnacycleError("give either an output folder (--output) or in_place=True (--in-place)")
-    summary, state = load_run(run_dir)
-    settings = settings if settings is not None else load_settings(run_dir / RUN_MARKER)
-    if in_place:
-        output, corrected_from = run_dir, _kept_name(run_dir)
-        stage, previous = run_dir.parent / f".{run_dir.name}.incomplete", None
-        shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir()
-    else:
+    if not in_place:
         output = Path(output)
         if output.resolve() == run_dir.resolve() or run_dir.resolve() in output.resolve().parents:
             raise PcnacycleError(f"--output {output} is (inside) the run folder {run_dir}, which is never changed "
                                  "but with --in-place; choose another folder")
-        from ..pipeline import _prepare_output
-
-        stage, previous = _prepare_output(output, [run_dir], overwrite)
-        corrected_from = run_dir
+    summary, state = load_run(run_dir)
     try:
-        with log_to_file(stage / "log.txt"):
-            log.info("correcting %s with %d edit(s)%s", run_dir, len(edits), f" from {source}" if source else "")
-            apply_edits(state, edits, source)
-            _write_corrected(stage, state, summary, settings, edits, corrected_from, progress)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+        settings = settings if settings is not None else load_settings(run_dir / RUN_MARKER)
+        if in_place:
+            corrected_from, previous = _kept_name(run_dir), None
+            stage = run_dir.parent / f".{run_dir.name}.incomplete"
+            shutil.rmtree(stage, ignore_errors=True)
+            stage.mkdir()
+        else:
+            from ..pipeline import _prepare_output
+
+            corrected_from = run_dir
+            stage, previous = _prepare_output(output, [run_dir], overwrite)
+        try:
+            with log_to_file(stage / "log.txt"):
+                log.info("correcting %s with %d edit(s)%s", run_dir, len(edits), f" from {source}" if source else "")
+                apply_edits(state, edits, source)
+                _write_corrected(stage, state, summary, settings, edits, corrected_from, progress)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+    finally:
+        state.labels.close()  # before the run folder is renamed (--in-place)
     if in_place:
         return _swap_in(stage, run_dir, corrected_from)
     if previous is not None:
-        remove_outputs(output, previous)
+        remove_outputs(output, previous)  # only what the earlier run wrote; the user's own files stay
     if output.exists():
         move_into(stage, output)
     else:
@@ -205,7 +258,7 @@ def _write_corrected(stage: Path, state: RunState, summary: dict, settings: RunS
                                  frozen_column=LINEAGE_FIXED)
         durations = phase_durations(tracked, frame_interval)
         summary.update(phase_minutes_prior=settings.phase_minutes, phase_minutes_used=tracked.attrs["phase_minutes"],
-                       divisions_inferred=tracked.attrs["divisions_inferred"])
+                       divisions_inferred_when_corrected=tracked.attrs["divisions_inferred"])
     write_outputs(stage, tracked, durations, state.labels, frame_interval, state.class_names, progress)
     write_edits(stage / EDITS_FILE, edits)
     summary.update({
