@@ -25,14 +25,7 @@ import pandas as pd
 
 from ..config import CfgNode
 from ..errors import PcnacycleError
-from ..io import (
-    MANIFEST_KEY,
-    read_manifest,
-    remove_outputs,
-    write_json,
-    write_text,
-    write_tiff,
-)
+from ..io import MANIFEST_KEY, read_manifest, remove_outputs, write_json, write_text, write_tiff
 
 #: Marker of a folder :func:`save_labelmask` wrote, listing its files.
 ANNOTATION_MARKER = "annotation.json"

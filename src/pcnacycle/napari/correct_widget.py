@@ -10,15 +10,7 @@ refreshes the layers; *undo* drops the last edit.
 from pathlib import Path
 
 import napari
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    Label,
-    PushButton,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 
 from ..correct import PHASE_NAMES
 from ..errors import PcnacycleError

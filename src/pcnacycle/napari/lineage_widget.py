@@ -12,13 +12,7 @@ from matplotlib.figure import Figure
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from .layers import shown_run
-from .runfolder import (
-    LAYER_NAMES,
-    lineage_order,
-    phase_colours,
-    read_run_folder,
-    track_phase_runs,
-)
+from .runfolder import LAYER_NAMES, lineage_order, phase_colours, read_run_folder, track_phase_runs
 
 
 class LineageWidget(QWidget):

@@ -8,15 +8,7 @@ finishes, its folder is opened in the viewer as the reader would open it.
 from pathlib import Path
 
 import napari
-from magicgui.widgets import (
-    ComboBox,
-    Container,
-    FileEdit,
-    FloatSpinBox,
-    Label,
-    ProgressBar,
-    PushButton,
-)
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton
 from napari.qt.threading import thread_worker
 from qtpy.QtCore import QTimer
 
