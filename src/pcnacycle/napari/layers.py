@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .runfolder import LAYER_NAMES, run_layers
-
-#: Layer metadata keys: the run folder a layer was read from, and the original run it corrects.
-RUN_KEY = "pcnacycle_run"
-SOURCE_KEY = "pcnacycle_source"
+from .runfolder import LAYER_NAMES, RUN_KEY, SOURCE_KEY, run_layers
 
 
 def show_run(viewer, run_dir: str | os.PathLike, source: str | os.PathLike | None = None) -> None:

@@ -1,4 +1,4 @@
-"""A run folder as napari layer data: no napari, no Qt (testable anywhere).
+"""A run folder as napari layer data: no Qt, no display (napari only for a colormap object).
 
 :func:`run_layers` turns the folder ``pcnacycle run`` (or ``correct``) wrote
 into napari ``LayerData`` tuples ``(data, kwargs, layer_type)``:
@@ -33,6 +33,9 @@ PHASE_CODES = {"G1": 1, "S": 2, "G2": 3, "M": 4, "G1/G2": 5}
 OTHER_CODE = len(PHASE_CODES) + 1
 #: Layer names the reader gives and the widgets look for.
 LAYER_NAMES = {"pcna": "PCNA", "dic": "DIC", "phase": "phase", "labels": "tracks", "tracks": "lineage"}
+#: Layer metadata keys: the run folder a layer shows, and the original run it is a correction of.
+RUN_KEY = "pcnacycle_run"
+SOURCE_KEY = "pcnacycle_source"
 
 
 @dataclass
@@ -214,22 +217,19 @@ def _movie(path: Path, channel, shape: tuple[int, ...], name: str, problems: lis
     return movie
 
 
-def run_layers(path: str | os.PathLike, warn: bool = True) -> list[tuple]:
+def run_layers(path: str | os.PathLike) -> list[tuple]:
     """napari ``LayerData`` tuples for a run folder (see the module docstring).
 
-    Parameters
-    ----------
-    path : the run folder
-    warn : issue each problem (a moved movie...) as a ``UserWarning``, which
-        napari shows as a notification
+    Each problem (a moved movie...) is issued as a ``UserWarning``, which
+    napari shows as a notification.
 
     Returns
     -------
     list of ``(data, kwargs, layer_type)``; every layer's ``metadata`` holds
-    ``{"pcnacycle_run": path}`` so the widgets find the run they show.
+    ``{RUN_KEY: path}`` so the widgets find the run they show.
     """
     folder = read_run_folder(path)
-    metadata = {"pcnacycle_run": str(folder.path)}
+    metadata = {RUN_KEY: str(folder.path)}
     layers = []
     for channel, colormap in (("pcna", "gray"), ("dic", "gray")):
         if channel not in folder.movies:
@@ -249,9 +249,8 @@ def run_layers(path: str | os.PathLike, warn: bool = True) -> list[tuple]:
         layers.append((data, {"name": LAYER_NAMES["tracks"], "graph": graph, "properties": properties,
                               "color_by": "phase_colour", "colormaps_dict": {"phase_colour": tracks_colormap()},
                               "tail_length": 10, "metadata": metadata}, "tracks"))
-    if warn:
-        for problem in folder.problems:
-            warnings.warn(problem, UserWarning, stacklevel=2)
+    for problem in folder.problems:
+        warnings.warn(problem, UserWarning, stacklevel=2)
     return layers
 
 
