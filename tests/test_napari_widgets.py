@@ -217,3 +217,13 @@ def test_real_viewer_opens_a_run_with_the_plugin_and_applies_an_edit(tmp_path, p
         assert viewer.layers["phase"].data[0, 8, 8] == PHASE_CODES["S"]
     finally:
         viewer.close()
+
+
+def test_launcher_refuses_a_folder_that_is_not_a_run_in_one_line(tmp_path, capsys):
+    from pcnacycle.napari.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path)])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"pcnacycle: {tmp_path}: not a pcnacycle run folder (expected run.json "
+                                               "and masks.tif in it)")
