@@ -140,6 +140,22 @@ def test_phase_and_delete_edits_recolour_and_remove_nuclei(opened):
     assert 3 not in set(viewer.layers["lineage"].data[:, 0].astype(int))
 
 
+def test_widgets_opened_before_the_run_pick_it_up(tmp_path):
+    from napari.components import ViewerModel
+
+    from pcnacycle.napari.correct_widget import CorrectWidget
+    from pcnacycle.napari.lineage_widget import LineageWidget
+
+    viewer = ViewerModel()
+    correct, lineage = CorrectWidget(viewer), LineageWidget(viewer)
+    run = make_run(tmp_path)
+    show_run(viewer, run)  # layers arrive one by one, as from the reader
+    assert lineage.rows == [1, 2, 3, 4]
+    assert correct.edits_file.value == tmp_path / "run-edits.yaml" and viewer.layers["tracks"].contour == 1
+    viewer.layers["tracks"].selected_label = 3
+    assert correct.track.value == 3
+
+
 def test_lineage_click_selects_the_cell_in_the_viewer(opened):
     from matplotlib.backend_bases import MouseEvent
 

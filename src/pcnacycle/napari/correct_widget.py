@@ -61,8 +61,9 @@ class CorrectWidget(Container):
 
     def _on_layers_changed(self, event=None) -> None:
         shown = shown_run(self.viewer)
-        if shown is None or (self.session and self.session.source == shown[1]):
-            return
+        if (shown is None or LAYER_NAMES["labels"] not in self.viewer.layers
+                or (self.session and self.session.source == shown[1])):
+            return  # no run yet (or not all its layers yet), or the run already being corrected
         edits, output = default_paths(shown[1])
         self.edits_file.value, self.output.value = edits, output
         labels = self.viewer.layers[LAYER_NAMES["labels"]]

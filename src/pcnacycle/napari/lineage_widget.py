@@ -36,8 +36,8 @@ class LineageWidget(QWidget):
     def refresh(self, event=None) -> None:
         """Redraw from the shown run's ``objects.csv`` (after opening or correcting a run)."""
         shown = shown_run(self.viewer)
-        if shown is None:
-            return
+        if shown is None or LAYER_NAMES["labels"] not in self.viewer.layers:
+            return  # no run yet, or not all its layers yet
         labels = self.viewer.layers[LAYER_NAMES["labels"]]
         labels.events.selected_label.disconnect(self._on_selected)  # no-op when not connected
         labels.events.selected_label.connect(self._on_selected)
