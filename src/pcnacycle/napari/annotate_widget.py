@@ -18,7 +18,7 @@ from napari.qt.threading import thread_worker
 from ..errors import PcnacycleError
 from .annotation import (AnnotationStack, annotation_config, export_frames, load_annotations, parse_frames,
                          save_labelmask)
-from .runfolder import LAYER_NAMES
+from .runfolder import LAYER_NAMES, phase_rgba
 
 #: The layer holding the nuclei being annotated.
 NUCLEI = "nuclei"
@@ -26,11 +26,8 @@ NUCLEI = "nuclei"
 
 def class_colours(classes: dict[int, str]) -> dict:
     """{label: RGBA} in the package's phase colours; unclassified labels (None) in the fallback grey."""
-    from ..report import _FALLBACK, PHASE_COLOURS
-
-    colours = {label: tuple(c / 255 for c in PHASE_COLOURS.get(name, _FALLBACK)) + (1.0,)
-               for label, name in classes.items()}
-    colours.update({0: (0.0, 0.0, 0.0, 0.0), None: tuple(c / 255 for c in _FALLBACK) + (1.0,)})
+    colours = {label: phase_rgba(name) for label, name in classes.items()}
+    colours.update({0: (0.0, 0.0, 0.0, 0.0), None: phase_rgba(None)})
     return colours
 
 

@@ -166,14 +166,18 @@ def phase_image(masks: np.ndarray, objects: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def phase_colours() -> dict:
-    """{code: RGBA in 0-1} for the ``phase`` layer, in the package's phase colours; 0 and None transparent."""
+def phase_rgba(name: str | None) -> tuple[float, float, float, float]:
+    """The package's colour of a phase class as RGBA in 0-1 (the fallback grey for other names and None)."""
     from ..report import _FALLBACK, PHASE_COLOURS
 
+    return tuple(c / 255 for c in PHASE_COLOURS.get(name, _FALLBACK)) + (1.0,)
+
+
+def phase_colours() -> dict:
+    """{code: RGBA in 0-1} for the ``phase`` layer, in the package's phase colours; 0 and None transparent."""
     colours = {0: (0.0, 0.0, 0.0, 0.0), None: (0.0, 0.0, 0.0, 0.0)}
-    for name, code in PHASE_CODES.items():
-        colours[code] = tuple(c / 255 for c in PHASE_COLOURS[name]) + (1.0,)
-    colours[OTHER_CODE] = tuple(c / 255 for c in _FALLBACK) + (1.0,)
+    colours.update({code: phase_rgba(name) for name, code in PHASE_CODES.items()})
+    colours[OTHER_CODE] = phase_rgba(None)
     return colours
 
 
