@@ -18,9 +18,7 @@ import pandas as pd
 from skimage.segmentation import find_boundaries
 
 from .io import write_text
-from .phases import PHASE_COLOURS
-
-_FALLBACK = (200, 200, 200)
+from .phases import PHASE_COLOURS, UNKNOWN_PHASE_COLOUR
 
 
 def phase_overlay(image: np.ndarray, label_image: np.ndarray, classes: Sequence[str],
@@ -42,7 +40,7 @@ def phase_overlay(image: np.ndarray, label_image: np.ndarray, classes: Sequence[
 
     grey = normalize_intensity(image, (1.0, 99.8))
     rgb = np.repeat(grey[..., None], 3, axis=-1)
-    palette = np.array([(0, 0, 0)] + [PHASE_COLOURS.get(c, _FALLBACK) for c in classes], np.float32) / 255
+    palette = np.array([(0, 0, 0)] + [PHASE_COLOURS.get(c, UNKNOWN_PHASE_COLOUR) for c in classes], np.float32) / 255
     colours = palette[label_image]
     inside = label_image > 0
     rgb[inside] = (1 - fill) * rgb[inside] + fill * colours[inside]
@@ -129,6 +127,6 @@ class _Row:
 def legend_html(classes: Sequence[str]) -> str:
     """Coloured chips naming each class, as used in the overlays."""
     chips = "".join(
-        f'<span style="background: rgb{PHASE_COLOURS.get(c, _FALLBACK)}">{html.escape(c)}</span>' for c in classes
+        f'<span style="background: rgb{PHASE_COLOURS.get(c, UNKNOWN_PHASE_COLOUR)}">{html.escape(c)}</span>' for c in classes
     )
     return f'<p class="legend">{chips}</p>'
