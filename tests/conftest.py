@@ -99,3 +99,26 @@ def trained_run(tmp_path_factory):
                                                      "SOLVER.CHECKPOINT_PERIOD": 6}))
     train(cfg, base / "run", progress=False)
     return base / "run"
+
+
+def stand_in_predictor(cfg, detect, loaded=None):
+    """A :class:`~pcnacycle.engine.predictor.Predictor` class that loads no model.
+
+    Its config is the one the caller gives, else ``cfg``; ``detect(image)``
+    answers for the model on the composed ``(C, H, W)`` image; ``loaded``, a
+    list, collects the weights each instance was asked to load.
+    """
+    from collections.abc import Mapping
+
+    from pcnacycle.engine.predictor import Predictor
+
+    class StandIn(Predictor):
+        def __init__(self, weights, cfg_given=None):
+            if loaded is not None:
+                loaded.append(weights)
+            self.weights, self.model, self.cfg = weights, None, cfg if cfg_given is None else cfg_given
+
+        def predict(self, image, mask_threshold=0.5):
+            return detect(self.compose(image) if isinstance(image, Mapping) else image)
+
+    return StandIn

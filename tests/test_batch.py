@@ -14,6 +14,7 @@ import pytest
 import tifffile
 from skimage.measure import label
 
+from conftest import stand_in_predictor
 from pcnacycle import batch, pipeline
 from pcnacycle.cli import main
 from pcnacycle.config import load_config
@@ -32,13 +33,14 @@ def detector(monkeypatch):
     cfg = load_config("stage3_pcna_cpu", ["INPUT.CHANNELS", "[pcna, pcna, otsu]"])  # no DIC movie needed
     calls, lock = {"loads": [], "frames": []}, threading.Lock()
 
-    def fake_load_model(weights, cfg_given=None):
-        with lock:
-            calls["loads"].append(str(weights))
-        return "threshold", cfg
+    class Loads(list):
+        def append(self, weights):
+            with lock:
+                super().append(str(weights))
 
-    def fake_predict(model, image, cfg_):
-        assert model == "threshold"
+    calls["loads"] = Loads()
+
+    def fake_predict(image):
         with lock:
             calls["frames"].append(image.shape)
         label_image = label(image[2] > 0).astype(np.int32)
@@ -52,8 +54,7 @@ def detector(monkeypatch):
                 "labels": probs.argmax(1).astype(np.int64) + 1, "probs": probs,
                 "boxes": np.zeros((n, 4), np.float32)}
 
-    monkeypatch.setattr(pipeline, "load_model", fake_load_model)
-    monkeypatch.setattr(pipeline, "predict_image", fake_predict)
+    monkeypatch.setattr(pipeline, "Predictor", stand_in_predictor(cfg, fake_predict, loaded=calls["loads"]))
     return calls
 
 

@@ -27,6 +27,7 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
 napari = pytest.importorskip("napari", reason="the napari extra is not installed (pip install 'pcnacycle[napari]')")
 
 from napari_helpers import make_run
+from conftest import stand_in_predictor
 from pcnacycle.correct import correct_run, read_edits
 from pcnacycle.napari.layers import show_run
 from pcnacycle.napari.runfolder import PHASE_CODES
@@ -183,7 +184,7 @@ def test_run_widget_runs_the_pipeline_in_a_thread_and_opens_the_result(tmp_path,
     (tmp_path / "weights.pt").write_bytes(b"stand-in")
     cfg = load_config("stage3_pcna_cpu", ["INPUT.CHANNELS", "[pcna]"])
 
-    def oracle(model, image, cfg_):  # the hand-built masks, every nucleus S with certainty
+    def oracle(image):  # the hand-built masks, every nucleus S with certainty
         t = oracle.calls
         oracle.calls += 1
         ids = np.unique(masks[t])[1:]
@@ -193,8 +194,7 @@ def test_run_widget_runs_the_pipeline_in_a_thread_and_opens_the_result(tmp_path,
                 "labels": np.full(len(ids), 2), "probs": probs, "boxes": np.zeros((len(ids), 4), np.float32)}
 
     oracle.calls = 0
-    monkeypatch.setattr(pipeline, "load_model", lambda weights, cfg_=None: ("oracle", cfg))
-    monkeypatch.setattr(pipeline, "predict_image", oracle)
+    monkeypatch.setattr(pipeline, "Predictor", stand_in_predictor(cfg, oracle))
     viewer = ViewerModel()
     layer = viewer.open(str(tmp_path / "pcna.tif"), plugin="napari")[0]
     assert Path(layer.source.path) == tmp_path / "pcna.tif"

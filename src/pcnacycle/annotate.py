@@ -18,10 +18,9 @@ from typing import Sequence
 import numpy as np
 
 from .config import CfgNode
-from .data.dataset import compose_channels
 from .errors import PcnacycleError
 from .io import write_json
-from .engine.predictor import load_model, load_weights_path, predict_image
+from .engine.predictor import Predictor
 from .data.channels import channel_files, channel_sources, read_channels
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ def object_outline(mask: np.ndarray) -> np.ndarray:
 
 
 def predicted_objects(result: dict) -> list[dict]:
-    """The objects of a :func:`~pcnacycle.engine.predictor.predict_image` result, outlined.
+    """The objects of a :meth:`~pcnacycle.engine.predictor.Predictor.predict` result, outlined.
 
     Returns
     -------
@@ -162,7 +161,8 @@ def preannotate(weights: str | os.PathLike, images: Sequence[str | os.PathLike],
     if existing and not overwrite:
         raise PcnacycleError(f"{existing[0]} already exists (perhaps with your corrections); choose another --output "
                              "or pass --overwrite to replace it")
-    model, cfg = load_model(load_weights_path(weights), cfg)
+    predictor = Predictor(weights, cfg)
+    cfg = predictor.cfg
     root = _dataset_root(paths[0].parent, cfg)
     sources = channel_sources(root, cfg)
     class_names = list(cfg.MODEL.CLASS_NAMES)
@@ -170,7 +170,7 @@ def preannotate(weights: str | os.PathLike, images: Sequence[str | os.PathLike],
     via, coco_images, coco_objects = {}, [], []
     for image_id, path in enumerate(paths, start=1):
         channels = read_channels(channel_files(sources, path.name))
-        result = predict_image(model, compose_channels(channels, cfg.INPUT.CHANNELS, cfg), cfg)
+        result = predictor.predict(channels)
         objects = predicted_objects(result)
         via[f"{path.name}{path.stat().st_size}"] = via2_entry(path, objects, class_names, attribute)  # VIA's key
         height, width = result["label_image"].shape

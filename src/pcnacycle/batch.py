@@ -150,20 +150,21 @@ def _frame_interval(value: str, where: str) -> float | None:
 # ------------------------------------------------------------------ one movie, on a worker
 
 _MODEL_LOCK = threading.Lock()
-#: The one model this worker process holds: key → (model, cfg). One entry, so a long-lived worker
+#: The one model this worker process holds: key → Predictor. One entry, so a long-lived worker
 #: serving batches with other weights does not pile models up.
-_MODEL_CACHE: dict[tuple, tuple] = {}
+_MODEL_CACHE: dict[tuple, object] = {}
 
 
-def worker_model(weights: Path) -> tuple:
-    """``(model, cfg)`` for ``weights``, loaded once per worker process and reused for every movie."""
+def worker_model(weights: Path):
+    """A :class:`~pcnacycle.engine.predictor.Predictor` for ``weights``, loaded once per worker process and
+    reused for every movie."""
     from . import pipeline
 
     key = (str(weights.resolve()), weights.stat().st_mtime_ns)
     with _MODEL_LOCK:
         if key not in _MODEL_CACHE:
             _MODEL_CACHE.clear()
-            _MODEL_CACHE[key] = pipeline.load_model(weights, None)
+            _MODEL_CACHE[key] = pipeline.Predictor(weights)
         return _MODEL_CACHE[key]
 
 
@@ -207,7 +208,7 @@ def process_movie(movie: Movie, weights: str, output: str, settings, torch_threa
         path = load_weights_path(weights)
         pipeline.run(path, movie.pcna, Path(output) / movie.name, dic=movie.dic,
                      frame_interval=movie.frame_interval, settings=settings,
-                     progress=False, loaded=worker_model(path))
+                     progress=False, predictor=worker_model(path))
         status, error = "done", None
     except PcnacycleError as exc:
         status, error = "failed", str(exc)

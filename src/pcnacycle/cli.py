@@ -33,10 +33,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .evaluation.evaluator import evaluate
+    from .evaluation.evaluator import evaluate, format_evaluation
 
-    evaluate(load_config(args.config, args.opts), args.weights, split=args.split, output=args.output,
-             progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic)
+    results = evaluate(load_config(args.config, args.opts), args.weights, split=args.split, output=args.output,
+                       progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic)
+    print(format_evaluation(results))
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
@@ -60,7 +61,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet)
+    print(run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet).resolve())
 
 
 def _optional_config(args: argparse.Namespace):
@@ -114,9 +115,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate_tracks(args: argparse.Namespace) -> None:
-    from .evaluation.tracks import evaluate_tracks
+    from .evaluation.tracks import evaluate_tracks, format_report
 
-    evaluate_tracks(args.pred, args.gt, output=args.output)
+    print(format_report(evaluate_tracks(args.pred, args.gt, output=args.output)))
 
 
 def _cmd_correct(args: argparse.Namespace) -> None:

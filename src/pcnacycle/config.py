@@ -172,7 +172,7 @@ _CHOICES: dict[str, tuple] = {
     "INPUT.MIN_SIZE_TRAIN_SAMPLING": ("choice", "range"),
     "INPUT.RANDOM_FLIP": ("none", "horizontal", "vertical", "both"),
     "INPUT.CROP.TYPE": ("relative", "relative_range", "absolute"),
-    "DATASETS.FORMAT": ("dsb2018", "labelmask", "deepcell", "via2", "coco"),
+    "DATASETS.FORMAT": ("dsb2018", "labelmask", "deepcell", "via2", "coco", "arrays"),
     "DATASETS.SPLIT_BY": ("group", "image"),
     "SOLVER.WARMUP_METHOD": ("linear", "constant"),
     "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": ("norm", "value"),

@@ -8,6 +8,7 @@ against its ground truth, and write ``report.html`` with the figures.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -16,14 +17,13 @@ import pandas as pd
 
 from .config import load_config
 from .data.catalog import load_sample, read_records
-from .data.dataset import compose_channels
 from .errors import PcnacycleError
 from .evaluation.evaluator import evaluate
 from .evaluation.tracks import division_sentence, evaluate_tracks
 from .phases import PHASES
 from .io import MANIFEST_KEY, files_under, read_manifest, remove_outputs, write_json
 from .pipeline import run
-from .engine.predictor import load_model, predict_image
+from .engine.predictor import Predictor
 from .report import HtmlReport, legend_html, phase_overlay, png_bytes
 from .simulation.simulator import simulate
 from .engine.trainer import train
@@ -42,6 +42,8 @@ TRAIN_MOVIE = {"frames": 60, "size": (256, 256), "cells": 30, "seed": 1, "annota
 # 30 hours: long enough for whole G1, S and G2 phases, so found and true durations can be compared.
 TEST_MOVIE = {"frames": 60, "size": (256, 256), "cells": 30, "seed": 2, "annotated_frames": 8,
               "frame_interval": 30.0}
+
+log = logging.getLogger(__name__)
 
 
 #: What a demo writes, for a demo.json that lists nothing (an interrupted or older demo).
@@ -65,8 +67,8 @@ def prepare_output(output: Path, overwrite: bool) -> set[str]:
             raise PcnacycleError(f"{output} is not empty and was not written by pcnacycle demo; "
                                  "refusing to overwrite it")
         removed = remove_outputs(output, read_manifest(output, MARKER, _LEGACY_OUTPUTS))
-        print(f"replacing the earlier demo in {output}: removed the {removed} files it wrote (its trained model "
-              "included); any other file there is kept", flush=True)
+        log.info("replacing the earlier demo in %s: removed the %d files it wrote (its trained model included); "
+                 "any other file there is kept", output, removed)
     output.mkdir(parents=True, exist_ok=True)
     return files_under(output)
 
@@ -83,16 +85,16 @@ def run_demo(output: str | Path = "demo-output", overwrite: bool = False, iterat
     users = prepare_output(output, overwrite)
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(output / MARKER, {"started": started_at, "iterations": iterations})
-    print(f"pcnacycle demo: simulates PCNA movies, trains a 3-class Mask R-CNN from scratch for {iterations} "
-          "iterations on this machine, scores it on an unseen movie and writes an HTML report. "
-          "12 to 14 minutes on 2 CPU cores (under 15).", flush=True)
+    log.info("pcnacycle demo: simulates PCNA movies, trains a 3-class Mask R-CNN from scratch for %d iterations on "
+             "this machine, scores it on an unseen movie and writes an HTML report. 12 to 14 minutes on 2 CPU cores "
+             "(under 15).", iterations)
     started = time.perf_counter()
 
-    print("1/5 simulating a training movie and a test movie", flush=True)
+    log.info("1/5 simulating a training movie and a test movie")
     train_movie = simulate(output / "sim_train", **TRAIN_MOVIE, progress=progress)
     test_movie = simulate(output / "sim_test", **TEST_MOVIE, progress=progress)
 
-    print(f"2/5 training ({iterations} iterations)", flush=True)
+    log.info("2/5 training (%d iterations)", iterations)
     cfg = load_config("stage3_pcna_cpu", [
         "DATASETS.ROOT", str(train_movie / "annotated"), "DATASETS.VAL_SIZE", "3",
         "SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"[{int(iterations * 0.8)}]",
@@ -101,21 +103,21 @@ def run_demo(output: str | Path = "demo-output", overwrite: bool = False, iterat
     ])
     weights = train(cfg, output / "train", progress=progress)
 
-    print("3/5 scoring segmentation and phase calls on the test movie's annotated frames", flush=True)
+    log.info("3/5 scoring segmentation and phase calls on the test movie's annotated frames")
     test_cfg = load_config(output / "train" / "config.yaml", ["DATASETS.ROOT", str(test_movie / "annotated")])
     results = evaluate(test_cfg, weights, split="all", output=output / "eval", progress=progress)
 
-    print("4/5 running the whole movie pipeline (detect, track, resolve phases) on the test movie", flush=True)
+    log.info("4/5 running the whole movie pipeline (detect, track, resolve phases) on the test movie")
     run_dir = run(weights, test_movie / "pcna.tif", output / "run", dic=test_movie / "dic.tif",
                   frame_interval=json.loads((test_movie / "simulation.json").read_text())["frame_interval"],
                   progress=progress)
     tracking = evaluate_tracks(run_dir, test_movie, output=output / "track_eval")
 
-    print("5/5 writing the report", flush=True)
+    log.info("5/5 writing the report")
     report = write_demo_report(output, test_cfg, weights, results, tracking, time.perf_counter() - started)
     write_json(output / MARKER, {"started": started_at, "iterations": iterations,
                                  MANIFEST_KEY: sorted((files_under(output) - users) | {MARKER})})
-    print(report.resolve())
+    log.info("report: %s", report.resolve())
     return report
 
 
@@ -129,10 +131,11 @@ def write_demo_report(output: Path, cfg, weights: Path, results: dict, tracking:
 
     page.heading("Nuclei coloured by phase: model (left) and ground truth (right)")
     page.raw(legend_html(names))
-    model, cfg = load_model(weights, cfg)
+    predictor = Predictor(weights, cfg)
+    cfg = predictor.cfg
     for record in read_records(cfg)[:3]:
         sample = load_sample(cfg, record)
-        predicted = predict_image(model, compose_channels(sample["channels"], cfg.INPUT.CHANNELS, cfg), cfg)
+        predicted = predictor.predict(sample["channels"])
         truth_labels = np.zeros(sample["masks"].shape[1:], np.int32)
         for i, mask in enumerate(sample["masks"]):
             truth_labels[mask] = i + 1
@@ -211,10 +214,7 @@ def tracking_summary(tracking: dict) -> dict[str, float]:
 
 def durations_figure(run_dir: Path, movie_dir: Path, tracking: dict):
     """Box plots of complete phase durations, found by ``run`` beside the simulator's truth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # drawn on its own Figure: no pyplot state, no backend switch
 
     from .evaluation.tracks import complete_phases
 
@@ -225,7 +225,8 @@ def durations_figure(run_dir: Path, movie_dir: Path, tracking: dict):
         return {p: by_track.loc[complete.index[complete[p]], f"{p}_minutes"].to_numpy() for p in PHASES}
 
     found, true = complete_minutes(run_dir), complete_minutes(movie_dir / "truth")
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     phases = list(PHASES)
     positions = np.arange(len(phases)) * 3
     ax.boxplot([true[p] for p in phases], positions=positions, widths=0.8, patch_artist=True,

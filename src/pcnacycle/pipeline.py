@@ -33,13 +33,12 @@ from skimage import transform
 from tqdm import tqdm
 
 from .config import CfgNode
-from .data.dataset import compose_channels
 from .errors import PcnacycleError
 from .phases import CLASSES, PHASE_COLOURS, PHASES
 from .io import (MANIFEST_KEY, atomic_path, atomic_write, files_under, log_to_file, move_into, read_manifest,
                  remove_outputs, write_json)
 from .data.movie import MovieReader
-from .engine.predictor import load_model, load_weights_path, predict_image
+from .engine.predictor import Predictor, load_weights_path
 from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
 from .settings import RunSettings, median_diameter
 from .tracking.tracker import frame_detections, probability_column, relabel_masks, track, write_ctc
@@ -124,7 +123,7 @@ def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> tuple[
 def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.PathLike, *,
         dic: str | os.PathLike | None = None, frame_interval: float | None = None, cfg: CfgNode | None = None,
         pcna_channel: int | None = None, dic_channel: int | None = None, settings: RunSettings | None = None,
-        overwrite: bool = False, progress: bool = True, loaded: tuple | None = None, **changes) -> Path:
+        overwrite: bool = False, progress: bool = True, predictor=None, **changes) -> Path:
     """Segment, classify, track and resolve a PCNA movie; return the output folder.
 
     Parameters
@@ -137,7 +136,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
         metadata, else 10 (logged as assumed).
     settings : :class:`~pcnacycle.settings.RunSettings`, everything decided
         after detection (filtering, tracking, divisions, phase priors); saved in ``run.json``.
-    loaded : ``(model, cfg)`` as :func:`~pcnacycle.engine.predictor.load_model` returns for ``weights``, so that
+    predictor : a :class:`~pcnacycle.engine.predictor.Predictor` already loaded from ``weights``, so that
         many movies share one loaded model (``pcnacycle batch``); ``cfg`` is then ignored.
     **changes : fields of ``settings`` to change, e.g. ``max_gap=3``.
     """
@@ -147,7 +146,8 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
     weights = load_weights_path(weights)
     output = Path(output)
     pcna_movie, dic_movie = _open_inputs(pcna, dic, pcna_channel, dic_channel)
-    model, cfg = loaded if loaded is not None else load_model(weights, cfg)
+    predictor = predictor if predictor is not None else Predictor(weights, cfg)
+    cfg = predictor.cfg
     needs_dic = bool({"dic", "bf"} & set(cfg.INPUT.CHANNELS))
     if needs_dic and dic_movie is None:
         raise PcnacycleError(f"{weights} takes INPUT.CHANNELS {cfg.INPUT.CHANNELS}: give the DIC movie with --dic "
@@ -164,8 +164,8 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
                                 pcna_movie.path, frame_interval)
             check_frame_interval(frame_interval)
             class_names = list(cfg.MODEL.CLASS_NAMES)
-            scale, scale_info = input_scale(model, cfg, pcna_movie, dic_movie, settings)
-            raw_labels, detections = _detect(model, cfg, pcna_movie, dic_movie, stage, settings, scale, progress)
+            scale, scale_info = input_scale(predictor, pcna_movie, dic_movie, settings)
+            raw_labels, detections = _detect(predictor, pcna_movie, dic_movie, stage, settings, scale, progress)
             tracked, durations, summary = analyse(detections, frame_interval, settings, class_names, progress)
             write_outputs(stage, tracked, durations, raw_labels, frame_interval, class_names, progress)
             del raw_labels
@@ -202,20 +202,20 @@ def _frame_channels(pcna_movie: MovieReader, dic_movie: MovieReader | None, t: i
     return channels
 
 
-def _predict_scaled(model, cfg, channels: dict[str, np.ndarray], scale: float) -> dict:
-    """:func:`predict_image` on the frame resized by ``scale``; the label image comes back at the frame's size."""
+def _predict_scaled(predictor: Predictor, channels: dict[str, np.ndarray], scale: float) -> dict:
+    """:meth:`Predictor.predict` on the frame resized by ``scale``; the label image comes back at the frame's size."""
     if scale == 1.0:
-        return predict_image(model, compose_channels(channels, cfg.INPUT.CHANNELS, cfg), cfg)
+        return predictor.predict(channels)
     resized = {name: transform.rescale(image.astype(np.float32), scale, order=1, preserve_range=True,
                                        anti_aliasing=scale < 1) for name, image in channels.items()}
-    result = predict_image(model, compose_channels(resized, cfg.INPUT.CHANNELS, cfg), cfg)
+    result = predictor.predict(resized)
     result["label_image"] = transform.resize(result["label_image"], next(iter(channels.values())).shape, order=0,
                                              preserve_range=True, anti_aliasing=False).astype(np.int32)
     result["boxes"] = result["boxes"] / scale
     return result
 
 
-def input_scale(model, cfg, pcna_movie: MovieReader, dic_movie: MovieReader | None,
+def input_scale(predictor: Predictor, pcna_movie: MovieReader, dic_movie: MovieReader | None,
                 settings: RunSettings) -> tuple[float, dict]:
     """How much to resize the movie's frames so its nuclei look the size the model was trained on.
 
@@ -234,6 +234,7 @@ def input_scale(model, cfg, pcna_movie: MovieReader, dic_movie: MovieReader | No
     info : dict
         ``trained_nucleus_diameter_px``, ``movie_nucleus_diameter_px``, ``scale`` and ``scale_note``.
     """
+    cfg = predictor.cfg
     trained = float(cfg.INPUT.get("NUCLEUS_DIAMETER", 0) or 0)
     info = {"trained_nucleus_diameter_px": trained or None, "movie_nucleus_diameter_px": None, "scale": 1.0}
     height, width = pcna_movie.shape
@@ -249,7 +250,7 @@ def input_scale(model, cfg, pcna_movie: MovieReader, dic_movie: MovieReader | No
         frames = sorted({0, pcna_movie.frames // 2, pcna_movie.frames - 1})
         measured, scale = None, 1.0
         for attempt in range(2):  # measure; when far off, resize and measure again
-            areas = np.concatenate([np.bincount(_predict_scaled(model, cfg, _frame_channels(pcna_movie, dic_movie, t),
+            areas = np.concatenate([np.bincount(_predict_scaled(predictor, _frame_channels(pcna_movie, dic_movie, t),
                                                                 scale)["label_image"].ravel())[1:]
                                     for t in frames])
             found = median_diameter(areas[areas >= max(settings.min_area, 1)])
@@ -273,10 +274,10 @@ def input_scale(model, cfg, pcna_movie: MovieReader, dic_movie: MovieReader | No
     return scale, info
 
 
-def _detect(model, cfg, pcna_movie, dic_movie, stage: Path, settings: RunSettings, scale: float,
+def _detect(predictor: Predictor, pcna_movie, dic_movie, stage: Path, settings: RunSettings, scale: float,
             progress: bool) -> tuple[np.ndarray, pd.DataFrame]:
     """Detections of every frame: (T, H, W) uint16 label memmap in ``stage`` and the detections table."""
-    class_names = list(cfg.MODEL.CLASS_NAMES)
+    class_names = predictor.class_names
     frames, (height, width) = pcna_movie.frames, pcna_movie.shape
     # Per-frame detection labels wait on disk for the relabelling after
     # tracking, so the movie is never held twice in memory.
@@ -285,7 +286,7 @@ def _detect(model, cfg, pcna_movie, dic_movie, stage: Path, settings: RunSetting
     tables = []
     for t in tqdm(range(frames), desc="detect", unit="frame", disable=not progress):
         channels = _frame_channels(pcna_movie, dic_movie, t)
-        result = filter_objects(_predict_scaled(model, cfg, channels, scale), settings.score_threshold,
+        result = filter_objects(_predict_scaled(predictor, channels, scale), settings.score_threshold,
                                 settings.min_area, settings.exclude_border)
         pcna = channels["pcna"]
         if result["label_image"].max() > np.iinfo(np.uint16).max:
@@ -418,15 +419,13 @@ def _write_csv(path: Path, table: pd.DataFrame) -> None:
 
 def plot_timeline(resolved: pd.DataFrame, path: Path, frame_interval: float) -> None:
     """One line per cell, coloured by resolved phase, daughters joined to their mother."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # drawn on its own Figure: no pyplot state, no backend switch
 
     tracks = resolved.groupby("track")
     order = _lineage_order(resolved)
     row = {track_id: i for i, track_id in enumerate(order)}
-    fig, ax = plt.subplots(figsize=(10, max(3, 0.12 * len(order) + 1)))
+    fig = Figure(figsize=(10, max(3, 0.12 * len(order) + 1)))
+    ax = fig.subplots()
     hours = frame_interval / 60
     for track_id, cell in tracks:
         y = row[track_id]
@@ -446,7 +445,6 @@ def plot_timeline(resolved: pd.DataFrame, path: Path, frame_interval: float) -> 
     fig.tight_layout()
     with atomic_write(path) as handle:
         fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
 
 
 def _lineage_order(resolved: pd.DataFrame) -> list[int]:

@@ -14,6 +14,7 @@ import numpy as np
 from ..config import CfgNode
 from ..errors import PcnacycleError
 from ..io import read_image
+from .cache import FileCache
 from .channels import channel_sources, read_channels
 
 
@@ -89,14 +90,13 @@ def _read_classes(path: str, image_id: str, class_names: Sequence[str]) -> dict[
     return {int(label): index[name] for label, name in zip(rows["label"], rows["class"])}
 
 
-_CSV_CACHE: dict[str, object] = {}
+# classes.csv tables, read once per file until the file changes.
+_CSV_CACHE = FileCache()
 
 
 def _cached_csv(path: str):
     import pandas as pd
 
-    if path not in _CSV_CACHE:
-        _CSV_CACHE[path] = pd.read_csv(path, dtype={"image": str, "class": str})
-    return _CSV_CACHE[path]
+    return _CSV_CACHE.get(path, "table", lambda: pd.read_csv(path, dtype={"image": str, "class": str}))
 
 

@@ -30,10 +30,12 @@ import random
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Mapping, Sequence
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.arrays import array_records
 from ..data.catalog import read_records
 from ..data.dataset import (InstanceDataset, TrainingSampler, collate, median_nucleus_diameter, read_split, select,
                             split_records, write_split)
@@ -172,15 +174,13 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
 
 def plot_loss_curve(metrics_path: Path, out_path: Path) -> None:
     """Draw total and per-term losses (and any AP logged) from ``metrics.jsonl``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # drawn on its own Figure: no pyplot state, no backend switch
 
     rows = read_metrics(metrics_path)
     train_rows = [r for r in rows if "total_loss" in r]
     eval_rows = [r for r in rows if any(k.endswith("/AP50") for k in r)]
-    fig, axes = plt.subplots(1, 2 if eval_rows else 1, figsize=(11 if eval_rows else 6, 4), squeeze=False)
+    fig = Figure(figsize=(11 if eval_rows else 6, 4))
+    axes = fig.subplots(1, 2 if eval_rows else 1, squeeze=False)
     ax = axes[0, 0]
     its = [r["iteration"] for r in train_rows]
     for key in [k for k in (train_rows[0] if train_rows else {}) if k.startswith("loss_")] + ["total_loss"]:
@@ -197,13 +197,14 @@ def plot_loss_curve(metrics_path: Path, out_path: Path) -> None:
     fig.tight_layout()
     with atomic_write(out_path) as handle:
         fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------- the loop
 
 
-def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> Path:
+def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, progress: bool = True, *,
+          images: Sequence | None = None, label_images: Sequence | None = None,
+          classes: Sequence[Mapping[int, str]] | None = None) -> Path:
     """Train the model ``cfg`` describes; return the path of ``model_final.pt``.
 
     Parameters
@@ -213,6 +214,12 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
         already holds a run is refused unless ``resume`` is set.
     resume : continue from ``last_checkpoint`` with the model, optimizer,
         scheduler, iteration and random state saved there.
+    images, label_images, classes : train on images held in memory instead
+        of the dataset ``DATASETS`` names: one ``{channel: (H, W) array}``
+        (or one ``(H, W)`` PCNA array), one ``(H, W)`` integer label image
+        and, with several classes, one ``{label: class name}`` per image (see
+        :func:`pcnacycle.data.arrays.array_records`). The saved config then
+        says ``DATASETS.FORMAT arrays``.
 
     The validation images are scored (COCO AP by pycocotools) every
     ``TEST.EVAL_PERIOD`` iterations and at the end; the results
@@ -222,6 +229,12 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
     output_dir = Path(output_dir)
     processes = ddp.from_environment()
     ddp.images_per_process(cfg.SOLVER.IMS_PER_BATCH, processes)  # refused before anything is written
+    records = None
+    if images is not None or label_images is not None:
+        if images is None or label_images is None:
+            raise PcnacycleError("give both images and label_images to train on images in memory")
+        cfg.DATASETS["FORMAT"], cfg.DATASETS["ROOT"] = "arrays", ""
+        records = array_records(cfg, images, label_images, classes)
     root = Path(cfg.DATASETS.ROOT).resolve() if cfg.DATASETS.ROOT else None
     if root is not None and (output_dir.resolve() == root or root in output_dir.resolve().parents):
         raise PcnacycleError(f"--output {output_dir} lies in the dataset folder DATASETS.ROOT {cfg.DATASETS.ROOT}; "
@@ -237,13 +250,13 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
     with log_to_file(output_dir / "log.txt") if processes.is_main else ddp.warnings_only():
         device = ddp.start(processes, resolve_device(cfg.MODEL.DEVICE))
         try:
-            return _train(cfg, output_dir, checkpoint_path if resume else None, progress, processes, device)
+            return _train(cfg, output_dir, checkpoint_path if resume else None, progress, processes, device, records)
         finally:
             ddp.stop(processes)
 
 
 def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, processes: ddp.Processes,
-           device: torch.device) -> Path:
+           device: torch.device, records: list[dict] | None) -> Path:
     s = cfg.SOLVER
     main = processes.is_main  # the one process that writes files
     if main:
@@ -254,7 +267,8 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, 
 
     # Data: the split is written once and reused, so evaluation and a resumed
     # run see the same images even if the folder gains files later.
-    records = read_records(cfg)
+    if records is None:
+        records = read_records(cfg)
     split_path = output_dir / "split.json"
     if split_path.is_file():
         split = read_split(split_path)

@@ -23,10 +23,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..data.catalog import read_records
 from ..data.dataset import read_split, select
-from ..engine.predictor import load_model, load_weights_path
+from ..engine.predictor import Predictor, load_weights_path
 from ..errors import PcnacycleError
 from ..io import atomic_write, write_json
 from .coco import coco_metrics, format_table
@@ -75,8 +76,9 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         chosen = select(records, read_split(split_path)[split], f"{split_path} ({split})")
     else:
         raise PcnacycleError(f"split {split!r}: expected val, train or all")
-    model, cfg = load_model(weights, cfg)
-    ground_truth, predictions = predict_dataset(model, cfg, chosen, progress=progress)
+    predictor = Predictor(weights, cfg)
+    cfg = predictor.cfg
+    ground_truth, predictions = predict_dataset(predictor, chosen, progress=progress)
     if not any(len(gt["labels"]) for gt in ground_truth):
         raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
 
@@ -95,9 +97,6 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
                   "report": report.replace({np.nan: None}).to_dict(orient="index")},
         "images": len(chosen), "weights": str(weights), "split": split, "class_agnostic": class_agnostic,
     })
-    print(format_table(results))
-    print(matching.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(report.to_string(float_format=lambda v: f"{v:.3f}"))
     if output is not None:
         output = Path(output)
         write_json(output / "eval.json", results)
@@ -106,3 +105,11 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         with atomic_write(output / "matching.csv", "w") as handle:
             matching.to_csv(handle, index=False)
     return results
+
+
+def format_evaluation(results: dict) -> str:
+    """The plain-text tables of an :func:`evaluate` result: COCO AP, matching scores, phase report."""
+    matching = pd.DataFrame(results["matching"])
+    report = pd.DataFrame.from_dict(results["phase"]["report"], orient="index").astype(float)
+    return "\n".join([format_table(results), matching.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+                      report.to_string(float_format=lambda v: f"{v:.3f}")])

@@ -7,17 +7,16 @@ import logging
 from tqdm import tqdm
 
 from ..data.catalog import load_sample
-from ..data.dataset import compose_channels
-from ..engine.predictor import label_image_to_masks, predict_image
+from ..engine.predictor import Predictor, label_image_to_masks
 from .coco import _COCO_SUMMARY_KEYS, coco_metrics
 
 log = logging.getLogger(__name__)
 
 
-def predict_dataset(model, cfg, records, progress: bool = False) -> tuple[list[dict], list[dict]]:
+def predict_dataset(predictor: Predictor, records, progress: bool = False) -> tuple[list[dict], list[dict]]:
     """Ground truth and predictions for each record, predicted as ``pcnacycle run`` would.
 
-    Frames go through :func:`pcnacycle.engine.predictor.predict_image` at full size
+    Frames go through :meth:`pcnacycle.engine.predictor.Predictor.predict` at full size
     (tiled when large, overlaps resolved), never shrunk for evaluation.
 
     Returns
@@ -25,12 +24,12 @@ def predict_dataset(model, cfg, records, progress: bool = False) -> tuple[list[d
     (ground_truth, predictions): lists aligned by record, in this module's format.
     """
     ground_truth, predictions = [], []
+    model, cfg = predictor.model, predictor.cfg
     was_training = model.training
     model.eval()
     for record in tqdm(records, desc="evaluate", unit="image", disable=not progress, leave=False):
         sample = load_sample(cfg, record)
-        image = compose_channels(sample["channels"], cfg.INPUT.CHANNELS, cfg)
-        result = predict_image(model, image, cfg)
+        result = predictor.predict(sample["channels"])
         ground_truth.append({"masks": sample["masks"], "labels": sample["labels"]})
         predictions.append({"masks": label_image_to_masks(result["label_image"], len(result["scores"])),
                             "labels": result["labels"], "scores": result["scores"]})
@@ -53,7 +52,7 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
 def make_training_evaluator(cfg, records):
     """The ``evaluate(model, iteration)`` callback :func:`pcnacycle.engine.trainer.train` calls."""
     def evaluate_during_training(model, iteration: int) -> dict[str, float]:
-        ground_truth, predictions = predict_dataset(model, cfg, records)
+        ground_truth, predictions = predict_dataset(Predictor.from_model(model, cfg), records)
         flat = flat_metrics(coco_metrics(ground_truth, predictions, cfg.MODEL.CLASS_NAMES))
         log.info("iteration %d, %d val images: segm AP50 %s, bbox AP50 %s", iteration, len(records),
                  _fmt(flat["segm/AP50"]), _fmt(flat["bbox/AP50"]))

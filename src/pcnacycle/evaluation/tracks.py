@@ -512,7 +512,6 @@ def evaluate_tracks(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
               "ctc": ctc_scores(prediction.ctc, truth.ctc), "phases": phases, "phases_skipped": skipped}
     if output is not None:
         write_json(Path(output) / "track_eval.json", result)
-    print(format_report(result))
     return result
 
 

@@ -24,8 +24,8 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
-from torchvision.ops import misc as misc_ops
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..config import CfgNode
@@ -50,7 +50,7 @@ def group_norm(num_channels: int) -> nn.GroupNorm:
 
 
 def _norm_layer(name: str):
-    return {"GN": group_norm, "FrozenBN": misc_ops.FrozenBatchNorm2d, "BN": nn.BatchNorm2d, "": None}[name]
+    return {"GN": group_norm, "FrozenBN": FrozenBatchNorm2d, "BN": nn.BatchNorm2d, "": None}[name]
 
 
 def build_backbone(cfg: CfgNode) -> BackboneWithFPN:
@@ -114,8 +114,19 @@ class ResizeTransform(GeneralizedRCNNTransform):
         if self.training:
             return result
         for prediction, resized, original in zip(result, image_shapes, original_image_sizes):
-            prediction["boxes"] = resize_boxes(prediction["boxes"], resized, original)
+            prediction["boxes"] = boxes_to_input_pixels(prediction["boxes"], resized, original)
         return result
+
+
+def boxes_to_input_pixels(boxes: torch.Tensor, resized: tuple[int, int], original: tuple[int, int]) -> torch.Tensor:
+    """Boxes found on an image resized to ``resized`` (H, W), in the pixels of its ``original`` (H, W) size.
+
+    ``boxes`` is an (N, 4) float tensor of (x0, y0, x1, y1); the scale
+    factors are float32, as torchvision computes them.
+    """
+    scale_y, scale_x = (torch.tensor(o, dtype=torch.float32, device=boxes.device)
+                        / torch.tensor(r, dtype=torch.float32, device=boxes.device) for o, r in zip(original, resized))
+    return boxes * torch.stack([scale_x, scale_y, scale_x, scale_y])
 
 
 def build_model(cfg: CfgNode) -> MaskRCNN:
