@@ -238,7 +238,8 @@ def _paint(objects: list[dict], shape: tuple[int, int], num_classes: int) -> dic
         "label_image": label_image,
         "scores": np.array([o["score"] for o in kept], np.float32),
         "labels": np.array([o["label"] for o in kept], np.int64),
-        "probs": np.stack([o["probs"] for o in kept]).astype(np.float32) if kept else np.zeros((0, num_classes), np.float32),
+        "probs": (np.stack([o["probs"] for o in kept]).astype(np.float32) if kept
+                  else np.zeros((0, num_classes), np.float32)),
         "boxes": np.stack([o["box"] for o in kept]).astype(np.float32) if kept else np.zeros((0, 4), np.float32),
     }
 

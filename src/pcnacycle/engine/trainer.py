@@ -28,17 +28,26 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Mapping, Sequence
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..config import CfgNode, dump_config
 from ..data.arrays import array_records
 from ..data.catalog import read_records
-from ..data.dataset import (InstanceDataset, TrainingSampler, collate, median_nucleus_diameter, read_split, select,
-                            split_records, write_split)
-from ..config import CfgNode, dump_config
-from ..evaluation.loop import make_training_evaluator
+from ..data.dataset import (
+    InstanceDataset,
+    TrainingSampler,
+    collate,
+    median_nucleus_diameter,
+    read_split,
+    select,
+    split_records,
+    write_split,
+)
 from ..errors import PcnacycleError
+from ..evaluation.loop import make_training_evaluator
 from ..io import atomic_write, log_to_file, write_text
 from ..modeling.model import build_model, is_norm_parameter, load_weights, resolve_device
 
@@ -233,7 +242,8 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
     if checkpoint_path is None and resume:
         raise PcnacycleError(f"{output_dir}: --resume given but there is no {CHECKPOINT_POINTER} to resume from")
     if checkpoint_path is not None and not resume:
-        raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another --output")
+        raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another "
+                             "--output")
     with log_to_file(output_dir / "log.txt"):
         return _train(cfg, output_dir, checkpoint_path if resume else None, progress, records)
 
@@ -359,7 +369,8 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, 
                 window.clear()
             if done % s.CHECKPOINT_PERIOD == 0 and done != s.MAX_ITER:
                 save_checkpoint(output_dir / f"model_{done:07d}.pt", model, optimizer, scheduler, scaler, done, cfg)
-            if evaluate is not None and (done == s.MAX_ITER or (cfg.TEST.EVAL_PERIOD and done % cfg.TEST.EVAL_PERIOD == 0)):
+            period = cfg.TEST.EVAL_PERIOD
+            if evaluate is not None and (done == s.MAX_ITER or (period and done % period == 0)):
                 results = evaluate(model, done)
                 model.train()
                 metrics_file.write(json.dumps({"iteration": done, **results}) + "\n")

@@ -244,7 +244,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[st
     """
     source, _ = read_checkpoint(path)
     target = model.state_dict()
-    report = {"loaded": [], "adapted": [], "reinitialised": [], "missing": [], "unused": sorted(set(source) - set(target))}
+    report = {"loaded": [], "adapted": [], "reinitialised": [], "missing": [],
+              "unused": sorted(set(source) - set(target))}
     new_state = {}
     for name, tensor in target.items():
         if name not in source:
@@ -252,7 +253,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[st
         elif source[name].shape == tensor.shape:
             new_state[name] = source[name]
             report["loaded"].append(name)
-        elif name == FIRST_CONV and source[name].shape[0] == tensor.shape[0] and source[name].shape[2:] == tensor.shape[2:]:
+        elif (name == FIRST_CONV and source[name].shape[0] == tensor.shape[0]
+              and source[name].shape[2:] == tensor.shape[2:]):
             new_state[name] = adapt_first_conv(source[name], tensor.shape[1])
             report["adapted"].append(name)
         else:
