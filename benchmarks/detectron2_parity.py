@@ -45,10 +45,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pcnacycle.engine.predictor import load_model, paste_in_box
+from pcnacycle.io import read_image
 from pcnacycle.modeling.convert_weights import SourceLayout, convert_detectron2, pcnadeep_layout
 from pcnacycle.modeling.detectron2_layout import paste_in_box_aligned
-from pcnacycle.io import read_image
-from pcnacycle.engine.predictor import load_model, paste_in_box
 
 CLASSES = ["G1/G2", "S", "M", "E"]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pcnacycle.tracking.resolve import phase_durations, resolve_phases
 from pcnacycle.phases import PHASE_CLASS
+from pcnacycle.tracking.resolve import phase_durations, resolve_phases
 from pcnacycle.tracking.tracker import track
 
 FRAME_INTERVAL = 10.0  # minutes

@@ -8,7 +8,6 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-
 #: Simulator settings with short cycles (about 21 frames) so that a 30–40 frame movie holds divisions.
 FAST = dict(frame_interval=10.0, g1_minutes=(60.0, 10.0), s_minutes=(80.0, 10.0),
             g2_minutes=(40.0, 5.0), m_minutes=(30.0, 5.0))

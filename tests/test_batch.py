@@ -184,6 +184,7 @@ def test_import_pcnacycle_does_not_import_dask():
     import subprocess
     import sys
 
-    code = "import sys, pcnacycle, pcnacycle.cli; print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
+    code = ("import sys, pcnacycle, pcnacycle.cli; "
+            "print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"

@@ -13,6 +13,8 @@ import torch
 
 from pcnacycle.cli import main
 from pcnacycle.config import load_config
+from pcnacycle.engine.predictor import load_model
+from pcnacycle.errors import PcnacycleError
 from pcnacycle.modeling.convert_weights import (
     SourceLayout,
     convert_detectron2,
@@ -22,9 +24,7 @@ from pcnacycle.modeling.convert_weights import (
     read_detectron2_checkpoint,
 )
 from pcnacycle.modeling.detectron2_layout import Detectron2AnchorGenerator, paste_in_box_aligned
-from pcnacycle.errors import PcnacycleError
 from pcnacycle.modeling.model import build_model, load_weights
-from pcnacycle.engine.predictor import load_model
 
 SMALL_HEADS = ["MODEL.DEVICE", "cpu", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.ROI_BOX_HEAD.FC_DIM", "32",
                "MODEL.ROI_MASK_HEAD.CONV_DIM", "16", "INPUT.MIN_SIZE_TEST", "0"]

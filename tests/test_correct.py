@@ -13,9 +13,9 @@ import tifffile
 from pcnacycle.correct import correct_run, read_edits, validate_edits, write_edits
 from pcnacycle.correct.runs import load_run
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.tracking.resolve import phase_durations, resolve_phases
-from pcnacycle.settings import RunSettings
 from pcnacycle.phases import CLASSES
+from pcnacycle.settings import RunSettings
+from pcnacycle.tracking.resolve import phase_durations, resolve_phases
 
 FRAMES, SHAPE, RADIUS, INTERVAL = 30, (64, 128), 5, 30.0
 SETTINGS = RunSettings(max_distance=10.0, division_distance=15.0, estimate_durations=False)

@@ -18,7 +18,6 @@ import tifffile
 napari = pytest.importorskip("napari", reason="the napari extra is not installed (pip install 'pcnacycle[napari]')")
 
 from napari_helpers import make_run
-
 from pcnacycle.napari.runfolder import LAYER_NAMES, PHASE_CODES, phase_colours
 from pcnacycle.phases import PHASE_COLOURS
 
@@ -113,7 +112,8 @@ def test_phase_colours_come_from_the_package_vocabulary():
 
 
 def test_import_pcnacycle_loads_neither_napari_nor_qt():
-    code = "import sys, pcnacycle, pcnacycle.cli\nprint(sorted(m for m in ('napari', 'PyQt6', 'qtpy') if m in sys.modules))"
+    code = ("import sys, pcnacycle, pcnacycle.cli\n"
+            "print(sorted(m for m in ('napari', 'PyQt6', 'qtpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

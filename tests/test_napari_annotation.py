@@ -17,8 +17,7 @@ from pcnacycle.annotate import predicted_objects, via2_entry
 from pcnacycle.config import dump_config, load_config
 from pcnacycle.data.catalog import load_sample, read_records
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.napari.annotation import (annotation_config, export_frames, load_annotations, parse_frames,
-                                         save_labelmask)
+from pcnacycle.napari.annotation import annotation_config, export_frames, load_annotations, parse_frames, save_labelmask
 
 CLASSES = ["G1/G2", "S", "M"]
 

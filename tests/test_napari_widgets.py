@@ -26,8 +26,8 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # Qt widgets need no screen; napari's canvas does
 napari = pytest.importorskip("napari", reason="the napari extra is not installed (pip install 'pcnacycle[napari]')")
 
-from napari_helpers import make_run
 from conftest import stand_in_predictor
+from napari_helpers import make_run
 from pcnacycle.correct import correct_run, read_edits
 from pcnacycle.napari.layers import show_run
 from pcnacycle.napari.runfolder import PHASE_CODES

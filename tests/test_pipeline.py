@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from conftest import stand_in_predictor
 
+from conftest import stand_in_predictor
 from pcnacycle import pipeline
 from pcnacycle.config import load_config
-from pcnacycle.errors import PcnacycleError
 from pcnacycle.data.movie import MovieReader
+from pcnacycle.errors import PcnacycleError
 from pcnacycle.phases import CLASSES
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie

@@ -110,7 +110,6 @@ def test_paste_in_box_equals_torchvisions_full_frame_paste():
 def test_phase_roi_heads_give_class_probabilities_in_their_outputs(tmp_path):
     """No side channel: each result dict carries its own ``class_probs``, one row per detection."""
     from conftest import tiny_overrides
-
     from pcnacycle.modeling.model import build_model
     from pcnacycle.modeling.roi_heads import PhaseRoIHeads
 

@@ -11,8 +11,8 @@ from pcnacycle import annotate
 from pcnacycle.config import load_config
 from pcnacycle.data.catalog import load_sample, read_records
 from pcnacycle.data.dataset import augment, compose_channels, split_records
-from pcnacycle.errors import PcnacycleError
 from pcnacycle.data.deepcell import npz_array
+from pcnacycle.errors import PcnacycleError
 
 PHASES = ["MODEL.CLASS_NAMES", "[G1/G2, S, M]", "MODEL.ROI_HEADS.NUM_CLASSES", "3"]
 

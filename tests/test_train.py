@@ -9,9 +9,9 @@ import torch
 from conftest import make_dsb_folder, tiny_overrides
 from pcnacycle import load_config, train
 from pcnacycle.cli import main
+from pcnacycle.engine.trainer import lr_factor
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.modeling.model import FIRST_CONV, build_model, load_weights
-from pcnacycle.engine.trainer import lr_factor
 
 
 def read_metrics(run):
@@ -120,7 +120,8 @@ def test_weights_transfer_to_more_channels_and_classes(trained_run, tmp_path, ca
     with caplog.at_level("INFO"):
         report = load_weights(model, trained_run / "model_final.pt")
     state = model.state_dict()
-    torch.testing.assert_close(state["backbone.body.layer1.0.conv1.weight"], source["backbone.body.layer1.0.conv1.weight"])
+    key = "backbone.body.layer1.0.conv1.weight"
+    torch.testing.assert_close(state[key], source[key])
     assert report["adapted"] == [FIRST_CONV]
     assert state[FIRST_CONV].shape[1] == 3
     torch.testing.assert_close(state[FIRST_CONV].sum(1), source[FIRST_CONV].sum(1))  # same response to grey input
@@ -255,11 +256,13 @@ def test_training_from_images_in_memory(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda i, l, c: (i, l[:3], c), "images has 4 entries but label_images has 3"),
-    (lambda i, l, c: (i, l, [{}] * 4), r"classes\[0\]: no class for label 1"),
-    (lambda i, l, c: (i, l, None), "classes: needed for the 3 classes"),
-    (lambda i, l, c: (i, [x[:10] for x in l], c), r"label_images\[0\]: expected integer labels of shape \(48, 48\)"),
-    (lambda i, l, c: ([{"pcna": x["pcna"][None]} for x in i], l, c), r"images\[0\]\['pcna'\]: expected an \(H, W\)"),
+    (lambda im, lab, cl: (im, lab[:3], cl), "images has 4 entries but label_images has 3"),
+    (lambda im, lab, cl: (im, lab, [{}] * 4), r"classes\[0\]: no class for label 1"),
+    (lambda im, lab, cl: (im, lab, None), "classes: needed for the 3 classes"),
+    (lambda im, lab, cl: (im, [x[:10] for x in lab], cl),
+     r"label_images\[0\]: expected integer labels of shape \(48, 48\)"),
+    (lambda im, lab, cl: ([{"pcna": x["pcna"][None]} for x in im], lab, cl),
+     r"images\[0\]\['pcna'\]: expected an \(H, W\)"),
 ])
 def test_bad_arrays_are_refused_before_training(tmp_path, change, message):
     images, label_images, classes = change(*discs_in_memory(4))

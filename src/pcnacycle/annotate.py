@@ -18,10 +18,10 @@ from typing import Sequence
 import numpy as np
 
 from .config import CfgNode
+from .data.channels import channel_files, channel_sources, read_channels
+from .engine.predictor import Predictor
 from .errors import PcnacycleError
 from .io import write_json
-from .engine.predictor import Predictor
-from .data.channels import channel_files, channel_sources, read_channels
 
 log = logging.getLogger(__name__)
 

@@ -17,16 +17,16 @@ import pandas as pd
 
 from .config import load_config
 from .data.catalog import load_sample, read_records
+from .engine.predictor import Predictor
+from .engine.trainer import train
 from .errors import PcnacycleError
 from .evaluation.evaluator import evaluate
 from .evaluation.tracks import division_sentence, evaluate_tracks
-from .phases import PHASES
 from .io import MANIFEST_KEY, files_under, read_manifest, remove_outputs, write_json
+from .phases import PHASES
 from .pipeline import run
-from .engine.predictor import Predictor
 from .report import HtmlReport, legend_html, phase_overlay, png_bytes
 from .simulation.simulator import simulate
-from .engine.trainer import train
 
 #: Marks a folder as a demo's, so ``--overwrite`` never deletes anything else.
 MARKER = "demo.json"

@@ -33,14 +33,23 @@ from skimage import transform
 from tqdm import tqdm
 
 from .config import CfgNode
-from .errors import PcnacycleError
-from .phases import CLASSES, PHASE_COLOURS, PHASES
-from .io import (MANIFEST_KEY, atomic_path, atomic_write, files_under, log_to_file, move_into, read_manifest,
-                 remove_outputs, write_json)
 from .data.movie import MovieReader
 from .engine.predictor import Predictor, load_weights_path
-from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
+from .errors import PcnacycleError
+from .io import (
+    MANIFEST_KEY,
+    atomic_path,
+    atomic_write,
+    files_under,
+    log_to_file,
+    move_into,
+    read_manifest,
+    remove_outputs,
+    write_json,
+)
+from .phases import CLASSES, PHASE_COLOURS, PHASES
 from .settings import RunSettings, median_diameter
+from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
 from .tracking.tracker import frame_detections, probability_column, relabel_masks, track, write_ctc
 
 log = logging.getLogger(__name__)
@@ -84,7 +93,8 @@ def _open_inputs(pcna: str | os.PathLike, dic, pcna_channel, dic_channel) -> tup
         dic_movie = MovieReader(dic if dic is not None else pcna, dic_channel)
         if (dic_movie.frames, dic_movie.shape) != (pcna_movie.frames, pcna_movie.shape):
             raise PcnacycleError(
-                f"PCNA {pcna_movie.path} is {pcna_movie.frames} frame(s) of {pcna_movie.shape[0]}×{pcna_movie.shape[1]} "
+                f"PCNA {pcna_movie.path} is {pcna_movie.frames} frame(s) of "
+                f"{pcna_movie.shape[0]}×{pcna_movie.shape[1]} "
                 f"but DIC {dic_movie.path} is {dic_movie.frames} frame(s) of {dic_movie.shape[0]}×{dic_movie.shape[1]}"
                 + (" (one is a single image, the other a movie)" if 1 in (pcna_movie.frames, dic_movie.frames) else "")
             )
@@ -249,7 +259,7 @@ def input_scale(predictor: Predictor, pcna_movie: MovieReader, dic_movie: MovieR
     if measured is None:
         frames = sorted({0, pcna_movie.frames // 2, pcna_movie.frames - 1})
         measured, scale = None, 1.0
-        for attempt in range(2):  # measure; when far off, resize and measure again
+        for _ in range(2):  # measure; when far off, resize and measure again
             areas = np.concatenate([np.bincount(_predict_scaled(predictor, _frame_channels(pcna_movie, dic_movie, t),
                                                                 scale)["label_image"].ravel())[1:]
                                     for t in frames])
@@ -429,7 +439,7 @@ def plot_timeline(resolved: pd.DataFrame, path: Path, frame_interval: float) -> 
     hours = frame_interval / 60
     for track_id, cell in tracks:
         y = row[track_id]
-        for phase, chunk in cell.groupby((cell["phase"] != cell["phase"].shift()).cumsum()):
+        for _, chunk in cell.groupby((cell["phase"] != cell["phase"].shift()).cumsum()):
             name = chunk["phase"].iloc[0]
             ax.plot([chunk["frame"].min() * hours, (chunk["frame"].max() + 1) * hours], [y, y], lw=3,
                     color=np.array(PHASE_COLOURS.get(name, (150, 150, 150))) / 255, solid_capstyle="butt")

@@ -127,6 +127,7 @@ class _Row:
 def legend_html(classes: Sequence[str]) -> str:
     """Coloured chips naming each class, as used in the overlays."""
     chips = "".join(
-        f'<span style="background: rgb{PHASE_COLOURS.get(c, UNKNOWN_PHASE_COLOUR)}">{html.escape(c)}</span>' for c in classes
+        f'<span style="background: rgb{PHASE_COLOURS.get(c, UNKNOWN_PHASE_COLOUR)}">{html.escape(c)}</span>'
+        for c in classes
     )
     return f'<p class="legend">{chips}</p>'

@@ -95,7 +95,8 @@ class MovieReader:
         imagej = self._tiff.imagej_metadata or {}
         if imagej.get("finterval"):
             unit = str(imagej.get("tunit", "sec")).lower()
-            scale = {"min": 1.0, "minute": 1.0, "minutes": 1.0, "h": 60.0, "hour": 60.0, "hours": 60.0}.get(unit, 1 / 60)
+            minutes_per_unit = {"min": 1.0, "minute": 1.0, "minutes": 1.0, "h": 60.0, "hour": 60.0, "hours": 60.0}
+            scale = minutes_per_unit.get(unit, 1 / 60)
             return float(imagej["finterval"]) * scale
         if self._tiff.is_ome:
             import re

@@ -109,7 +109,8 @@ def wrap(model: torch.nn.Module, processes: Processes, device: torch.device) -> 
     """``model`` in DistributedDataParallel (which first copies process 0's parameters to the others)."""
     if not processes.active:
         return model
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
 def barrier(processes: Processes) -> None:

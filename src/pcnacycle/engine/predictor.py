@@ -27,8 +27,8 @@ from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
 from ..config import CfgNode, config_from_dict
 from ..data.dataset import compose_channels
-from ..modeling.detectron2_layout import paste_in_box_aligned
 from ..errors import PcnacycleError
+from ..modeling.detectron2_layout import paste_in_box_aligned
 from ..modeling.model import FIRST_CONV, build_model, read_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,8 @@ def _paint(objects: list[dict], shape: tuple[int, int], num_classes: int) -> dic
         "label_image": label_image,
         "scores": np.array([o["score"] for o in kept], np.float32),
         "labels": np.array([o["label"] for o in kept], np.int64),
-        "probs": np.stack([o["probs"] for o in kept]).astype(np.float32) if kept else np.zeros((0, num_classes), np.float32),
+        "probs": (np.stack([o["probs"] for o in kept]).astype(np.float32) if kept
+                  else np.zeros((0, num_classes), np.float32)),
         "boxes": np.stack([o["box"] for o in kept]).astype(np.float32) if kept else np.zeros((0, 4), np.float32),
     }
 

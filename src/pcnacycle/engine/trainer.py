@@ -31,20 +31,29 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Mapping, Sequence
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..config import CfgNode, dump_config
 from ..data.arrays import array_records
 from ..data.catalog import read_records
-from ..data.dataset import (InstanceDataset, TrainingSampler, collate, median_nucleus_diameter, read_split, select,
-                            split_records, write_split)
-from . import ddp
-from ..config import CfgNode, dump_config
-from ..evaluation.loop import make_training_evaluator
+from ..data.dataset import (
+    InstanceDataset,
+    TrainingSampler,
+    collate,
+    median_nucleus_diameter,
+    read_split,
+    select,
+    split_records,
+    write_split,
+)
 from ..errors import PcnacycleError
+from ..evaluation.loop import make_training_evaluator
 from ..io import atomic_write, log_to_file, write_text
 from ..modeling.model import build_model, is_norm_parameter, load_weights, resolve_device
+from . import ddp
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +255,8 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
     if checkpoint_path is None and resume:
         raise PcnacycleError(f"{output_dir}: --resume given but there is no {CHECKPOINT_POINTER} to resume from")
     if checkpoint_path is not None and not resume:
-        raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another --output")
+        raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another "
+                             "--output")
     with log_to_file(output_dir / "log.txt") if processes.is_main else ddp.warnings_only():
         device = ddp.start(processes, resolve_device(cfg.MODEL.DEVICE))
         try:

@@ -32,16 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import (
-    CfgNode,
-    config_from_dict,
-    get_default_config,
-    merge_overrides,
-    set_value,
-    validate,
-)
-from .detectron2_names import detectron2_to_pcnacycle_name, pcnacycle_to_detectron2_name
+from ..config import CfgNode, config_from_dict, get_default_config, merge_overrides, set_value, validate
 from ..errors import PcnacycleError
+from .detectron2_names import detectron2_to_pcnacycle_name, pcnacycle_to_detectron2_name
 
 log = logging.getLogger(__name__)
 

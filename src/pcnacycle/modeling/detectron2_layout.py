@@ -66,7 +66,9 @@ class Detectron2AnchorGenerator(AnchorGenerator):
         super().__init__(sizes, aspect_ratios)
         self.strides = tuple(strides)
 
-    def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32, device=torch.device("cpu")) -> Tensor:
+    # the signature of torchvision's AnchorGenerator.generate_anchors, which this overrides
+    def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32,
+                         device=torch.device("cpu")) -> Tensor:  # noqa: B008
         """(A, 4) cell anchors centred on 0, sizes outer and ratios inner as detectron2 orders them."""
         anchors = []
         for size in scales:

@@ -30,8 +30,15 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..config import CfgNode
 from ..errors import PcnacycleError
-from .detectron2_layout import (Detectron2AnchorGenerator, Detectron2RPN, FoldedPredictor, build_pooler,
-                                folded_class_groups, move_stride_to_1x1, pixel_mean_std)
+from .detectron2_layout import (
+    Detectron2AnchorGenerator,
+    Detectron2RPN,
+    FoldedPredictor,
+    build_pooler,
+    folded_class_groups,
+    move_stride_to_1x1,
+    pixel_mean_std,
+)
 from .roi_heads import PhaseRoIHeads
 
 log = logging.getLogger(__name__)
@@ -267,7 +274,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[st
     """
     source, _ = read_checkpoint(path)
     target = model.state_dict()
-    report = {"loaded": [], "adapted": [], "reinitialised": [], "missing": [], "unused": sorted(set(source) - set(target))}
+    report = {"loaded": [], "adapted": [], "reinitialised": [], "missing": [],
+              "unused": sorted(set(source) - set(target))}
     new_state = {}
     for name, tensor in target.items():
         if name not in source:
@@ -275,7 +283,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[st
         elif source[name].shape == tensor.shape:
             new_state[name] = source[name]
             report["loaded"].append(name)
-        elif name == FIRST_CONV and source[name].shape[0] == tensor.shape[0] and source[name].shape[2:] == tensor.shape[2:]:
+        elif (name == FIRST_CONV and source[name].shape[0] == tensor.shape[0]
+              and source[name].shape[2:] == tensor.shape[2:]):
             new_state[name] = adapt_first_conv(source[name], tensor.shape[1])
             report["adapted"].append(name)
         else:

@@ -20,9 +20,8 @@ def main(argv: list[str] | None = None) -> None:
                                      description="napari with the pcnacycle widgets, optionally opening a run folder")
     parser.add_argument("run", nargs="?", help="a run folder written by `pcnacycle run` or `pcnacycle correct`")
     args = parser.parse_args(argv)
-    import torchvision.ops  # noqa: F401  (before the canvas: see the module docstring)
-
     import napari
+    import torchvision.ops  # noqa: F401  (before the canvas: see the module docstring)
 
     from ..errors import PcnacycleError
     from . import register_manifest

@@ -16,8 +16,14 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, Pus
 from napari.qt.threading import thread_worker
 
 from ..errors import PcnacycleError
-from .annotation import (AnnotationStack, annotation_config, export_frames, load_annotations, parse_frames,
-                         save_labelmask)
+from .annotation import (
+    AnnotationStack,
+    annotation_config,
+    export_frames,
+    load_annotations,
+    parse_frames,
+    save_labelmask,
+)
 from .runfolder import LAYER_NAMES, phase_rgba
 
 #: The layer holding the nuclei being annotated.

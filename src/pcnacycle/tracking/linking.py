@@ -29,7 +29,8 @@ from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 
 
-def pairs_within(points_a: np.ndarray, points_b: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pairs_within(points_a: np.ndarray, points_b: np.ndarray,
+                 cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i, j) with squared distance below ``cutoff``, sorted by i then j, and that squared distance.
 
     The distance is computed as ``scipy.spatial.distance.cdist(..., "sqeuclidean")``
