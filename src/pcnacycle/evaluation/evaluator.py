@@ -29,6 +29,8 @@ from ..data.dataset import read_split, select
 from ..engine.predictor import load_model, load_weights_path
 from ..errors import PcnacycleError
 from ..io import atomic_write, write_json
+from ..report import score_table
+from ..safeguards import check_output_folder
 from .coco import coco_metrics, format_table
 from .confusion import classification_report, phase_confusion
 from .loop import predict_dataset
@@ -64,6 +66,8 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     ``report`` as nested dicts), ``images`` (count), ``weights``, ``split``.
     """
     weights = load_weights_path(weights)
+    if output is not None:
+        check_output_folder(output)  # before the scoring, not after it
     records = read_records(cfg)
     if split == "all":
         chosen = records
@@ -97,7 +101,8 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     })
     print(format_table(results))
     print(matching.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(report.to_string(float_format=lambda v: f"{v:.3f}"))
+    table, note = score_table(report)
+    print(table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="–") + (f"\n{note}" if note else ""))
     if output is not None:
         output = Path(output)
         write_json(output / "eval.json", results)
