@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from skimage.segmentation import find_boundaries
 
+from .evaluation.checks import DETECTION, PHASE_ACCURACY
 from .io import write_text
 from .phases import PHASE_COLOURS, UNKNOWN_PHASE_COLOUR
 
@@ -136,7 +137,7 @@ def score_table(report: pd.DataFrame | dict) -> tuple[pd.DataFrame, str | None]:
 
     Parameters
     ----------
-    report : :func:`pcnacycle.evaluate.classification_report`'s table, or
+    report : :func:`pcnacycle.evaluation.confusion.classification_report`'s table, or
         the ``{class: {precision, recall, f1, support}}`` dict of ``eval.json``
         (undefined scores as None or NaN).
 
@@ -160,10 +161,10 @@ def score_table(report: pd.DataFrame | dict) -> tuple[pd.DataFrame, str | None]:
 
 
 def _why_undefined(row: str, column: str) -> str:
-    """Why ``column`` of :func:`pcnacycle.evaluate.classification_report`'s ``row`` is 0/0."""
-    if row == "phase accuracy":  # evaluate.PHASE_ACCURACY (not imported: evaluate loads torch)
+    """Why ``column`` of :func:`pcnacycle.evaluation.confusion.classification_report`'s ``row`` is 0/0."""
+    if row == PHASE_ACCURACY:
         return "no nucleus was matched"
-    if row == "detection":  # evaluate.DETECTION
+    if row == DETECTION:
         return "nothing was detected" if column == "precision" else "no true nucleus"
     return f"nothing was predicted {row}" if column == "precision" else f"no true {row} nucleus"
 
