@@ -269,6 +269,20 @@ def demo_output_under_proc(tmp, mp):
     return ["demo", "--output", "/proc/pcnacycle-demo"]
 
 
+def batch_output_is_a_file(tmp, mp):
+    movie(tmp)
+    (tmp / "movies.csv").write_text("movie,pcna,frame_interval\nm1,pcna.tif,10\n")
+    (tmp / "summary").write_text("mine")
+    return ["batch", "--weights", str(weights(tmp)), "--manifest", str(tmp / "movies.csv"),
+            "--output", str(tmp / "summary"), "--workers", "1", "--quiet"]
+
+
+def correct_output_under_proc(tmp, mp):
+    assert main(run_args(tmp)) == 0
+    (tmp / "edits.yaml").write_text("edits: []\n")
+    return ["correct", str(tmp / "out"), "--edits", str(tmp / "edits.yaml"), "--output", "/proc/pcnacycle-fixed"]
+
+
 # ------------------------------------------------------------------ simulate
 
 
@@ -340,6 +354,8 @@ CASES = [
     Case("demo --output is a file", demo_output_is_a_file, 2, "demo: exists and is not a folder"),
     Case("demo --output under /proc", demo_output_under_proc, 2, "cannot write in /proc"),
     Case("demo --overwrite a folder not ours", demo_overwrite_a_folder_not_ours, 2, "not written by pcnacycle demo"),
+    Case("batch --output is a file", batch_output_is_a_file, 2, "summary: exists and is not a folder"),
+    Case("correct --output under /proc", correct_output_under_proc, 2, "cannot write in /proc"),
     Case("simulate --frames 5", simulate_short_movie, 0, "sim"),
     Case("simulate an enormous movie", simulate_enormous_movie, 2, "100000 frames of 2048×2048"),
     Case("simulate: disk too small", simulate_disk_too_small, 2, "needed on disk"),
