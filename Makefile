@@ -34,7 +34,9 @@ env: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
-	$(if $(TORCH_INDEX),$(VENV)/bin/python -m pip install "torch>=2.14,<2.15" "torchvision>=0.29,<0.30" --index-url $(TORCH_INDEX))
+	if [ -n "$(TORCH_INDEX)" ]; then \
+	    $(VENV)/bin/python -m pip install "torch>=2.14,<2.15" "torchvision>=0.29,<0.30" --index-url "$(TORCH_INDEX)"; \
+	fi
 	$(VENV)/bin/python -m pip install -e ".[test,napari]"
 	touch $@
 
