@@ -97,6 +97,13 @@ def truncated_tiff(tmp, mp):
     return run_args(tmp, tmp / "bad.tif")
 
 
+def truncated_imagej_movie(tmp, mp):
+    frames = tifffile.imread(movie(tmp, frames=5))
+    tifffile.imwrite(tmp / "ij.tif", frames, imagej=True, compression="zlib", metadata={"axes": "TYX"})
+    (tmp / "cut.tif").write_bytes((tmp / "ij.tif").read_bytes()[:1000])  # as simulate writes them, cut short
+    return run_args(tmp, tmp / "cut.tif")
+
+
 def four_d_without_axes(tmp, mp):
     tifffile.imwrite(tmp / "tcyx.tif", np.zeros((4, 2, 48, 48), np.uint16))  # tifffile names no axes: Q Q Y X
     return run_args(tmp, tmp / "tcyx.tif")
@@ -321,6 +328,8 @@ def simulate_overwrite_a_folder_not_ours(tmp, mp):
 
 CASES = [
     Case("truncated TIFF", truncated_tiff, 2, "bad.tif: the file is truncated"),
+    Case("truncated ImageJ movie", truncated_imagej_movie, 2, "cut.tif: the file is truncated or damaged (its "
+         "metadata declares 5 plane(s), 1 were found)"),
     Case("4-D TIFF without axes", four_d_without_axes, 2, "shape (4, 2, 48, 48) whose axes the file does not name"),
     Case("5-D TIFF without axes", five_d_without_axes, 2, "five.tif: a 5-D stack"),
     Case("1×1-pixel frames", one_pixel_frames, 2,

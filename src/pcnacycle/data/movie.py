@@ -123,16 +123,24 @@ class MovieReader:
         shaped = (self._tiff.shaped_metadata or ({},))[0]  # tifffile's own record of the first series' shape
         if shaped.get("shape"):
             declared = math.prod(shaped["shape"]) // (self.shape[0] * self.shape[1])
+        if declared and declared > planes:
+            raise PcnacycleError(f"{self.path}: the file is truncated or damaged (its metadata declares {declared} "
+                                 f"plane(s), {planes} were found); copy it again")
         size = self.path.stat().st_size
         series = self._series
         end = series.dataoffset + series.nbytes if series.dataoffset is not None else 0
-        for page in (series.pages[0], series.pages[-1]):
-            if page is not None:
-                end = max([end] + [o + n for o, n in zip(page.dataoffsets, page.databytecounts)])
-        if (declared and declared > planes) or end > size:
-            detail = (f"its metadata declares {declared} plane(s), {planes} were found"
-                      if declared and declared > planes else f"{size} bytes long, its frames need {end}")
-            raise PcnacycleError(f"{self.path}: the file is truncated or damaged ({detail}); copy it again")
+        if end <= size:  # a contiguous series ends inside the file: its last page can be looked at safely
+            try:
+                last = series.pages[-1]
+            except IndexError:  # the metadata promises planes whose pages were cut off
+                raise PcnacycleError(f"{self.path}: the file is truncated or damaged (its metadata declares {planes} "
+                                     f"plane(s), {len(self._tiff.pages)} were found); copy it again") from None
+            for page in (series.pages[0], last):
+                if page is not None:
+                    end = max([end] + [o + n for o, n in zip(page.dataoffsets, page.databytecounts)])
+        if end > size:
+            raise PcnacycleError(f"{self.path}: the file is truncated or damaged ({size} bytes long, its frames need "
+                                 f"{end}); copy it again")
 
     def _memmap(self) -> np.ndarray:
         import tifffile
