@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 DEMO   ?= demo-output
+# Empty: torch comes from the default index, like every other package. On a CPU-only machine,
+# `make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs the small CPU build of torch first.
+TORCH_INDEX ?=
 
 .PHONY: demo test env clean-env
 
@@ -31,6 +34,9 @@ env: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
+	if [ -n "$(TORCH_INDEX)" ]; then \
+	    $(VENV)/bin/python -m pip install "torch>=2.14,<2.15" "torchvision>=0.29,<0.30" --index-url "$(TORCH_INDEX)"; \
+	fi
 	$(VENV)/bin/python -m pip install -e ".[test,napari]"
 	touch $@
 

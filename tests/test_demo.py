@@ -26,6 +26,7 @@ def test_demo_runs_end_to_end_and_writes_a_self_contained_report(tmp_path, caplo
     listed = json.loads((tmp_path / "demo" / MARKER).read_text())["outputs"]
     assert {"report.html", "train/model_final.pt", "run/run.json", MARKER} <= set(listed)
     assert "Divisions: " in page and "Validation: segm AP50" in page
+    assert str(tmp_path) not in page and "`" not in page  # no absolute path, no literal backticks
 
 
 def test_demo_never_overwrites_a_folder_it_did_not_write(tmp_path):

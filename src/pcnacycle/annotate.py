@@ -22,6 +22,7 @@ from .data.channels import channel_files, channel_sources, read_channels
 from .engine.predictor import Predictor
 from .errors import PcnacycleError
 from .io import write_json
+from .safeguards import check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +155,7 @@ def preannotate(weights: str | os.PathLike, images: Sequence[str | os.PathLike],
     for path in paths:
         if not path.is_file():
             raise PcnacycleError(f"{path}: no such image file")
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise PcnacycleError(f"{output}: exists and is not a folder; choose another --output")
+    output = check_output_folder(output)
     existing = [output / OUTPUT_NAMES[f] for f in fmt if (output / OUTPUT_NAMES[f]).exists()]
     if existing and not overwrite:
         raise PcnacycleError(f"{existing[0]} already exists (perhaps with your corrections); choose another --output "

@@ -38,6 +38,7 @@ import pandas as pd
 
 from .errors import PcnacycleError
 from .io import MANIFEST_KEY, atomic_write, write_json
+from .safeguards import check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -339,9 +340,7 @@ def run_batch(weights: str | os.PathLike, manifest: str | os.PathLike, output: s
     settings = settings or RunSettings()
     weights = load_weights_path(weights).resolve()
     movies = read_movie_list(manifest)
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise PcnacycleError(f"{output}: exists and is not a folder; choose another --output")
+    output = check_output_folder(output)
     results = {m.name: {"movie": m.name, "status": "skipped", "error": None, "seconds": 0.0} for m in movies}
     pending = []
     for movie in movies:

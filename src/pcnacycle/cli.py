@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", type=int, default=40, help="cells in the first frame (default 40)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--frame-interval", type=float, default=10.0, help="minutes between frames (default 10)")
-    p.add_argument("--annotated-frames", type=int, default=25, help="frames written to annotated/ (default 25)")
+    p.add_argument("--annotated-frames", type=int,
+                   help="frames written to annotated/ (default 25, or all of a shorter movie)")
     p.add_argument("--jitter", type=float, default=0.0, help="stage jitter between frames, pixels (default 0)")
     p.add_argument("--arrested-fraction", type=float, default=0.0, help="fraction of arrested cells (default 0)")
     p.add_argument("--phase-minutes", metavar="G1=M,S=M,G2=M,M=M",
@@ -360,6 +361,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        from .safeguards import os_error_message
+
+        # a full disk or a folder turned read-only mid-way is the machine's trouble, not a bug: one line
+        message = os_error_message(exc, getattr(args, "output", None))
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from .evaluation.tracks import division_sentence, evaluate_tracks
 from .io import MANIFEST_KEY, files_under, read_manifest, remove_outputs, write_json
 from .phases import PHASES
 from .pipeline import run
-from .report import HtmlReport, legend_html, phase_overlay, png_bytes
+from .report import HtmlReport, legend_html, phase_overlay, png_bytes, score_table
+from .safeguards import check_output_folder
 from .simulation.simulator import simulate
 
 #: Marks a folder as a demo's, so ``--overwrite`` never deletes anything else.
@@ -58,8 +59,7 @@ def prepare_output(output: Path, overwrite: bool) -> set[str]:
     ``overwrite`` is set; then only the files that demo wrote are removed, and
     the demo says so.
     """
-    if output.exists() and not output.is_dir():
-        raise PcnacycleError(f"{output}: exists and is not a folder; choose another --output")
+    check_output_folder(output)
     if output.exists() and any(output.iterdir()):
         if not overwrite:
             raise PcnacycleError(f"{output} is not empty; choose another --output or pass --overwrite")
@@ -166,7 +166,10 @@ def write_demo_report(output: Path, cfg, weights: Path, results: dict, tracking:
         page.image(output / "train" / "loss_curve.png", "training loss", width=560)
         page.image(output / "eval" / "confusion.png", "phase of matched nuclei (IoU ≥ 0.5), with missed and "
                                                        "spurious ones", width=420)
-    page.table(pd.DataFrame(results["phase"]["report"]).T.astype(float), "{:.3f}")
+    scores, note = score_table(results["phase"]["report"])
+    page.table(scores, "{:.3f}")
+    if note:
+        page.text(note)
     page.heading("Tracks and phase durations on the whole test movie")
     page.text("Cell Tracking Challenge measures (py-ctcmetrics) of `pcnacycle run`'s tracks against the "
               "simulator's ground truth, per-frame accuracy of the resolved phase, and the error of each "
@@ -179,9 +182,11 @@ def write_demo_report(output: Path, cfg, weights: Path, results: dict, tracking:
     with page.row():
         page.image(output / "run" / "timeline.png", "cells of the test movie, coloured by resolved phase",
                    width=560)
-        page.image(png_bytes(durations_figure(output / "run", output / "sim_test", tracking)),
-                   "phase durations found vs true (uncut phases of matched cells)", width=560)
-    page.text(f"Files: {output.resolve()} — sim_train/, sim_test/ (movies with ground truth), train/ "
+        if tracking.get("phases"):
+            page.image(png_bytes(durations_figure(tracking)),
+                       "phase durations found vs true, over the cells of the table above: cells matched to a true "
+                       "cell whose phase the movie shows complete in both", width=560)
+    page.text("Files, beside this report: sim_train/, sim_test/ (movies with ground truth), train/ "
               "(checkpoints, metrics.jsonl), eval/ (eval.json, confusion.csv, matching.csv), run/ (masks.tif, "
               "objects.csv, phases.csv, ctc/), track_eval/.")
     return page.save(output / "report.html")
@@ -212,28 +217,24 @@ def tracking_summary(tracking: dict) -> dict[str, float]:
     return {key: (np.nan if value is None else float(value)) for key, value in summary.items()}
 
 
-def durations_figure(run_dir: Path, movie_dir: Path, tracking: dict):
-    """Box plots of complete phase durations, found by ``run`` beside the simulator's truth."""
+def durations_figure(tracking: dict):
+    """Box plots of the phase durations the report's table compares, true beside found, per phase.
+
+    Each box holds the cells that :func:`pcnacycle.evaluation.tracks.evaluate_tracks`
+    matched to a true cell and whose phase the movie shows complete on both
+    sides, so its counts are the table's ``n``.
+    """
     from matplotlib.figure import Figure  # drawn on its own Figure: no pyplot state, no backend switch
 
-    from .evaluation.tracks import complete_phases
-
-    def complete_minutes(folder: Path) -> dict[str, np.ndarray]:
-        durations = pd.read_csv(folder / "phases.csv")
-        complete = complete_phases(durations, pd.read_csv(folder / "objects.csv"))
-        by_track = durations.set_index("track")
-        return {p: by_track.loc[complete.index[complete[p]], f"{p}_minutes"].to_numpy() for p in PHASES}
-
-    found, true = complete_minutes(run_dir), complete_minutes(movie_dir / "truth")
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
+    durations = tracking["phases"]["durations"]
     phases = list(PHASES)
     positions = np.arange(len(phases)) * 3
-    ax.boxplot([true[p] for p in phases], positions=positions, widths=0.8, patch_artist=True,
-               boxprops={"facecolor": "0.85"})
-    ax.boxplot([found[p] for p in phases], positions=positions + 1, widths=0.8, patch_artist=True,
-               boxprops={"facecolor": "#9cd"})
-    ax.set_xticks(positions + 0.5, [f"{p}\ntrue | found\n(n={len(true[p])} | {len(found[p])})" for p in phases])
-    ax.set(ylabel="minutes", title="complete phases: simulator truth (grey) vs pcnacycle run (blue)")
+    fig = Figure(figsize=(5.6, 3.6))
+    ax = fig.subplots()
+    for offset, key, colour in ((0, "true_minutes", "0.85"), (1, "found_minutes", "#9cd")):
+        ax.boxplot([durations[p][key] for p in phases], positions=positions + offset, widths=0.8,
+                   patch_artist=True, boxprops={"facecolor": colour})
+    ax.set_xticks(positions + 0.5, [f"{p}\nn={durations[p]['n']}" for p in phases])
+    ax.set(ylabel="minutes", title="matched cells: true (grey) vs found (blue)")
     fig.tight_layout()
     return fig

@@ -48,6 +48,7 @@ from .io import (
     write_json,
 )
 from .phases import CLASSES, PHASE_COLOURS, PHASES
+from .safeguards import check_free_space, check_output_folder, output_lock, reserve_disk_space
 from .settings import RunSettings, median_diameter
 from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
 from .tracking.tracker import frame_detections, probability_column, relabel_masks, track, write_ctc
@@ -112,8 +113,6 @@ def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> tuple[
     A folder holding anything but an earlier run (its ``run.json`` lists what
     it wrote) is refused, and so is one holding an input.
     """
-    if output.exists() and not output.is_dir():
-        raise PcnacycleError(f"{output}: exists and is not a folder; choose another --output")
     previous = None
     if output.exists() and any(output.iterdir()):
         if not overwrite:
@@ -154,7 +153,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
     if frame_interval is not None:
         check_frame_interval(frame_interval)
     weights = load_weights_path(weights)
-    output = Path(output)
+    output = check_output_folder(output)
     pcna_movie, dic_movie = _open_inputs(pcna, dic, pcna_channel, dic_channel)
     predictor = predictor if predictor is not None else Predictor(weights, cfg)
     cfg = predictor.cfg
@@ -163,43 +162,50 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
         raise PcnacycleError(f"{weights} takes INPUT.CHANNELS {cfg.INPUT.CHANNELS}: give the DIC movie with --dic "
                              "(or --dic-channel for a hyperstack)")
     inputs = [pcna_movie.path] + ([dic_movie.path] if dic_movie else [])
-    stage, previous = _prepare_output(output, inputs, overwrite)
-    try:
-        with log_to_file(stage / "log.txt"):
-            if frame_interval is None:
-                frame_interval = pcna_movie.frame_interval
+    with output_lock(output):  # a second run into the same folder is refused, not mixed with this one
+        frames, (height, width) = pcna_movie.frames, pcna_movie.shape
+        # the detections memmap and masks.tif (at most its uncompressed size) exist together before the memmap goes
+        check_free_space(output.parent, 2 * frames * height * width * np.dtype(np.uint16).itemsize,
+                         f"the detections and masks of {frames} frame(s) of {height}×{width}")
+        stage, previous = _prepare_output(output, inputs, overwrite)
+        try:
+            with log_to_file(stage / "log.txt"):
+                for warning in pcna_movie.content_warnings() + (dic_movie.content_warnings() if dic_movie else []):
+                    log.warning(warning)
                 if frame_interval is None:
-                    frame_interval = DEFAULT_FRAME_INTERVAL
-                    log.warning("no frame interval given or found in %s: assuming %g minutes (use --frame-interval)",
-                                pcna_movie.path, frame_interval)
-            check_frame_interval(frame_interval)
-            class_names = list(cfg.MODEL.CLASS_NAMES)
-            scale, scale_info = input_scale(predictor, pcna_movie, dic_movie, settings)
-            raw_labels, detections = _detect(predictor, pcna_movie, dic_movie, stage, settings, scale, progress)
-            tracked, durations, summary = analyse(detections, frame_interval, settings, class_names, progress)
-            write_outputs(stage, tracked, durations, raw_labels, frame_interval, class_names, progress)
-            del raw_labels
-            (stage / "detections.npy").unlink()
-            summary.update(scale_info)
-            summary.update({"weights": str(weights), "pcna": str(pcna_movie.path),
-                            "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
-                            "settings": settings.to_dict(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-            summary[MANIFEST_KEY] = sorted(files_under(stage) | {RUN_MARKER})
-            write_json(stage / RUN_MARKER, summary)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    finally:
-        pcna_movie.close()
-        if dic_movie:
-            dic_movie.close()
-    if previous is not None:
-        # only what the earlier run wrote goes; the user's own files in the folder stay
-        remove_outputs(output, previous)
-    if output.exists():
-        move_into(stage, output)
-    else:
-        stage.rename(output)
+                    frame_interval = pcna_movie.frame_interval
+                    if frame_interval is None:
+                        frame_interval = DEFAULT_FRAME_INTERVAL
+                        log.warning("no frame interval given or found in %s: assuming %g minutes "
+                                    "(use --frame-interval)", pcna_movie.path, frame_interval)
+                check_frame_interval(frame_interval)
+                class_names = list(cfg.MODEL.CLASS_NAMES)
+                scale, scale_info = input_scale(predictor, pcna_movie, dic_movie, settings)
+                raw_labels, detections = _detect(predictor, pcna_movie, dic_movie, stage, settings, scale, progress)
+                tracked, durations, summary = analyse(detections, frame_interval, settings, class_names, progress)
+                write_outputs(stage, tracked, durations, raw_labels, frame_interval, class_names, progress)
+                del raw_labels
+                (stage / "detections.npy").unlink()
+                summary.update(scale_info)
+                summary.update({"weights": str(weights), "pcna": str(pcna_movie.path),
+                                "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
+                                "settings": settings.to_dict(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+                summary[MANIFEST_KEY] = sorted(files_under(stage) | {RUN_MARKER})
+                write_json(stage / RUN_MARKER, summary)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        finally:
+            pcna_movie.close()
+            if dic_movie:
+                dic_movie.close()
+        if previous is not None:
+            # only what the earlier run wrote goes; the user's own files in the folder stay
+            remove_outputs(output, previous)
+        if output.exists():
+            move_into(stage, output)
+        else:
+            stage.rename(output)
     log.info("run finished: %s", output)
     return output
 
@@ -293,6 +299,7 @@ def _detect(predictor: Predictor, pcna_movie, dic_movie, stage: Path, settings: 
     # tracking, so the movie is never held twice in memory.
     raw_labels = np.lib.format.open_memmap(stage / "detections.npy", mode="w+", dtype=np.uint16,
                                            shape=(frames, height, width))
+    reserve_disk_space(stage / "detections.npy")
     tables = []
     for t in tqdm(range(frames), desc="detect", unit="frame", disable=not progress):
         channels = _frame_channels(pcna_movie, dic_movie, t)

@@ -10,6 +10,7 @@ import base64
 import html
 import io as _io
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 from skimage.segmentation import find_boundaries
 
+from .evaluation.checks import DETECTION, PHASE_ACCURACY
 from .io import write_text
 from .phases import PHASE_COLOURS, UNKNOWN_PHASE_COLOUR
 
@@ -72,7 +74,8 @@ class HtmlReport:
         self.parts.append(f"<h2>{html.escape(text)}</h2>")
 
     def text(self, text: str) -> None:
-        self.parts.append(f"<p>{html.escape(text)}</p>")
+        """A paragraph; `backticked` words are set as code (the backticks themselves are not shown)."""
+        self.parts.append(f"<p>{inline_code(html.escape(text))}</p>")
 
     def table(self, frame: pd.DataFrame, float_format: str = "{:.2f}") -> None:
         self.parts.append(frame.to_html(float_format=lambda v: float_format.format(v), na_rep="–", border=0,
@@ -122,6 +125,48 @@ class _Row:
 
     def __exit__(self, *exc):
         self.report.parts.append("</div>")
+
+
+def inline_code(escaped: str) -> str:
+    """Markdown-style `code` spans of already-escaped text as ``<code>`` elements."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
+def score_table(report: pd.DataFrame | dict) -> tuple[pd.DataFrame, str | None]:
+    """A per-class precision/recall/F1 table ready to print, and a note on the scores it cannot give.
+
+    Parameters
+    ----------
+    report : :func:`pcnacycle.evaluation.confusion.classification_report`'s table, or
+        the ``{class: {precision, recall, f1, support}}`` dict of ``eval.json``
+        (undefined scores as None or NaN).
+
+    Returns
+    -------
+    table : DataFrame
+        ``precision``, ``recall``, ``f1`` as float (NaN where undefined, for
+        printing as "–") and ``support`` as int.
+    note : str or None
+        Why each undefined score is undefined, e.g. "–: precision of M is
+        undefined, nothing was predicted M".
+    """
+    table = report.copy() if isinstance(report, pd.DataFrame) else pd.DataFrame.from_dict(report, orient="index")
+    scores = ["precision", "recall", "f1"]
+    table[scores] = table[scores].astype(float)
+    table["support"] = table["support"].astype(np.int64)
+    undefined = [f"{column} of {name} ({_why_undefined(str(name), column)})"
+                 for name, row in table.iterrows() for column in ("precision", "recall") if np.isnan(row[column])]
+    note = "– marks a score that is 0/0, undefined: " + "; ".join(undefined) if undefined else None
+    return table, note
+
+
+def _why_undefined(row: str, column: str) -> str:
+    """Why ``column`` of :func:`pcnacycle.evaluation.confusion.classification_report`'s ``row`` is 0/0."""
+    if row == PHASE_ACCURACY:
+        return "no nucleus was matched"
+    if row == DETECTION:
+        return "nothing was detected" if column == "precision" else "no true nucleus"
+    return f"nothing was predicted {row}" if column == "precision" else f"no true {row} nucleus"
 
 
 def legend_html(classes: Sequence[str]) -> str:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..errors import PcnacycleError
 from ..io import MANIFEST_KEY, files_under, log_to_file, move_into, remove_outputs, write_json
+from ..safeguards import check_output_folder
 from ..settings import RunSettings, load_settings
 from .edits import check_edits, read_edits, write_edits
 from .operations import FIXED_PHASE, LINEAGE_FIXED, RunState, apply_edits
@@ -200,7 +201,7 @@ def correct_run(run_dir: str | os.PathLike, edits: list[dict[str, Any]] | str | 
     if in_place == (output is not None):
         raise PcnacycleError("give either an output folder (--output) or in_place=True (--in-place)")
     if not in_place:
-        output = Path(output)
+        output = check_output_folder(output)
         if output.resolve() == run_dir.resolve() or run_dir.resolve() in output.resolve().parents:
             raise PcnacycleError(f"--output {output} is (inside) the run folder {run_dir}, which is never changed "
                                  "but with --in-place; choose another folder")

@@ -53,6 +53,7 @@ from ..errors import PcnacycleError
 from ..evaluation.loop import make_training_evaluator
 from ..io import atomic_write, log_to_file, write_text
 from ..modeling.model import build_model, is_norm_parameter, load_weights, resolve_device
+from ..safeguards import check_output_folder
 from . import ddp
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: 
                     process_rng: list[dict] | None = None) -> None:
     """Write a checkpoint atomically; loadable with ``torch.load(weights_only=True)``.
 
-    ``process_rng`` is every training process's random state (:func:`pcnacycle.ddp.random_states`),
+    ``process_rng`` is every training process's random state (:func:`pcnacycle.engine.ddp.random_states`),
     saved so that each process of a resumed multi-process run continues its own stream.
     """
     state = {
@@ -188,24 +189,29 @@ def plot_loss_curve(metrics_path: Path, out_path: Path) -> None:
     rows = read_metrics(metrics_path)
     train_rows = [r for r in rows if "total_loss" in r]
     eval_rows = [r for r in rows if any(k.endswith("/AP50") for k in r)]
-    fig = Figure(figsize=(11 if eval_rows else 6, 4))
-    axes = fig.subplots(1, 2 if eval_rows else 1, squeeze=False)
+    # 560 px wide at 100 dpi, the width reports show it at, so its 9-point text stays readable; validation
+    # AP goes in a panel below the loss, on the same iterations
+    fig = Figure(figsize=(5.6, 5.6 if eval_rows else 3.6))
+    axes = fig.subplots(2 if eval_rows else 1, 1, squeeze=False, sharex=True,
+                        gridspec_kw={"height_ratios": [3, 2] if eval_rows else [1]})
     ax = axes[0, 0]
     its = [r["iteration"] for r in train_rows]
     for key in [k for k in (train_rows[0] if train_rows else {}) if k.startswith("loss_")] + ["total_loss"]:
-        ax.plot(its, [r[key] for r in train_rows], label=key, lw=2 if key == "total_loss" else 1)
-    ax.set(xlabel="iteration", ylabel="loss", title="training loss", yscale="log")
-    ax.legend(fontsize=7)
+        ax.plot(its, [r[key] for r in train_rows], label=key.removeprefix("loss_"), lw=2 if key == "total_loss" else 1)
+    ax.set(ylabel="loss", title="training loss", yscale="log")
+    ax.legend(fontsize=8, ncol=3)
     if eval_rows:
-        ax = axes[0, 1]
+        ax = axes[1, 0]
         for key in sorted({k for r in eval_rows for k in r if k.endswith("/AP50")}):
-            ax.plot([r["iteration"] for r in eval_rows], [r.get(key) for r in eval_rows], "o-", label=key)
-        last = max(r["iteration"] for r in rows)
-        ax.set(xlabel="iteration", ylabel="AP50 (%)", title="validation", ylim=(0, 100), xlim=(0, last * 1.03))
-        ax.legend(fontsize=7)
+            points = [(r["iteration"], r[key]) for r in eval_rows if r.get(key) is not None]
+            # the last value in words: a lone point (evaluated only at the end) is not left to read off an axis
+            ax.plot(*zip(*points), "o-", label=f"{key}: {points[-1][1]:.1f} at iteration {points[-1][0]}")
+        ax.set(ylabel="validation AP50 (%)", ylim=(0, 100))
+        ax.legend(fontsize=8)
+    axes[-1, 0].set(xlabel="iteration", xlim=(0, max((r["iteration"] for r in rows), default=1) * 1.03))
     fig.tight_layout()
     with atomic_write(out_path) as handle:
-        fig.savefig(handle, format="png", dpi=110)
+        fig.savefig(handle, format="png", dpi=100)
 
 
 # ---------------------------------------------------------------- the loop
@@ -248,8 +254,7 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
     if root is not None and (output_dir.resolve() == root or root in output_dir.resolve().parents):
         raise PcnacycleError(f"--output {output_dir} lies in the dataset folder DATASETS.ROOT {cfg.DATASETS.ROOT}; "
                              "checkpoints and logs do not belong in the data: choose another --output")
-    if output_dir.exists() and not output_dir.is_dir():
-        raise PcnacycleError(f"--output {output_dir}: exists and is not a folder")
+    check_output_folder(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = latest_checkpoint(output_dir)
     if checkpoint_path is None and resume:

@@ -30,6 +30,8 @@ from ..data.dataset import read_split, select
 from ..engine.predictor import Predictor, load_weights_path
 from ..errors import PcnacycleError
 from ..io import atomic_write, write_json
+from ..report import score_table
+from ..safeguards import check_output_folder
 from .coco import coco_metrics, format_table
 from .confusion import classification_report, phase_confusion
 from .loop import predict_dataset
@@ -65,6 +67,8 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     ``report`` as nested dicts), ``images`` (count), ``weights``, ``split``.
     """
     weights = load_weights_path(weights)
+    if output is not None:
+        check_output_folder(output)  # before the scoring, not after it
     records = read_records(cfg)
     if split == "all":
         chosen = records
@@ -111,5 +115,6 @@ def format_evaluation(results: dict) -> str:
     """The plain-text tables of an :func:`evaluate` result: COCO AP, matching scores, phase report."""
     matching = pd.DataFrame(results["matching"])
     report = pd.DataFrame.from_dict(results["phase"]["report"], orient="index").astype(float)
+    table, note = score_table(report)  # undefined scores as "–", support as whole numbers
     return "\n".join([format_table(results), matching.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
-                      report.to_string(float_format=lambda v: f"{v:.3f}")])
+                      table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="–") + (f"\n{note}" if note else "")])

@@ -270,8 +270,9 @@ def pair_mitoses(objects: pd.DataFrame, segment: np.ndarray, divisions: np.ndarr
     from_end = np.bincount(segment, minlength=n_segments)[segment] - 1 - rank
     best_start = np.zeros(n_segments)
     best_end = np.zeros(n_segments)
-    np.maximum.at(best_start, segment[rank < mitosis_window], p_mitosis[rank < mitosis_window])
-    np.maximum.at(best_end, segment[from_end < mitosis_window], p_mitosis[from_end < mitosis_window])
+    with np.errstate(invalid="ignore"):  # NaN (a model without an M class) stays NaN: no M evidence, no warning
+        np.maximum.at(best_start, segment[rank < mitosis_window], p_mitosis[rank < mitosis_window])
+        np.maximum.at(best_end, segment[from_end < mitosis_window], p_mitosis[from_end < mitosis_window])
 
     segment_size = np.bincount(segment, minlength=n_segments)
     segment_end = np.full(n_segments, -1)
