@@ -18,8 +18,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
-from conftest import draw_discs, make_dsb_folder, tiny_overrides
 
+from conftest import draw_discs, make_dsb_folder, tiny_overrides
 from pcnacycle.cli import main
 
 

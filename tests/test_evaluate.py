@@ -342,7 +342,8 @@ def test_rle_input_gives_the_figures_of_mask_input():
     assert coco_metrics(rle_truth, rle_predictions, CLASSES) == coco_metrics(ground_truth, predictions, CLASSES)
     assert phase_confusion(rle_truth, rle_predictions, CLASSES).equals(
         phase_confusion(ground_truth, predictions, CLASSES))
-    pd.testing.assert_frame_equal(matching_scores(rle_truth, rle_predictions), matching_scores(ground_truth, predictions))
+    pd.testing.assert_frame_equal(matching_scores(rle_truth, rle_predictions),
+                                  matching_scores(ground_truth, predictions))
     # the RLE route's IoUs are the pixel-counting ones
     from pcnacycle.evaluation.checks import _check_instances
     from pcnacycle.evaluation.matching import _instance_iou
@@ -385,7 +386,8 @@ def test_rles_of_another_size_are_named():
     from pcnacycle.evaluation.rle import encode_masks
 
     gt = truth([disc(12, 12, 5)], [G1G2])
-    wrong = {"rles": encode_masks(stack([disc(12, 12, 5, shape=(32, 32))], (32, 32))), "shape": SHAPE, "labels": [1], "scores": [1.0]}
+    other_size = stack([disc(12, 12, 5, shape=(32, 32))], (32, 32))
+    wrong = {"rles": encode_masks(other_size), "shape": SHAPE, "labels": [1], "scores": [1.0]}
     with pytest.raises(PcnacycleError, match=r"predictions\[0\]\['rles'\]\[0\] is not an RLE of an image of shape"):
         coco_metrics([gt], [wrong], CLASSES)
 

@@ -9,9 +9,9 @@ import tifffile
 from conftest import draw_discs, stand_in_predictor
 from pcnacycle import annotate
 from pcnacycle.config import load_config
+from pcnacycle.data.annotations import polygon_fault
 from pcnacycle.data.catalog import load_sample, read_records
 from pcnacycle.data.dataset import augment, compose_channels, split_records
-from pcnacycle.data.annotations import polygon_fault
 from pcnacycle.data.deepcell import npz_array
 from pcnacycle.errors import PcnacycleError
 

@@ -340,15 +340,14 @@ def test_final_weights_are_saved_before_the_final_evaluation_which_minus_one_ski
 
     monkeypatch.setattr(trainer_module, "make_training_evaluator", evaluator)
     out = tmp_path / "scored"
-    train(load_config(None, tiny_overrides(dsb_root, **{"SOLVER.MAX_ITER": 4, "SOLVER.STEPS": "[3]", "TEST.EVAL_PERIOD": 2})), out,
-          progress=False)
+    short = {"SOLVER.MAX_ITER": 4, "SOLVER.STEPS": "[3]"}
+    train(load_config(None, tiny_overrides(dsb_root, **short, **{"TEST.EVAL_PERIOD": 2})), out, progress=False)
     assert seen == [(2, False), (4, True)]
     assert (out / "last_checkpoint").read_text().strip() == "model_final.pt"
 
     seen.clear()
     out = tmp_path / "unscored"
-    train(load_config(None, tiny_overrides(dsb_root, **{"SOLVER.MAX_ITER": 4, "SOLVER.STEPS": "[3]", "TEST.EVAL_PERIOD": -1})), out,
-          progress=False)
+    train(load_config(None, tiny_overrides(dsb_root, **short, **{"TEST.EVAL_PERIOD": -1})), out, progress=False)
     assert seen == [] and (out / "model_final.pt").is_file()
     assert not [r for r in read_metrics(out) if "segm/AP50" in r]
 

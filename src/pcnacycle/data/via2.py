@@ -9,8 +9,15 @@ import numpy as np
 
 from ..config import CfgNode
 from ..errors import PcnacycleError
-from .annotations import (_dataset_folder, _log_unannotated, _read_json, _unique_image_id, annotation_file,
-                          check_polygon, polygon_fault)
+from .annotations import (
+    _dataset_folder,
+    _log_unannotated,
+    _read_json,
+    _unique_image_id,
+    annotation_file,
+    check_polygon,
+    polygon_fault,
+)
 from .channels import channel_files, channel_sources, check_channel_files, read_channels
 from .classes import class_lookup
 

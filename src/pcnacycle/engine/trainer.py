@@ -121,7 +121,9 @@ def build_scheduler(cfg: CfgNode, optimizer) -> torch.optim.lr_scheduler.LambdaL
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: int, cfg: CfgNode,
                     process_rng: list[dict] | None = None, rng: dict | None = None) -> None:
-    """Write a checkpoint atomically and point ``last_checkpoint`` at it; loadable with ``torch.load(weights_only=True)``.
+    """Write a checkpoint atomically and point ``last_checkpoint`` at it.
+
+    It loads with ``torch.load(weights_only=True)``.
 
     ``process_rng`` is every training process's random state (:func:`pcnacycle.ddp.random_states`),
     saved so that each process of a resumed multi-process run continues its own stream. ``rng`` is
