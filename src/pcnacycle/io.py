@@ -198,3 +198,20 @@ def move_into(source: str | os.PathLike, destination: str | os.PathLike) -> None
     for folder in sorted((p for p in source.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
         folder.rmdir()
     source.rmdir()
+
+
+def publish(stage: str | os.PathLike, output: str | os.PathLike, previous: Iterable[str] | None) -> None:
+    """Put a finished staging folder in place of ``output``.
+
+    ``previous`` is the manifest of the earlier run in ``output`` (None when
+    there is none): only those files are removed, so the user's own files in
+    the folder stay. A new folder is one rename; into an existing one the
+    files are moved one by one.
+    """
+    stage, output = Path(stage), Path(output)
+    if previous is not None:
+        remove_outputs(output, previous)
+    if output.exists():
+        move_into(stage, output)
+    else:
+        stage.rename(output)

@@ -36,17 +36,7 @@ from .config import CfgNode
 from .data.movie import MovieReader
 from .engine.predictor import Predictor, load_weights_path
 from .errors import PcnacycleError
-from .io import (
-    MANIFEST_KEY,
-    atomic_path,
-    atomic_write,
-    files_under,
-    log_to_file,
-    move_into,
-    read_manifest,
-    remove_outputs,
-    write_json,
-)
+from .io import MANIFEST_KEY, atomic_path, atomic_write, files_under, log_to_file, publish, read_manifest, write_json
 from .phases import CLASSES, PHASE_COLOURS, PHASES
 from .safeguards import check_free_space, check_output_folder, output_lock, reserve_disk_space
 from .settings import RunSettings, median_diameter
@@ -206,13 +196,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
             pcna_movie.close()
             if dic_movie:
                 dic_movie.close()
-        if previous is not None:
-            # only what the earlier run wrote goes; the user's own files in the folder stay
-            remove_outputs(output, previous)
-        if output.exists():
-            move_into(stage, output)
-        else:
-            stage.rename(output)
+        publish(stage, output, previous)
     log.info("run finished: %s", output)
     return output
 

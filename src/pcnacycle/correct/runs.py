@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PcnacycleError
-from ..io import MANIFEST_KEY, files_under, log_to_file, move_into, remove_outputs, write_json
+from ..io import MANIFEST_KEY, files_under, log_to_file, publish, write_json
 from ..safeguards import check_output_folder
 from ..settings import RunSettings, load_settings
 from .edits import check_edits, read_edits, write_edits
@@ -230,12 +230,7 @@ def correct_run(run_dir: str | os.PathLike, edits: list[dict[str, Any]] | str | 
         state.labels.close()  # before the run folder is renamed (--in-place)
     if in_place:
         return _swap_in(stage, run_dir, corrected_from)
-    if previous is not None:
-        remove_outputs(output, previous)  # only what the earlier run wrote; the user's own files stay
-    if output.exists():
-        move_into(stage, output)
-    else:
-        stage.rename(output)
+    publish(stage, output, previous)
     log.info("corrected run written: %s", output)
     return output
 
