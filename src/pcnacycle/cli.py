@@ -47,11 +47,13 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
             raise PcnacycleError(f"--phase-minutes: unknown phase {phase!r}; use G1, S, G2, M")
         extra[f"{phase.lower()}_minutes"] = (minutes, minutes / 10)  # sd: a tenth of the mean
     if args.nucleus_radius is not None:
+        if args.randomise:
+            raise PcnacycleError("--nucleus-radius: not with --randomise, which draws the nucleus size")
         extra["nucleus_radius"] = args.nucleus_radius
     out = simulate(args.output, frames=args.frames, size=tuple(args.size), cells=args.cells, seed=args.seed,
                    frame_interval=args.frame_interval, annotated_frames=args.annotated_frames, jitter=args.jitter,
                    arrested_fraction=args.arrested_fraction, overwrite=args.overwrite, progress=not args.quiet,
-                   **extra)
+                   randomise=args.randomise, **extra)
     print(out)
 
 
@@ -204,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-minutes", metavar="G1=M,S=M,G2=M,M=M",
                    help="mean phase durations in minutes, sd a tenth of each (default G1=540,S=420,G2=210,M=52)")
     p.add_argument("--nucleus-radius", type=float, help="equivalent radius of a G1 nucleus in pixels (default 11)")
+    p.add_argument("--randomise", action="store_true",
+                   help="draw the movie's look (nucleus size and shape, texture, foci, mitosis, camera, debris) "
+                        "from ranges that span real microscopes, seeded by --seed; simulation.json records them")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier simulation in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)

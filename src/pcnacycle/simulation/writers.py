@@ -167,7 +167,8 @@ def write_movie(movie: Movie, output, annotated_frames: int = 25, overwrite: boo
     _write_annotated(movie, output / "annotated", annotated_frames)
     write_tiff(output / "pcna.tif", movie.pcna, **movie_stack)
     write_tiff(output / "dic.tif", movie.dic, **movie_stack)
-    write_json(output / MARKER, {**asdict(movie.params), "annotated_frames": annotated_frames,
+    randomisation = {"randomisation": movie.randomisation} if movie.randomisation else {}
+    write_json(output / MARKER, {**asdict(movie.params), **randomisation, "annotated_frames": annotated_frames,
                                  "pcnacycle_version": _version(),
                                  MANIFEST_KEY: sorted((files_under(output) - users) | {MARKER})})
     return output
