@@ -60,7 +60,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet)
+    run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet, randomise_training=args.randomise_training)
 
 
 def _optional_config(args: argparse.Namespace):
@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "Writes OUTPUT/report.html and prints its path.")
     p.add_argument("--output", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --output")
+    p.add_argument("--randomise-training", action="store_true",
+                   help="draw the training movie's look from the simulator's randomisation ranges "
+                        "(see simulate --randomise); the test movie stays the default one")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
     return parser
