@@ -32,7 +32,8 @@ def test_drawn_values_lie_in_their_ranges_and_reach_the_parameters():
                 low, high = getattr(ranges, name)
                 assert low <= value <= high, name
         assert params.nucleus_radius == pytest.approx(drawn["nucleus_diameter"] / 2)
-        assert params.foci_ratio == drawn["foci_ratio"] and params.defocus == drawn["defocus"]
+        assert params.foci_ratio == drawn["foci_ratio"]
+        assert params.defocus == pytest.approx(drawn["defocus"] * drawn["nucleus_diameter"] / 22)
         assert params.nucleoli_count[1] == drawn["nucleoli_most"] and params.bit_depth == drawn["bit_depth"]
         assert params.scale_texture and 1 <= params.cells <= BASE.cells
         # what is not randomised stays the base movie's

@@ -34,8 +34,10 @@ background_photons : *log*
     Background and autofluorescence level outside cells.
 cytoplasm_ratio
     Cytoplasmic autofluorescence / G1 brightness.
-defocus : px
-    sd of the Gaussian blur.
+defocus : px of an 11-px-radius nucleus
+    sd of the Gaussian blur, scaled with the nucleus like the texture: optics magnify the blur
+    with the nuclei (``benchmarks/texture_stats.py``: edges of large simulated nuclei were
+    sharper than any real one's when the blur stayed in px).
 read_noise : ADU
 bit_depths
     Camera bit depths to pick from; the gain is set so a bright G2 nucleus fills about
@@ -78,11 +80,11 @@ class RandomisationRanges:
     nucleus_diameter: tuple[float, float] = (15.0, 100.0)
     aspect: tuple[float, float] = (0.5, 0.9)
     irregularity: tuple[float, float] = (0.0, 0.08)
-    texture: tuple[float, float] = (0.02, 0.15)
+    texture: tuple[float, float] = (0.03, 0.3)
     texture_grain: tuple[float, float] = (0.6, 2.0)
     nucleoli_most: tuple[int, int] = (0, 5)
     nucleolus_depth: tuple[float, float] = (0.1, 0.7)
-    foci_density: tuple[float, float] = (0.5, 2.0)
+    foci_density: tuple[float, float] = (0.5, 3.0)
     foci_size: tuple[float, float] = (0.6, 1.6)
     foci_ratio: tuple[float, float] = (0.6, 2.5)
     s_ratio: tuple[float, float] = (0.7, 1.1)
@@ -93,7 +95,7 @@ class RandomisationRanges:
     g1_photons: tuple[float, float] = (60.0, 3000.0)
     background_photons: tuple[float, float] = (2.0, 200.0)
     cytoplasm_ratio: tuple[float, float] = (0.0, 0.2)
-    defocus: tuple[float, float] = (0.3, 3.0)
+    defocus: tuple[float, float] = (0.3, 2.0)
     read_noise: tuple[float, float] = (1.0, 10.0)
     bit_depths: tuple[int, ...] = (8, 12, 16)
     contact: tuple[float, float] = (0.8, 1.0)
@@ -174,9 +176,10 @@ def draw_params(base: SimulationParams, ranges: RandomisationRanges | None = Non
         **{name: drawn[name] for name in (
             "irregularity", "texture", "texture_grain", "nucleolus_depth", "foci_density", "foci_size",
             "foci_ratio", "s_ratio", "g2_ratio", "m_ratio", "m_cytoplasm", "mitotic_spread", "g1_photons",
-            "background_photons", "cytoplasm_ratio", "defocus", "read_noise", "contact", "debris")},
+            "background_photons", "cytoplasm_ratio", "read_noise", "contact", "debris")},
         bit_depth=bits,
     )
+    params = replace(params, defocus=drawn["defocus"] * params.texture_scale())
     # gain: the brightest G2 nucleus (with foci) fills about half the camera's range
     peak = params.g1_photons * max(params.g2_ratio, params.s_ratio + params.foci_ratio) * 1.5 + params.background_photons
     params = replace(params, gain=min(1.0, 0.5 * (2**bits - 1 - params.camera_offset) / peak),
