@@ -34,7 +34,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluation.evaluator import evaluate
 
     evaluate(load_config(args.config, args.opts), args.weights, split=args.split, output=args.output,
-             progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic)
+             progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic,
+             nucleus_diameter=args.nucleus_diameter, rescale=not args.no_rescale)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
@@ -77,7 +78,8 @@ def _cmd_annotate(args: argparse.Namespace) -> None:
 
     cfg = _optional_config(args)
     for path in preannotate(args.weights, args.images, args.output, cfg=cfg, fmt=args.format,
-                            overwrite=args.overwrite).values():
+                            overwrite=args.overwrite, nucleus_diameter=args.nucleus_diameter,
+                            rescale=not args.no_rescale).values():
         print(path)
 
 
@@ -104,6 +106,14 @@ def _cmd_evaluate_tracks(args: argparse.Namespace) -> None:
     from .evaluation.tracks import evaluate_tracks
 
     evaluate_tracks(args.pred, args.gt, output=args.output)
+
+
+def _scale_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """--nucleus-diameter and --no-rescale, as run has them."""
+    p.add_argument("--nucleus-diameter", type=float, metavar="PX",
+                   help=f"the {what}' nucleus diameter in pixels (default: measured on the model's detections); "
+                        "they are resized so nuclei look the size the model was trained on")
+    p.add_argument("--no-rescale", action="store_true", help=f"keep the {what} at their own size")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-agnostic", action="store_true",
                    help="score nuclei whatever their class (e.g. a phase model on nuclei annotated without phases)")
     p.add_argument("--output", help="folder for the reports (none written without it)")
+    _scale_arguments(p, "images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=OVERRIDES_HELP)
     p.set_defaults(func=_cmd_evaluate)
@@ -229,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace annotation files already in --output (refused by default: they may hold your "
                         "corrections)")
+    _scale_arguments(p, "images")
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=INFERENCE_OVERRIDES_HELP)
     p.set_defaults(func=_cmd_annotate)
 

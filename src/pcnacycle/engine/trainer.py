@@ -245,7 +245,8 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) 
     log.info("dataset %s: %d train, %d val images", cfg.DATASETS.ROOT, len(split["train"]), len(split["val"]))
     if not cfg.INPUT.NUCLEUS_DIAMETER:
         # saved with the config and every checkpoint, so `run` can bring other movies' nuclei to this size
-        cfg.INPUT["NUCLEUS_DIAMETER"] = round(median_nucleus_diameter(cfg, train_records), 2)
+        # in the network's pixels: a model that resizes its training images saw its nuclei resized too
+        cfg.INPUT["NUCLEUS_DIAMETER"] = round(median_nucleus_diameter(cfg, train_records, network=True), 2)
         write_text(output_dir / "config.yaml", dump_config(cfg))
         log.info("training nuclei: median diameter %.1f px (INPUT.NUCLEUS_DIAMETER)", cfg.INPUT.NUCLEUS_DIAMETER)
     evaluate = None

@@ -7,18 +7,19 @@ import logging
 from tqdm import tqdm
 
 from ..data.catalog import load_sample
-from ..data.dataset import compose_channels
-from ..engine.predictor import label_image_to_masks, predict_image
+from ..engine.predictor import label_image_to_masks
+from ..engine.scale import predict_scaled
 from .coco import _COCO_SUMMARY_KEYS, coco_metrics
 
 log = logging.getLogger(__name__)
 
 
-def predict_dataset(model, cfg, records, progress: bool = False) -> tuple[list[dict], list[dict]]:
+def predict_dataset(model, cfg, records, progress: bool = False, scale: float | None = None) -> tuple[list[dict], list[dict]]:
     """Ground truth and predictions for each record, predicted as ``pcnacycle run`` would.
 
-    Frames go through :func:`pcnacycle.engine.predictor.predict_image` at full size
-    (tiled when large, overlaps resolved), never shrunk for evaluation.
+    Frames go through :func:`pcnacycle.engine.predictor.predict_image` (tiled when large,
+    overlaps resolved), resized by ``scale`` as :func:`pcnacycle.engine.scale.predict_scaled`
+    does (None: as the model takes them); predictions come back at the images' own pixels.
 
     Returns
     -------
@@ -29,8 +30,7 @@ def predict_dataset(model, cfg, records, progress: bool = False) -> tuple[list[d
     model.eval()
     for record in tqdm(records, desc="evaluate", unit="image", disable=not progress, leave=False):
         sample = load_sample(cfg, record)
-        image = compose_channels(sample["channels"], cfg.INPUT.CHANNELS, cfg)
-        result = predict_image(model, image, cfg)
+        result = predict_scaled(model, cfg, sample["channels"], scale)
         ground_truth.append({"masks": sample["masks"], "labels": sample["labels"]})
         predictions.append({"masks": label_image_to_masks(result["label_image"], len(result["scores"])),
                             "labels": result["labels"], "scores": result["scores"]})
