@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
 from skimage import measure, transform
 
 from pcnacycle import annotate
@@ -84,7 +86,6 @@ def test_evaluate_rescales_images_whose_nuclei_are_off_the_training_size(tmp_pat
     root = make_dsb_folder(tmp_path / "dsb", n_images=3, shape=(64, 64), rgba=False)
     diameters = []
     for folder in sorted(root.iterdir()):
-        import imageio.v3 as iio
         areas = [(iio.imread(p) > 0).sum() for p in (folder / "masks").glob("*.png")]
         diameters += [2 * np.sqrt(a / np.pi) for a in areas]
     cfg = load_config(None, ["DATASETS.ROOT", str(root), "MODEL.DEVICE", "cpu",
@@ -107,8 +108,6 @@ def test_evaluate_rescales_images_whose_nuclei_are_off_the_training_size(tmp_pat
 
 def test_annotate_rescales_and_writes_outlines_at_the_images_own_pixels(tmp_path, monkeypatch):
     """Nuclei about 12 px across, a model trained on 24 px ones."""
-    import tifffile
-
     folder = tmp_path / "data" / "pcna"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)

@@ -323,20 +323,21 @@ def random_rescale(image: np.ndarray, masks: np.ndarray, labels: np.ndarray,
 
     Returns
     -------
-    image (C, h, w) float32 (bilinear, smoothed first when shrinking), masks
+    image (C, h, w) float32 (bilinear, antialiased when shrinking), masks
     (N, h, w) bool (nearest neighbour, so each stays one solid object) and
     labels, without the instances left with fewer than
     :data:`MIN_INSTANCE_PIXELS` pixels.
     """
-    from skimage import transform
-
     height, width = (max(1, round(side * factor)) for side in image.shape[1:])
-    image = transform.resize(image, (image.shape[0], height, width), order=1, preserve_range=True,
-                             anti_aliasing=factor < 1).astype(np.float32)
-    if len(masks) == 0:
-        return image, np.zeros((0, height, width), bool), labels
-    masks = transform.resize(masks, (masks.shape[0], height, width), order=0, preserve_range=True,
-                             anti_aliasing=False).astype(bool)
+    # torch's bilinear resize: an order of magnitude faster than scikit-image's on a training image
+    image = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(image, np.float32))[None],
+                                            size=(height, width), mode="bilinear", align_corners=False,
+                                            antialias=factor < 1)[0].numpy()
+    # nearest neighbour by indexing: the centre of each new pixel in the old grid (many times faster
+    # than resizing each mask)
+    rows = np.minimum(((np.arange(height) + 0.5) * masks.shape[1] / height).astype(int), masks.shape[1] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * masks.shape[2] / width).astype(int), masks.shape[2] - 1)
+    masks = masks[:, rows][:, :, cols]
     keep = masks.sum(axis=(1, 2)) >= MIN_INSTANCE_PIXELS
     return image, masks[keep], labels[keep]
 
