@@ -154,3 +154,15 @@ def test_bad_new_parameters_are_refused_naming_them():
                          ({"m_cytoplasm": 1.5}, "m_cytoplasm"), ({"foci_size": 0}, "foci_size")):
         with pytest.raises(PcnacycleError, match=name):
             replace(BASE, **kwargs).validate()
+
+
+def test_simulate_command_randomises_on_request_and_refuses_a_fixed_nucleus_size(tmp_path, capsys):
+    from pcnacycle.cli import main
+
+    args = ["simulate", "--output", str(tmp_path / "r"), "--frames", "2", "--size", "64", "64", "--cells", "3",
+            "--annotated-frames", "1", "--seed", "9", "--quiet"]
+    assert main([*args, "--randomise"]) == 0
+    record = json.loads((tmp_path / "r" / "simulation.json").read_text())
+    assert record["scale_texture"] and "drawn" in record["randomisation"]
+    assert main([*args[:2], str(tmp_path / "s"), *args[3:], "--randomise", "--nucleus-radius", "5"]) == 2
+    assert "--nucleus-radius: not with --randomise" in capsys.readouterr().err

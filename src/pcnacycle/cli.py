@@ -51,6 +51,8 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         if args.randomise:
             raise PcnacycleError("--nucleus-radius: not with --randomise, which draws the nucleus size")
         extra["nucleus_radius"] = args.nucleus_radius
+    if args.scale_texture:
+        extra["scale_texture"] = True
     out = simulate(args.output, frames=args.frames, size=tuple(args.size), cells=args.cells, seed=args.seed,
                    frame_interval=args.frame_interval, annotated_frames=args.annotated_frames, jitter=args.jitter,
                    arrested_fraction=args.arrested_fraction, overwrite=args.overwrite, progress=not args.quiet,
@@ -217,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-minutes", metavar="G1=M,S=M,G2=M,M=M",
                    help="mean phase durations in minutes, sd a tenth of each (default G1=540,S=420,G2=210,M=52)")
     p.add_argument("--nucleus-radius", type=float, help="equivalent radius of a G1 nucleus in pixels (default 11)")
+    p.add_argument("--scale-texture", action="store_true",
+                   help="foci and nucleoplasm grain scale with --nucleus-radius, as under another objective "
+                        "(default: they stay in pixels, as in earlier movies)")
     p.add_argument("--randomise", action="store_true",
                    help="draw the movie's look (nucleus size and shape, texture, foci, mitosis, camera, debris) "
                         "from ranges that span real microscopes, seeded by --seed; simulation.json records them")
