@@ -157,3 +157,16 @@ def test_scale_augmentation_draws_factors_in_its_range_and_is_off_by_default():
     assert len(sides) > 5 and min(sides) >= round(64 * 0.8) and max(sides) <= round(64 * 1.25)
     with pytest.raises(PcnacycleError, match="INPUT.RANDOM_SCALE"):
         load_config(None, ["INPUT.RANDOM_SCALE", "[2.0, 1.0]"])
+
+
+def test_training_nucleus_size_is_recorded_in_the_pixels_the_network_sees(tmp_path):
+    from pcnacycle.data.catalog import read_records
+    from pcnacycle.data.dataset import median_nucleus_diameter
+
+    root = make_dsb_folder(tmp_path / "dsb", n_images=2, shape=(64, 64), rgba=False)
+    own = load_config(None, ["DATASETS.ROOT", str(root), "INPUT.MIN_SIZE_TRAIN", "[0]"])
+    doubled = load_config(None, ["DATASETS.ROOT", str(root), "INPUT.MIN_SIZE_TRAIN", "[128]"])
+    records = read_records(own)
+    at_own_pixels = median_nucleus_diameter(own, records)
+    assert median_nucleus_diameter(own, records, network=True) == pytest.approx(at_own_pixels)
+    assert median_nucleus_diameter(doubled, records, network=True) == pytest.approx(2 * at_own_pixels)
