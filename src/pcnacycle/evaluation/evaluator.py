@@ -89,7 +89,7 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     spread = sorted({0, len(chosen) // 2, len(chosen) - 1})
     samples = [load_sample(cfg, chosen[i])["channels"] for i in spread]
     source = "given"
-    if nucleus_diameter is None and rescale:
+    if nucleus_diameter is None and rescale and cfg.INPUT.get("NUCLEUS_DIAMETER", 0):
         nucleus_diameter, source = median_nucleus_diameter(cfg, chosen) or None, "measured on the annotations"
     scale, scale_info = input_scale(model, cfg, samples, nucleus_diameter, rescale, diameter_source=source)
     ground_truth, predictions = predict_dataset(model, cfg, chosen, progress=progress, scale=scale)
