@@ -17,8 +17,8 @@ import torch
 
 from pcnacycle.config import load_config
 from pcnacycle.data.dataset import compose_channels
-from pcnacycle.modeling.model import build_model
 from pcnacycle.engine.predictor import predict_image
+from pcnacycle.modeling.model import build_model
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
 

@@ -37,13 +37,20 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from pcnacycle.evaluation.tracks import complete_phases, division_scores, duration_errors, evaluate_tracks, match_tracks, phase_confusion
-from pcnacycle.pipeline import analyse
-from pcnacycle.tracking.resolve import phase_durations
+from pcnacycle.evaluation.tracks import (
+    complete_phases,
+    division_scores,
+    duration_errors,
+    evaluate_tracks,
+    match_tracks,
+    phase_confusion,
+)
 from pcnacycle.phases import CLASSES
+from pcnacycle.pipeline import analyse
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
 from pcnacycle.simulation.writers import write_movie
+from pcnacycle.tracking.resolve import phase_durations
 from pcnacycle.tracking.tracker import detections_table, track_table
 
 #: Every value differs from SimulationParams' defaults (durations 540/420/210/52, 10-min frames, radius 11,

@@ -105,8 +105,9 @@ def parse_args(argv=None):
 
 def frame_regions(mask: np.ndarray, classes: dict, frame: int, template):
     """VIA regions for one label frame, outline points as SCTrack.utils.mask_to_coords."""
-    import cv2
     from copy import deepcopy
+
+    import cv2
     from scipy import ndimage
 
     regions = []

@@ -33,8 +33,8 @@ import numpy as np
 import tifffile
 
 from pcnacycle.evaluation.tracks import evaluate_tracks
-from pcnacycle.pipeline import analyse
 from pcnacycle.phases import CLASSES
+from pcnacycle.pipeline import analyse
 from pcnacycle.tracking.tracker import detections_table, track, write_ctc
 
 DEFAULT_SETTING = (20.0, 2)  # track()'s defaults

@@ -5,8 +5,10 @@ large field, go through G1 → S → G2 → M and divide into two daughters a fe
 pixels apart; ~1% of detections are dropped (missed) and every detection
 carries noisy phase probabilities (0.8 on the true class). Timed:
 :func:`pcnacycle.tracking.tracker.track`, then :func:`pcnacycle.tracking.resolve.resolve_phases`
-and :func:`pcnacycle.tracking.resolve.phase_durations`. Peak memory is the process's
-maximum resident set size (``resource.getrusage``), before and after.
+and :func:`pcnacycle.tracking.resolve.phase_durations`, in wall-clock seconds and in
+CPU seconds of this process (``time.process_time``: on a machine shared with
+other work the wall time grows, the CPU time much less). Peak memory is the
+process's maximum resident set size (``resource.getrusage``), before and after.
 
 Usage (from the repository root)::
 
@@ -26,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pcnacycle.tracking.resolve import phase_durations, resolve_phases
 from pcnacycle.phases import PHASE_CLASS
+from pcnacycle.tracking.resolve import phase_durations, resolve_phases
 from pcnacycle.tracking.tracker import track
 
 FRAME_INTERVAL = 10.0  # minutes
@@ -104,12 +106,12 @@ def main() -> None:
     detections = synthetic_detections(args.cells, args.frames, args.seed)
     track(detections[detections["frame"] < 2])  # laptrack's import and first-call set-up stay out of the timings
     rss_before = max_rss_mib()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     tracked = track(detections)
-    track_seconds = time.perf_counter() - start
+    track_seconds, track_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     resolved = resolve_phases(tracked, FRAME_INTERVAL)
     durations = phase_durations(resolved, FRAME_INTERVAL)
-    total_seconds = time.perf_counter() - start
+    total_seconds, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
                     "threads": os.environ.get("OMP_NUM_THREADS", "unset")},
@@ -118,6 +120,8 @@ def main() -> None:
         "tracks": int(tracked["track"].nunique()), "divisions": int((durations["parent"] > 0).sum() // 2),
         "track_seconds": round(track_seconds, 2), "resolve_seconds": round(total_seconds - track_seconds, 2),
         "total_seconds": round(total_seconds, 2),
+        "track_cpu_seconds": round(track_cpu, 2), "resolve_cpu_seconds": round(total_cpu - track_cpu, 2),
+        "total_cpu_seconds": round(total_cpu, 2), "load_average_1min": round(os.getloadavg()[0], 2),
         "max_rss_mib_before": round(rss_before, 1), "max_rss_mib_after": round(max_rss_mib(), 1),
     }
     print(json.dumps(result, indent=2))

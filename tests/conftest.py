@@ -8,7 +8,6 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-
 #: Simulator settings with short cycles (about 21 frames) so that a 30–40 frame movie holds divisions.
 FAST = dict(frame_interval=10.0, g1_minutes=(60.0, 10.0), s_minutes=(80.0, 10.0),
             g2_minutes=(40.0, 5.0), m_minutes=(30.0, 5.0))
@@ -99,3 +98,26 @@ def trained_run(tmp_path_factory):
                                                      "SOLVER.CHECKPOINT_PERIOD": 6}))
     train(cfg, base / "run", progress=False)
     return base / "run"
+
+
+def stand_in_predictor(cfg, detect, loaded=None):
+    """A :class:`~pcnacycle.engine.predictor.Predictor` class that loads no model.
+
+    Its config is the one the caller gives, else ``cfg``; ``detect(image)``
+    answers for the model on the composed ``(C, H, W)`` image; ``loaded``, a
+    list, collects the weights each instance was asked to load.
+    """
+    from collections.abc import Mapping
+
+    from pcnacycle.engine.predictor import Predictor
+
+    class StandIn(Predictor):
+        def __init__(self, weights, cfg_given=None):
+            if loaded is not None:
+                loaded.append(weights)
+            self.weights, self.model, self.cfg = weights, None, cfg if cfg_given is None else cfg_given
+
+        def predict(self, image, mask_threshold=0.5):
+            return detect(self.compose(image) if isinstance(image, Mapping) else image)
+
+    return StandIn

@@ -7,7 +7,16 @@ import pytest
 
 from conftest import make_dsb_folder
 from pcnacycle.config import load_config
-from pcnacycle.data.dataset import InstanceDataset, TrainingSampler, augment, compose_channels, lowered_otsu_mask, masks_to_boxes, normalize_intensity, split_records
+from pcnacycle.data.dataset import (
+    InstanceDataset,
+    TrainingSampler,
+    augment,
+    compose_channels,
+    lowered_otsu_mask,
+    masks_to_boxes,
+    normalize_intensity,
+    split_records,
+)
 from pcnacycle.data.dsb2018 import load_dsb2018_sample, read_dsb2018_records
 from pcnacycle.errors import PcnacycleError
 

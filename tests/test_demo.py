@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -8,21 +9,24 @@ from pcnacycle.errors import PcnacycleError
 from pcnacycle.report import PHASE_COLOURS, HtmlReport, phase_overlay, png_bytes
 
 
-def test_demo_runs_end_to_end_and_writes_a_self_contained_report(tmp_path, capsys):
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_writes_a_self_contained_report(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="pcnacycle.demo")
     report = run_demo(tmp_path / "demo", iterations=3, progress=False)
     assert report == tmp_path / "demo" / "report.html"
     page = report.read_text()
     assert page.count("data:image/png;base64,") >= 8  # 3 × 2 overlays, loss curve, confusion matrix
     for text in ("AP50", "G1/G2", "confusion", "Matching score"):
         assert text in page
-    printed = capsys.readouterr().out
-    assert "under 15" in printed.splitlines()[0]  # says up front how long it takes
-    assert printed.strip().endswith("report.html")
+    said = [r.getMessage() for r in caplog.records if r.name == "pcnacycle.demo"]
+    assert "under 15" in said[0]  # says up front how long it takes
+    assert said[-1].endswith("report.html")
     for path in ("sim_train/truth/ctc/01_GT/TRA/man_track.txt", "train/model_final.pt", "eval/eval.json"):
         assert (tmp_path / "demo" / path).is_file()
     listed = json.loads((tmp_path / "demo" / MARKER).read_text())["outputs"]
     assert {"report.html", "train/model_final.pt", "run/run.json", MARKER} <= set(listed)
     assert "Divisions: " in page and "Validation: segm AP50" in page
+    assert str(tmp_path) not in page and "`" not in page  # no absolute path, no literal backticks
 
 
 def test_demo_never_overwrites_a_folder_it_did_not_write(tmp_path):

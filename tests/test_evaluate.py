@@ -501,3 +501,58 @@ def test_format_table(hand_built):
     assert per_class["G1/G2"] == ["50.0", "50.0"]
     assert per_class["S"] == ["100.0", "100.0"]
     assert per_class["M"] == ["0.0", "0.0"]
+
+
+def _brute_force_matching(iou, threshold):
+    """(pairs, total IoU) of the best one-to-one matching by enumeration: most pairs, then most IoU."""
+    import itertools
+
+    n_gt, n_pred = iou.shape
+    best = (0, 0.0)
+    for size in range(1, min(n_gt, n_pred) + 1):
+        for gts in itertools.combinations(range(n_gt), size):
+            for preds in itertools.permutations(range(n_pred), size):
+                values = iou[list(gts), list(preds)]
+                if (values >= threshold).all():
+                    best = max(best, (size, float(values.sum())))
+    return best
+
+
+def test_matching_maximises_the_number_of_pairs_first_as_stardist_does():
+    from pcnacycle.evaluation.matching import _match_from_iou
+
+    # Total IoU alone would keep the one 0.9 pair; StarDist's rule keeps the two 0.35 pairs.
+    iou = np.array([[0.9, 0.35], [0.35, 0.0]])
+    gt_index, pred_index, pair_iou = _match_from_iou(iou, 0.3)
+    assert gt_index.tolist() == [0, 1] and pred_index.tolist() == [1, 0] and pair_iou.tolist() == [0.35, 0.35]
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        shape = tuple(rng.integers(0, 5, 2))
+        iou = np.round(rng.random(shape) * (rng.random(shape) < 0.6), 2)  # sparse overlaps, some ties
+        threshold = float(rng.choice([0.1, 0.25, 0.3, 0.5, 0.7]))
+        gt_index, pred_index, pair_iou = _match_from_iou(iou, threshold)
+        assert len(set(gt_index)) == len(gt_index) and len(set(pred_index)) == len(pred_index)
+        assert (pair_iou >= threshold).all()
+        count, total = _brute_force_matching(iou, threshold)
+        assert len(pair_iou) == count
+        assert pair_iou.sum() == pytest.approx(total)
+
+
+def test_matching_scores_agree_with_stardist_where_it_is_installed():
+    stardist_matching = pytest.importorskip("stardist.matching").matching
+    rng = np.random.default_rng(1)
+    truth = np.zeros((64, 64), np.int32)
+    pred = np.zeros((64, 64), np.int32)
+    for k, (y, x) in enumerate(rng.integers(6, 58, (8, 2)), start=1):
+        truth[y - 5:y + 5, x - 5:x + 5] = k
+        dy, dx = rng.integers(-4, 5, 2)
+        pred[y - 5 + dy:y + 5 + dy, x - 5 + dx:x + 5 + dx] = k
+    truth_ids, pred_ids = np.unique(truth)[1:], np.unique(pred)[1:]
+    gt = [{"masks": truth[None] == truth_ids[:, None, None], "labels": np.ones(len(truth_ids), np.int64)}]
+    predictions = [{"masks": pred[None] == pred_ids[:, None, None], "labels": np.ones(len(pred_ids), np.int64),
+                    "scores": np.ones(len(pred_ids))}]
+    ours = matching_scores(gt, predictions, thresholds=(0.1, 0.3, 0.5, 0.7))
+    for row in ours.itertuples():
+        theirs = stardist_matching(truth, pred, thresh=row.threshold)
+        assert (row.tp, row.fp, row.fn) == (theirs.tp, theirs.fp, theirs.fn)

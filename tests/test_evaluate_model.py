@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from pcnacycle.cli import main
@@ -74,3 +75,22 @@ def test_weights_of_another_architecture_are_a_clear_error(trained_run):
         load_model(trained_run / "model_final.pt", deeper)
     model, cfg = load_model(trained_run / "model_final.pt")  # the config saved in the checkpoint
     assert cfg.MODEL.FPN.OUT_CHANNELS == 32 and not model.training
+
+
+def test_predictor_loads_once_and_answers_raw_channels_as_predict_image_does(trained_run):
+    from conftest import draw_discs
+    from pcnacycle.engine.predictor import Predictor, load_model, predict_image
+
+    cfg = load_config(trained_run / "config.yaml", ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001"])
+    predictor = Predictor(trained_run, cfg)  # a training folder stands for its model_final.pt
+    assert predictor.weights == trained_run / "model_final.pt" and predictor.class_names == ["nucleus"]
+    rng = np.random.default_rng(3)
+    frame = np.clip(rng.normal(20, 4, (64, 64)) + 160 * draw_discs((64, 64), 5, rng).any(0), 0, 255).astype(np.uint8)
+    found = predictor.predict({"gray": frame})
+    n = len(found["scores"])
+    assert n > 0 and found["label_image"].shape == (64, 64) and found["label_image"].dtype == np.int32
+    assert found["boxes"].shape == (n, 4) and found["probs"].shape == (n, 1) and found["labels"].shape == (n,)
+    model, cfg = load_model(trained_run / "model_final.pt", cfg)
+    direct = predict_image(model, predictor.compose({"gray": frame}), cfg)
+    np.testing.assert_array_equal(found["label_image"], direct["label_image"])
+    np.testing.assert_allclose(found["scores"], direct["scores"])

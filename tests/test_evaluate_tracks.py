@@ -11,14 +11,13 @@ import pandas as pd
 import pytest
 import tifffile
 
+from conftest import FAST
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.evaluation.tracks import evaluate_tracks, match_frame
 from pcnacycle.phases import PHASES
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
 from pcnacycle.simulation.writers import write_movie
-
-from conftest import FAST
 
 FRAMES = 30
 

@@ -15,13 +15,13 @@ def test_import_and_help_do_not_load_torch():
 def test_api_names_are_the_functions_even_after_their_modules_are_imported():
     import pcnacycle.engine.trainer  # noqa: F401  (a submodule import must not shadow the function)
     import pcnacycle.evaluation.evaluator  # noqa: F401
-    from pcnacycle import RunSettings, evaluate, load_config, run, simulate, train
+    from pcnacycle import Predictor, RunSettings, evaluate, load_config, run, simulate, train
 
     assert callable(train) and train.__module__ == "pcnacycle.engine.trainer"
     assert pcnacycle.train is train and load_config.__module__ == "pcnacycle.config"
     assert evaluate.__module__ == "pcnacycle.evaluation.evaluator" and pcnacycle.evaluate is evaluate
     assert run.__module__ == "pcnacycle.pipeline" and simulate.__module__ == "pcnacycle.simulation.simulator"
-    assert RunSettings().max_gap == 2
+    assert RunSettings().max_gap == 2 and Predictor.__module__ == "pcnacycle.engine.predictor"
 
 
 def test_no_function_shares_its_module_name():
@@ -33,6 +33,8 @@ def test_no_function_shares_its_module_name():
 
     clashes = []
     for info in pkgutil.walk_packages(pcnacycle.__path__, "pcnacycle."):
+        if info.name.endswith("__main__"):  # importing it would run the command line
+            continue
         module = importlib.import_module(info.name)
         short = info.name.rsplit(".", 1)[-1]
         if callable(getattr(module, short, None)):
@@ -46,3 +48,21 @@ def test_options_may_follow_the_config_overrides():
     args = build_parser().parse_args(["train", "--config", "c", "DATASETS.ROOT", "x", "SOLVER.BASE_LR", "-0.1",
                                       "--output", "y", "--resume"])
     assert args.opts == ["DATASETS.ROOT", "x", "SOLVER.BASE_LR", "-0.1"] and args.output == "y" and args.resume
+
+
+def test_the_version_has_one_source(capsys):
+    import re
+    from pathlib import Path
+
+    import pcnacycle
+    from pcnacycle.cli import main
+
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    project = pyproject.split("\n[project]\n")[1].split("\n[")[0]
+    assert not re.search(r"^version\s*=", project, re.M) and '"version"' in project  # dynamic, no second copy
+    assert re.search(r'^version = \{ attr = "pcnacycle.__version__" \}', pyproject, re.M)
+    try:
+        main(["--version"])
+    except SystemExit:
+        pass
+    assert capsys.readouterr().out.strip() == f"pcnacycle {pcnacycle.__version__}"

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import tifffile
 
+from conftest import stand_in_predictor
 from pcnacycle import pipeline
 from pcnacycle.config import load_config
-from pcnacycle.errors import PcnacycleError
 from pcnacycle.data.movie import MovieReader
+from pcnacycle.errors import PcnacycleError
 from pcnacycle.phases import CLASSES
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
@@ -30,10 +31,7 @@ def oracle(monkeypatch, movie):
     frame_of = {id(None): None}
     calls = []
 
-    def fake_load_model(weights, cfg_given=None):
-        return "oracle", cfg
-
-    def fake_predict(model, image, cfg_):
+    def fake_predict(image):
         t = len(calls)
         calls.append(t)
         truth = movie.labels[t].astype(np.int32)
@@ -47,8 +45,7 @@ def oracle(monkeypatch, movie):
                 "labels": np.array([CLASSES.index(n) + 1 for n in names], np.int64), "probs": probs,
                 "boxes": np.zeros((len(ids), 4), np.float32)}
 
-    monkeypatch.setattr(pipeline, "load_model", fake_load_model)
-    monkeypatch.setattr(pipeline, "predict_image", fake_predict)
+    monkeypatch.setattr(pipeline, "Predictor", stand_in_predictor(cfg, fake_predict))
     del frame_of
     return calls
 
@@ -149,9 +146,10 @@ def test_single_frame_and_empty_frames_work(oracle, tmp_path, movie, monkeypatch
     assert "assuming 10 minutes" in (out / "log.txt").read_text()
 
     # A movie in which no nucleus is ever found.
-    monkeypatch.setattr(pipeline, "predict_image", lambda model, image, cfg: {
+    cfg = load_config("stage3_pcna_cpu")
+    monkeypatch.setattr(pipeline, "Predictor", stand_in_predictor(cfg, lambda image: {
         "label_image": np.zeros(image.shape[1:], np.int32), "scores": np.zeros(0, np.float32),
-        "labels": np.zeros(0, np.int64), "probs": np.zeros((0, 3), np.float32), "boxes": np.zeros((0, 4))})
+        "labels": np.zeros(0, np.int64), "probs": np.zeros((0, 3), np.float32), "boxes": np.zeros((0, 4))}))
     tifffile.imwrite(tmp_path / "three.tif", movie.pcna[:3], photometric="minisblack")
     tifffile.imwrite(tmp_path / "three_dic.tif", movie.dic[:3], photometric="minisblack")
     out = pipeline.run(tmp_path / "w.pt", tmp_path / "three.tif", tmp_path / "out3", dic=tmp_path / "three_dic.tif",
@@ -271,7 +269,7 @@ def threshold_model(monkeypatch):
     cfg = load_config("stage3_pcna_cpu", ["INPUT.NUCLEUS_DIAMETER", "15", "INPUT.CHANNELS", "[pcna]"])
     shapes = []
 
-    def fake_predict(model, image, cfg_):
+    def fake_predict(image):
         shapes.append(image.shape[1:])
         label_image = measure.label(image[0] > 0.5).astype(np.int32)
         count = int(label_image.max())
@@ -279,8 +277,7 @@ def threshold_model(monkeypatch):
         return {"label_image": label_image, "scores": np.ones(count, np.float32),
                 "labels": np.ones(count, np.int64), "probs": probs, "boxes": np.zeros((count, 4), np.float32)}
 
-    monkeypatch.setattr(pipeline, "load_model", lambda weights, cfg_given=None: ("model", cfg))
-    monkeypatch.setattr(pipeline, "predict_image", fake_predict)
+    monkeypatch.setattr(pipeline, "Predictor", stand_in_predictor(cfg, fake_predict))
     return shapes
 
 

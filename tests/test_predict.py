@@ -12,15 +12,14 @@ class ComponentModel(torch.nn.Module):
     """A stand-in detector with a known answer: every bright connected blob is a nucleus.
 
     It returns our models' eval output (boxes in input pixels, 28×28 masks
-    relative to each box) and, like PhaseRoIHeads, leaves class probabilities
-    in ``roi_heads.class_probs``. Blobs cut by the tile edge are reported too
+    relative to each box) and, like PhaseRoIHeads, class probabilities in
+    ``class_probs``. Blobs cut by the tile edge are reported too
     (with their visible part), as a real model does.
     """
 
     def __init__(self):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.roi_heads = type("Heads", (), {"class_probs": []})()
 
     def forward(self, images):
         image = images[0][0].numpy()
@@ -30,11 +29,11 @@ class ComponentModel(torch.nn.Module):
         masks = np.stack([resize(r.image.astype(np.float32), (28, 28), order=1) for r in regions]) if regions \
             else np.zeros((0, 28, 28), np.float32)
         boxes = [[r.bbox[1], r.bbox[0], r.bbox[3], r.bbox[2]] for r in regions]
-        self.roi_heads.class_probs = [torch.ones(len(regions), 1)]
         return [{"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                  "scores": torch.tensor([0.5 + r.area / 1e4 for r in regions]),
                  "labels": torch.ones(len(regions), dtype=torch.int64),
-                 "masks": torch.from_numpy(masks[:, None].astype(np.float32))}]
+                 "masks": torch.from_numpy(masks[:, None].astype(np.float32)),
+                 "class_probs": torch.ones(len(regions), 1)}]
 
 
 def discs_image(shape, radius, spacing, offset=(0, 0)):
@@ -106,3 +105,39 @@ def test_paste_in_box_equals_torchvisions_full_frame_paste():
         canvas = np.zeros((72 + 2 * 40, 64 + 2 * 40), np.float32)  # margin for crops reaching past the frame
         canvas[40 + y0: 40 + y0 + crop.shape[0], 40 + x0: 40 + x0 + crop.shape[1]] = crop
         np.testing.assert_allclose(canvas[40:-40, 40:-40], full[i], atol=1e-6)
+
+
+def test_phase_roi_heads_give_class_probabilities_in_their_outputs(tmp_path):
+    """No side channel: each result dict carries its own ``class_probs``, one row per detection."""
+    from conftest import tiny_overrides
+    from pcnacycle.modeling.model import build_model
+    from pcnacycle.modeling.roi_heads import PhaseRoIHeads
+
+    cfg = load_config("stage3_pcna_cpu", tiny_overrides(tmp_path, **{"MODEL.ROI_HEADS.SCORE_THRESH_TEST": 0.001}))
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    assert isinstance(model.roi_heads, PhaseRoIHeads) and not hasattr(PhaseRoIHeads, "class_probs")
+    images = [torch.rand(3, 64, 64), torch.rand(3, 48, 80)]
+    with torch.no_grad():
+        outputs = model(images)
+    assert len(outputs) == 2 and not hasattr(model.roi_heads, "_pending_probs")
+    for output in outputs:
+        probs = output["class_probs"]
+        assert len(probs) > 0 and probs.shape == (len(output["boxes"]), 3)
+        torch.testing.assert_close(probs.sum(1), torch.ones(len(probs)))
+        assert (probs.argmax(1) + 1 == output["labels"]).all()
+
+
+def test_resize_transform_sizes_and_maps_boxes_back():
+    from pcnacycle.modeling.model import ResizeTransform
+
+    cfg = load_config(None, ["INPUT.MIN_SIZE_TEST", "128", "INPUT.MIN_SIZE_TRAIN", "[32, 48]"])
+    transform = ResizeTransform(cfg).eval()
+    batch, _ = transform([torch.rand(1, 64, 80)])
+    assert [tuple(s) for s in batch.image_sizes] == [(128, 160)]
+    found = [{"boxes": torch.tensor([[10.0, 20.0, 30.0, 40.0], [0.5, 1.5, 127.0, 159.0]])}]
+    back = transform.postprocess(found, batch.image_sizes, [(64, 80)])[0]["boxes"]
+    torch.testing.assert_close(back, torch.tensor([[5.0, 10.0, 15.0, 20.0], [0.25, 0.75, 63.5, 79.5]]))
+    transform.train()
+    torch.manual_seed(0)
+    assert {transform.resize(torch.rand(1, 64, 80))[0].shape[-2] for _ in range(20)} == {32, 48}

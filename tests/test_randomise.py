@@ -8,14 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from conftest import FAST
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.simulation.foci import _update_foci
 from pcnacycle.simulation.lifecycle import _founders
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.randomise import RandomisationRanges, draw_params
 from pcnacycle.simulation.simulator import simulate, simulate_movie
-
-from conftest import FAST
 
 BASE = SimulationParams(frames=4, size=(96, 96), cells=6, seed=3, **FAST)
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import draw_discs
+from conftest import draw_discs, stand_in_predictor
 from pcnacycle import annotate
 from pcnacycle.config import load_config
 from pcnacycle.data.catalog import load_sample, read_records
 from pcnacycle.data.dataset import augment, compose_channels, split_records
-from pcnacycle.errors import PcnacycleError
 from pcnacycle.data.deepcell import npz_array
+from pcnacycle.errors import PcnacycleError
 
 PHASES = ["MODEL.CLASS_NAMES", "[G1/G2, S, M]", "MODEL.ROI_HEADS.NUM_CLASSES", "3"]
 
@@ -404,15 +404,14 @@ def test_preannotate_writes_via2_and_coco_that_read_back(tmp_path, monkeypatch):
     tifffile.imwrite(tmp_path / "data" / "dic" / "f2.tif", np.zeros((48, 64), np.float32))
     frames = iter([predicted["f0.tif"], predicted["f1.tif"], empty])
 
-    def fake_predict(model, image, cfg):
+    def fake_predict(image):
         assert image.shape == (3, 48, 64)  # pcna, dic and otsu were composed
         label_image = next(frames)
         count = int(label_image.max())
         return {"label_image": label_image, "labels": np.arange(count) % 3 + 1,
                 "scores": np.linspace(0.9, 0.5, count).astype(np.float32)}
 
-    monkeypatch.setattr(annotate, "load_model", lambda weights, config: ("model", config))
-    monkeypatch.setattr(annotate, "predict_image", fake_predict)
+    monkeypatch.setattr(annotate, "Predictor", stand_in_predictor(cfg, fake_predict))
     (tmp_path / "model.pt").write_bytes(b"")
     images = [tmp_path / "data" / "pcna" / name for name in ("f0.tif", "f1.tif", "f2.tif")]
     written = annotate.preannotate(tmp_path / "model.pt", images, tmp_path / "out", cfg)
@@ -439,7 +438,7 @@ def test_preannotate_refuses_images_from_several_folders(tmp_path):
 
 def test_preannotate_checks_every_input_and_keeps_corrected_annotations(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(annotate, "load_model", lambda weights, config: calls.append(weights) or ("m", config))
+    monkeypatch.setattr(annotate, "Predictor", stand_in_predictor(None, None, loaded=calls))
     (tmp_path / "imgs").mkdir()
     tifffile.imwrite(tmp_path / "imgs" / "a.tif", np.zeros((8, 8), np.uint16))
     with pytest.raises(PcnacycleError, match="b.tif: no such image file"):
@@ -463,3 +462,29 @@ def test_format_catalog_holds_every_configurable_format_and_refuses_others(tmp_p
     cfg.DATASETS["FORMAT"] = "labelmasks"  # a typo set in code, past the config's own check
     with pytest.raises(PcnacycleError, match=r"DATASETS.FORMAT.*'labelmasks'.*labelmask"):
         read_records(cfg)
+
+
+def test_reader_caches_read_a_changed_file_again(tmp_path):
+    import os
+
+    from pcnacycle.data.cache import FileCache
+
+    images, labels = deepcell_arrays(movies=1, frames=2)
+    path = tmp_path / "a.npz"
+    np.savez(path, X=images[0], y=labels[0])
+    first = np.array(npz_array(path, "X"))
+    assert npz_array(path, "X") is npz_array(path, "X")  # unchanged: kept
+    np.savez(path, X=images[0] + 1, y=labels[0])  # same size: only the modification time tells
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+    np.testing.assert_array_equal(npz_array(path, "X"), first + 1)
+
+    reads, cache, table = [], FileCache(), tmp_path / "classes.csv"
+    table.write_text("image,label,class\n")
+
+    def read():
+        reads.append(table.read_text())
+        return reads[-1]
+
+    assert cache.get(table, "t", read) == cache.get(table, "t", read) and len(reads) == 1
+    table.write_text("image,label,class\nf0,1,S\n")
+    assert cache.get(table, "t", read).endswith("S\n") and len(reads) == 2

@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import FAST
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.tracking.resolve import phase_durations, resolve_phases
 from pcnacycle.phases import CLASSES, PHASES
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
-
-from conftest import FAST
+from pcnacycle.tracking.resolve import phase_durations, resolve_phases
 
 FAST_MINUTES = dict(G1=60.0, S=80.0, G2=40.0, M=30.0)
 FRAMES = [f"{p}_frames" for p in PHASES]

@@ -11,26 +11,32 @@ import pytest
 import tifffile
 from skimage import measure, transform
 
+from conftest import draw_discs, make_dsb_folder
 from pcnacycle import annotate
 from pcnacycle.config import load_config
-from pcnacycle.data.dataset import augment, masks_to_boxes, random_rescale
-from pcnacycle.engine import scale as scale_module
+from pcnacycle.data.dataset import augment, compose_channels, masks_to_boxes, random_rescale
 from pcnacycle.engine.scale import input_scale, model_resize_factor, predict_scaled
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.evaluation import evaluator
 
-from conftest import draw_discs, make_dsb_folder
 
+class ThresholdPredictor:
+    """A stand-in predictor: bright blobs at whatever size it is shown; resizes first as the model would
+    when its ``transform.test_size`` is set. ``seen`` collects the shapes its network was shown."""
 
-def threshold_predict(seen):
-    """A stand-in detector: bright blobs at whatever size it is shown; resizes first as the model would."""
-    def predict(model, image, cfg):
+    def __init__(self, cfg, seen, test_size=0):
+        self.cfg, self.seen = cfg, seen
+        self.model = SimpleNamespace(transform=SimpleNamespace(test_size=test_size), training=False,
+                                     eval=lambda: None, train=lambda mode: None)
+
+    def predict(self, channels):
+        image = compose_channels(channels, self.cfg.INPUT.CHANNELS, self.cfg)
         shape = image.shape[1:]
-        own = model.transform.test_size if model is not None else 0
+        own = self.model.transform.test_size
         if own:
             factor = own / min(shape)
             image = transform.rescale(image, (1, factor, factor), order=1, preserve_range=True)
-        seen.append(image.shape[1:])
+        self.seen.append(image.shape[1:])
         label_image = measure.label(image[0] > 0.5).astype(np.int32)
         if own:  # masks back at the frame's pixels, as the model's postprocess gives them
             label_image = transform.resize(label_image, shape, order=0, preserve_range=True,
@@ -39,7 +45,11 @@ def threshold_predict(seen):
         return {"label_image": label_image, "scores": np.linspace(0.9, 0.5, count).astype(np.float32),
                 "labels": np.ones(count, np.int64), "probs": np.ones((count, 1), np.float32),
                 "boxes": np.zeros((count, 4), np.float32)}
-    return predict
+
+
+def stand_in(predictor):
+    """A Predictor class whose instances are ``predictor``, whatever weights they are given."""
+    return lambda weights, cfg=None: predictor
 
 
 def disc_frame(diameter: float, size: int = 160) -> dict:
@@ -55,19 +65,19 @@ def disc_frame(diameter: float, size: int = 160) -> dict:
 
 def test_a_model_that_resizes_frames_itself_is_rescaled_once_with_the_factor_folded_in():
     cfg = load_config(None, ["INPUT.MIN_SIZE_TEST", "80", "INPUT.NUCLEUS_DIAMETER", "15"])
-    model = SimpleNamespace(transform=SimpleNamespace(test_size=80))
-    assert model_resize_factor(cfg, 160, 160) == 0.5
     seen = []
+    predictor = ThresholdPredictor(cfg, seen, test_size=80)
+    assert model_resize_factor(cfg, 160, 160) == 0.5
     # 30-px nuclei: the model's own halving already brings them to 15 px, nothing more to do
-    scale, info = input_scale(model, cfg, [disc_frame(30)], predict=threshold_predict(seen))
+    scale, info = input_scale(predictor, [disc_frame(30)])
     assert scale is None and info["scale"] == 0.5 and info["movie_nucleus_diameter_px"] == pytest.approx(30, rel=0.05)
     # 60-px nuclei: one resize by 0.25 in all, the model's own switched off meanwhile
     seen.clear()
-    scale, info = input_scale(model, cfg, [disc_frame(60)], predict=threshold_predict(seen))
+    scale, info = input_scale(predictor, [disc_frame(60)])
     assert scale == pytest.approx(0.25, rel=0.05) and info["movie_nucleus_diameter_px"] == pytest.approx(60, rel=0.05)
     seen.clear()
-    result = predict_scaled(model, cfg, disc_frame(60), scale, threshold_predict(seen))
-    assert seen == [(40, 40)] and model.transform.test_size == 80  # restored afterwards
+    result = predict_scaled(predictor, disc_frame(60), scale)
+    assert seen == [(40, 40)] and predictor.model.transform.test_size == 80  # restored afterwards
     assert result["label_image"].shape == (160, 160) and result["label_image"].max() == 3
 
 
@@ -76,7 +86,7 @@ def test_absurd_diameters_are_refused_naming_the_value():
     for bad, match in ((0.0, "nucleus_diameter=0.0"), (-2.0, "nucleus_diameter=-2.0"),
                        (500.0, "nucleus_diameter=500 px: larger than the 160×160 frame")):
         with pytest.raises(PcnacycleError, match=match):
-            input_scale(None, cfg, [disc_frame(30)], nucleus_diameter=bad, predict=threshold_predict([]))
+            input_scale(ThresholdPredictor(cfg, []), [disc_frame(30)], nucleus_diameter=bad)
 
 
 # ---------------------------------------------------------------- evaluate and annotate
@@ -89,12 +99,10 @@ def test_evaluate_rescales_images_whose_nuclei_are_off_the_training_size(tmp_pat
         areas = [(iio.imread(p) > 0).sum() for p in (folder / "masks").glob("*.png")]
         diameters += [2 * np.sqrt(a / np.pi) for a in areas]
     cfg = load_config(None, ["DATASETS.ROOT", str(root), "MODEL.DEVICE", "cpu",
-                             "INPUT.NUCLEUS_DIAMETER", str(2 * float(np.median(diameters))), "INPUT.MIN_SIZE_TEST", "0"])
+                             "INPUT.NUCLEUS_DIAMETER", str(2 * float(np.median(diameters))),
+                             "INPUT.MIN_SIZE_TEST", "0"])
     seen = []
-    model = SimpleNamespace(training=False, eval=lambda: None, train=lambda mode: None,
-                            transform=SimpleNamespace(test_size=0))
-    monkeypatch.setattr(evaluator, "load_model", lambda weights, cfg_=None: (model, cfg))
-    monkeypatch.setattr(scale_module, "predict_image", threshold_predict(seen))
+    monkeypatch.setattr(evaluator, "Predictor", stand_in(ThresholdPredictor(cfg, seen)))
     (tmp_path / "w.pt").write_bytes(b"stand-in")
     results = evaluator.evaluate(cfg, tmp_path / "w.pt", split="all", progress=False, output=tmp_path / "eval")
     assert results["scale"] == pytest.approx(2.0, rel=0.01) and results["scale_note"] == "measured on the annotations"
@@ -118,8 +126,7 @@ def test_annotate_rescales_and_writes_outlines_at_the_images_own_pixels(tmp_path
                              "INPUT.CHANNELS", "[pcna]", "INPUT.MIN_SIZE_TEST", "0", "MODEL.ROI_HEADS.NUM_CLASSES", "1",
                              "MODEL.CLASS_NAMES", "[nucleus]", "INPUT.NUCLEUS_DIAMETER", "24"])
     seen = []
-    monkeypatch.setattr(annotate, "load_model", lambda weights, config: (None, config))
-    monkeypatch.setattr(annotate, "predict_image", threshold_predict(seen))
+    monkeypatch.setattr(annotate, "Predictor", stand_in(ThresholdPredictor(cfg, seen)))
     (tmp_path / "w.pt").write_bytes(b"")
     written = annotate.preannotate(tmp_path / "w.pt", sorted(folder.iterdir()), tmp_path / "out", cfg, fmt=["coco"])
     assert (128, 128) in seen

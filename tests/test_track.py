@@ -7,13 +7,20 @@ import pandas as pd
 import pytest
 import tifffile
 
+from conftest import FAST
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.phases import CLASSES
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
-from pcnacycle.tracking.tracker import ctc_tracks, detections_table, frame_detections, relabel_masks, track, track_table, write_ctc
-
-from conftest import FAST
+from pcnacycle.tracking.tracker import (
+    ctc_tracks,
+    detections_table,
+    frame_detections,
+    relabel_masks,
+    track,
+    track_table,
+    write_ctc,
+)
 
 FRAMES = 40
 

@@ -9,9 +9,9 @@ import torch
 from conftest import make_dsb_folder, tiny_overrides
 from pcnacycle import load_config, train
 from pcnacycle.cli import main
+from pcnacycle.engine.trainer import lr_factor
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.modeling.model import FIRST_CONV, build_model, load_weights
-from pcnacycle.engine.trainer import lr_factor
 
 
 def read_metrics(run):
@@ -120,7 +120,8 @@ def test_weights_transfer_to_more_channels_and_classes(trained_run, tmp_path, ca
     with caplog.at_level("INFO"):
         report = load_weights(model, trained_run / "model_final.pt")
     state = model.state_dict()
-    torch.testing.assert_close(state["backbone.body.layer1.0.conv1.weight"], source["backbone.body.layer1.0.conv1.weight"])
+    key = "backbone.body.layer1.0.conv1.weight"
+    torch.testing.assert_close(state[key], source[key])
     assert report["adapted"] == [FIRST_CONV]
     assert state[FIRST_CONV].shape[1] == 3
     torch.testing.assert_close(state[FIRST_CONV].sum(1), source[FIRST_CONV].sum(1))  # same response to grey input
@@ -211,3 +212,61 @@ def test_training_records_the_size_of_its_nuclei(trained_run):
     assert 8 <= cfg.INPUT.NUCLEUS_DIAMETER <= 15
     saved = torch.load(trained_run / "model_final.pt", weights_only=True)["config"]
     assert saved["INPUT"]["NUCLEUS_DIAMETER"] == cfg.INPUT.NUCLEUS_DIAMETER
+
+
+def discs_in_memory(count, shape=(48, 48), seed=1):
+    """Images, label images and phase classes of ``count`` frames of bright discs, as arrays."""
+    import numpy as np
+
+    from conftest import draw_discs
+
+    rng = np.random.default_rng(seed)
+    images, label_images, classes = [], [], []
+    for _ in range(count):
+        masks = draw_discs(shape, 4, rng)
+        label_images.append((masks * np.arange(1, len(masks) + 1)[:, None, None]).sum(0).astype(np.uint16))
+        images.append({"pcna": (20 + 150 * masks.any(0) + rng.normal(0, 3, shape)).astype(np.float32)})
+        classes.append({k: ("G1/G2", "S", "M")[k % 3] for k in range(1, len(masks) + 1)})
+    return images, label_images, classes
+
+
+def test_training_from_images_in_memory(tmp_path):
+    from pcnacycle.data.arrays import array_records
+    from pcnacycle.data.catalog import load_sample, read_records
+
+    images, label_images, classes = discs_in_memory(4)
+    opts = tiny_overrides("", **{"INPUT.CHANNELS": "[pcna]", "INPUT.CROP.ENABLED": "false", "SOLVER.MAX_ITER": 2,
+                                 "SOLVER.STEPS": "[1]", "SOLVER.CHECKPOINT_PERIOD": 2, "DATASETS.VAL_SIZE": 1})
+    weights = train(load_config("stage3_pcna_cpu", opts), tmp_path / "run", progress=False, images=images,
+                    label_images=label_images, classes=classes)
+    assert weights == tmp_path / "run" / "model_final.pt" and weights.is_file()
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert sorted(split["train"] + split["val"]) == [f"array/{i}" for i in range(4)] and len(split["val"]) == 1
+    assert "segm/AP50" in read_metrics(tmp_path / "run")[-1]  # the in-memory val image was scored
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved.DATASETS.FORMAT == "arrays" and saved.DATASETS.ROOT == ""
+    with pytest.raises(PcnacycleError, match="images given in memory"):
+        read_records(saved)
+
+    records = array_records(saved, images, label_images, classes)
+    sample = load_sample(saved, records[2])  # the catalog's "arrays" format hands back what was given
+    assert sample["image_id"] == "array/2" and sample["masks"].shape == (4, 48, 48)
+    assert (sample["masks"].sum(0) == (label_images[2] > 0)).all()
+    assert sample["labels"].tolist() == [saved.MODEL.CLASS_NAMES.index(classes[2][k]) + 1 for k in range(1, 5)]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda im, lab, cl: (im, lab[:3], cl), "images has 4 entries but label_images has 3"),
+    (lambda im, lab, cl: (im, lab, [{}] * 4), r"classes\[0\]: no class for label 1"),
+    (lambda im, lab, cl: (im, lab, None), "classes: needed for the 3 classes"),
+    (lambda im, lab, cl: (im, [x[:10] for x in lab], cl),
+     r"label_images\[0\]: expected integer labels of shape \(48, 48\)"),
+    (lambda im, lab, cl: ([{"pcna": x["pcna"][None]} for x in im], lab, cl),
+     r"images\[0\]\['pcna'\]: expected an \(H, W\)"),
+])
+def test_bad_arrays_are_refused_before_training(tmp_path, change, message):
+    images, label_images, classes = change(*discs_in_memory(4))
+    cfg = load_config("stage3_pcna_cpu", tiny_overrides("", **{"INPUT.CHANNELS": "[pcna]"}))
+    with pytest.raises(PcnacycleError, match=message):
+        train(cfg, tmp_path / "run", progress=False, images=images, label_images=label_images, classes=classes)
+    assert not (tmp_path / "run" / "model_final.pt").exists()

@@ -2,9 +2,12 @@
 
 The Python API mirrors the ``pcnacycle`` command line::
 
-    from pcnacycle import load_config, train
+    from pcnacycle import Predictor, load_config, train
     cfg = load_config("stage1_dsb2018_cpu", ["DATASETS.ROOT", "/data/stage1_train"])
     train(cfg, "runs/stage1")
+    nuclei = Predictor("runs/stage1").predict({"gray": image})  # label_image, boxes, scores, probs
+
+``run``, ``evaluate`` and ``simulate`` are the jobs of the commands of those names.
 
 Names are imported on first use, so ``import pcnacycle`` (and ``pcnacycle --help``)
 does not load torch.
@@ -19,6 +22,7 @@ __version__ = "0.1.0"
 #: Public name → module that defines it, imported when first asked for. No module of the
 #: package bears one of these names, so ``pcnacycle.train`` is always the function.
 _LAZY = {
+    "Predictor": ".engine.predictor",
     "load_config": ".config",
     "train": ".engine.trainer",
     "run": ".pipeline",
@@ -27,7 +31,8 @@ _LAZY = {
     "RunSettings": ".settings",
 }
 
-__all__ = ["PcnacycleError", "RunSettings", "__version__", "evaluate", "load_config", "run", "simulate", "train"]
+__all__ = ["PcnacycleError", "Predictor", "RunSettings", "__version__", "evaluate", "load_config", "run", "simulate",
+           "train"]
 
 
 def __getattr__(name: str):

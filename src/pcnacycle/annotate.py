@@ -18,11 +18,12 @@ from typing import Sequence
 import numpy as np
 
 from .config import CfgNode
+from .data.channels import channel_files, channel_sources, read_channels
+from .engine.predictor import Predictor
+from .engine.scale import input_scale, predict_scaled
 from .errors import PcnacycleError
 from .io import write_json
-from .engine.predictor import load_model, load_weights_path, predict_image
-from .engine.scale import input_scale, predict_scaled
-from .data.channels import channel_files, channel_sources, read_channels
+from .safeguards import check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def object_outline(mask: np.ndarray) -> np.ndarray:
 
 
 def predicted_objects(result: dict) -> list[dict]:
-    """The objects of a :func:`~pcnacycle.engine.predictor.predict_image` result, outlined.
+    """The objects of a :meth:`~pcnacycle.engine.predictor.Predictor.predict` result, outlined.
 
     Returns
     -------
@@ -116,7 +117,8 @@ def _dataset_root(folder: Path, cfg: CfgNode) -> Path:
 
 def preannotate(weights: str | os.PathLike, images: Sequence[str | os.PathLike], output: str | os.PathLike,
                 cfg: CfgNode | None = None, fmt: Sequence[str] = ("via2", "coco"),
-                overwrite: bool = False, nucleus_diameter: float | None = None, rescale: bool = True) -> dict[str, Path]:
+                overwrite: bool = False, nucleus_diameter: float | None = None,
+                rescale: bool = True) -> dict[str, Path]:
     """Predict nuclei and phases in ``images`` and write them as annotations.
 
     Parameters
@@ -159,25 +161,24 @@ def preannotate(weights: str | os.PathLike, images: Sequence[str | os.PathLike],
     for path in paths:
         if not path.is_file():
             raise PcnacycleError(f"{path}: no such image file")
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise PcnacycleError(f"{output}: exists and is not a folder; choose another --output")
+    output = check_output_folder(output)
     existing = [output / OUTPUT_NAMES[f] for f in fmt if (output / OUTPUT_NAMES[f]).exists()]
     if existing and not overwrite:
         raise PcnacycleError(f"{existing[0]} already exists (perhaps with your corrections); choose another --output "
                              "or pass --overwrite to replace it")
-    model, cfg = load_model(load_weights_path(weights), cfg)
+    predictor = Predictor(weights, cfg)
+    cfg = predictor.cfg
     root = _dataset_root(paths[0].parent, cfg)
     sources = channel_sources(root, cfg)
     class_names = list(cfg.MODEL.CLASS_NAMES)
     attribute = cfg.DATASETS.CLASS_ATTRIBUTE
     spread = sorted({0, len(paths) // 2, len(paths) - 1})
     samples = [read_channels(channel_files(sources, paths[i].name)) for i in spread]
-    scale, _ = input_scale(model, cfg, samples, nucleus_diameter, rescale, predict=predict_image)
+    scale, _ = input_scale(predictor, samples, nucleus_diameter, rescale)
     via, coco_images, coco_objects = {}, [], []
     for image_id, path in enumerate(paths, start=1):
         channels = read_channels(channel_files(sources, path.name))
-        result = predict_scaled(model, cfg, channels, scale, predict_image)
+        result = predict_scaled(predictor, channels, scale)
         objects = predicted_objects(result)
         via[f"{path.name}{path.stat().st_size}"] = via2_entry(path, objects, class_names, attribute)  # VIA's key
         height, width = result["label_image"].shape

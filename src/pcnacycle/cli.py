@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .errors import PcnacycleError
@@ -26,16 +27,18 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.config, args.opts)
     final = train(cfg, args.output, resume=args.resume, progress=not args.quiet)
-    print(final)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once, not once per process
+        print(final)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .evaluation.evaluator import evaluate
+    from .evaluation.evaluator import evaluate, format_evaluation
 
-    evaluate(load_config(args.config, args.opts), args.weights, split=args.split, output=args.output,
-             progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic,
-             nucleus_diameter=args.nucleus_diameter, rescale=not args.no_rescale)
+    results = evaluate(load_config(args.config, args.opts), args.weights, split=args.split, output=args.output,
+                       progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic,
+                       nucleus_diameter=args.nucleus_diameter, rescale=not args.no_rescale)
+    print(format_evaluation(results))
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
@@ -63,7 +66,8 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet, randomise_training=args.randomise_training)
+    print(run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet,
+                   randomise_training=args.randomise_training).resolve())
 
 
 def _optional_config(args: argparse.Namespace):
@@ -104,10 +108,63 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print(out)
 
 
-def _cmd_evaluate_tracks(args: argparse.Namespace) -> None:
-    from .evaluation.tracks import evaluate_tracks
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+    from .settings import load_settings
 
-    evaluate_tracks(args.pred, args.gt, output=args.output)
+    results = run_batch(args.weights, args.manifest, args.output, workers=args.workers, scheduler=args.scheduler,
+                        settings=load_settings(args.settings), progress=not args.quiet)
+    failed = [r for r in results.values() if r["status"] == "failed"]
+    for result in failed:
+        print(f"failed: {result['movie']}: {result['error']}", file=sys.stderr)
+    print(f"{len(results) - len(failed)} of {len(results)} movie(s) finished; summaries in {args.output}")
+    return 1 if failed else 0
+
+
+def _cmd_evaluate_tracks(args: argparse.Namespace) -> None:
+    from .evaluation.tracks import evaluate_tracks, format_report
+
+    print(format_report(evaluate_tracks(args.pred, args.gt, output=args.output)))
+
+
+def _cmd_correct(args: argparse.Namespace) -> None:
+    from .correct import correct_run
+
+    print(correct_run(args.run_dir, args.edits, output=args.output, in_place=args.in_place,
+                      overwrite=args.overwrite, progress=not args.quiet))
+
+
+def _add_correct(commands) -> None:
+    p = commands.add_parser("correct", help="apply edits (split, join, parent, phase, delete...) to a run",
+                            description="Apply the edits of a YAML file to a run folder, resolve phases and "
+                                        "durations again with the corrections as hard constraints and the run's "
+                                        "own settings, and write a complete corrected run (masks.tif, objects.csv, "
+                                        "phases.csv, ctc/, timeline.png, run.json, log.txt) plus edits.yaml. "
+                                        "Edits: split {track, frame}, join {track, onto}, parent {track, mother}, "
+                                        "orphan {track}, phase {track, first, last, phase}, delete {track[, first, "
+                                        "last]}, merge {frame, labels: [a, b]}, relabel {frame, label, track}; see "
+                                        "README 'Correcting a run'. A bad edit is refused, naming it, and nothing "
+                                        "is written.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by pcnacycle run (or an earlier correct)")
+    p.add_argument("--edits", required=True, help="YAML file: a mapping with key 'edits', a list of {op: ...}")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--output", help="new folder for the corrected run; RUN_DIR is not touched")
+    where.add_argument("--in-place", action="store_true",
+                       help="replace RUN_DIR atomically; the previous version, with everything in it, is kept "
+                            "beside it as RUN_DIR.before-YYYYmmdd-HHMMSS")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --output")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_correct)
+
+
+def _cmd_convert_weights(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .modeling.convert_weights import convert_detectron2, layout_from_options
+
+    layout = layout_from_options(args.pcnadeep, args.classes, args.channels, args.fold, args.pixel_mean,
+                                 args.pixel_std, args.detectron2_config)
+    base = load_config(args.config) if args.config else None
+    print(convert_detectron2(args.source, args.output, layout=layout, base=base, overrides=args.opts))
 
 
 def _scale_arguments(p: argparse.ArgumentParser, what: str) -> None:
@@ -194,6 +251,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=INFERENCE_OVERRIDES_HELP)
     p.set_defaults(func=_cmd_run)
 
+    p = commands.add_parser("batch", help="run many movies (a CSV manifest) on Dask and summarise them",
+                            description="Run every movie of --manifest into OUTPUT/<movie>/ (an ordinary run "
+                                        "folder) on a local Dask cluster or an existing scheduler, then write "
+                                        "OUTPUT/summary.csv (one row per cell), summary_by_condition.csv and .png. "
+                                        "Running it again skips finished movies and retries the others. Exit "
+                                        "status: 0 when every movie finished, 1 when any movie failed (each is "
+                                        "listed with its error), 2 for bad input (nothing is run). Needs "
+                                        'pip install "pcnacycle[batch]".')
+    p.add_argument("--weights", required=True, help="checkpoint file, or a training folder (its model_final.pt)")
+    p.add_argument("--manifest", required=True,
+                   help="CSV with columns movie (unique name), pcna and optionally dic, frame_interval (minutes), "
+                        "condition, and any others (carried into the summaries); paths relative to the CSV's folder")
+    p.add_argument("--output", required=True, help="folder for the run folders and summaries")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int,
+                       help="worker processes of the local cluster (default: one per two cores); each loads the "
+                            "model once and runs one movie at a time on its share of the cores")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (a dask-jobqueue cluster)")
+    p.add_argument("--settings", help="run settings YAML (as for run --settings), the same for every movie")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_batch)
+
     p = commands.add_parser("evaluate-tracks", help="CTC tracking metrics, phase accuracy and duration errors",
                             description="Score tracks against ground truth with py-ctcmetrics (TRA, DET, SEG, LNK, "
                                         "CT, TF, BC, CCA) and, when both sides carry phases, the per-frame phase "
@@ -204,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="folder for track_eval.json (none written without it)")
     p.set_defaults(func=_cmd_evaluate_tracks)
 
+    _add_correct(commands)
+
     p = commands.add_parser("simulate", help="simulate a PCNA/DIC time-lapse movie with full ground truth",
                             description="Write pcna.tif, dic.tif, truth/ (labels, objects, tracks, phase "
                                         "durations, CTC layout) and annotated/ (frames the trainer reads).")
@@ -213,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", type=int, default=40, help="cells in the first frame (default 40)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--frame-interval", type=float, default=10.0, help="minutes between frames (default 10)")
-    p.add_argument("--annotated-frames", type=int, default=25, help="frames written to annotated/ (default 25)")
+    p.add_argument("--annotated-frames", type=int,
+                   help="frames written to annotated/ (default 25, or all of a shorter movie)")
     p.add_argument("--jitter", type=float, default=0.0, help="stage jitter between frames, pixels (default 0)")
     p.add_argument("--arrested-fraction", type=float, default=0.0, help="fraction of arrested cells (default 0)")
     p.add_argument("--phase-minutes", metavar="G1=M,S=M,G2=M,M=M",
@@ -249,6 +332,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=INFERENCE_OVERRIDES_HELP)
     p.set_defaults(func=_cmd_annotate)
 
+    p = commands.add_parser("convert-weights", help="a detectron2 Mask R-CNN checkpoint (e.g. pcnaDeep's) as ours",
+                            description="Convert a detectron2 R50/R101-FPN Mask R-CNN checkpoint (.pth or .pkl) to a "
+                                        "pcnacycle checkpoint OUTPUT (.pt) with config.yaml beside it: tensor names, "
+                                        "class order and input channels mapped, BatchNorm frozen, and detectron2's "
+                                        "preprocessing, anchors and RoIAlign recorded in the config.")
+    p.add_argument("source", help="detectron2 checkpoint (.pth or .pkl)")
+    p.add_argument("output", help="pcnacycle checkpoint to write (.pt); config.yaml is written beside it")
+    p.add_argument("--pcnadeep", action="store_true",
+                   help="pcnaDeep's layout: classes G1/G2 S M E with E folded into G1/G2, channels pcna pcna dic")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help="the checkpoint's class names, in its order")
+    p.add_argument("--channels", nargs="+", metavar="NAME",
+                   help="pcnacycle channel name of each input channel of the checkpoint, in order (e.g. pcna pcna dic)")
+    p.add_argument("--fold", nargs="+", metavar="NAME=CLASS", help="count class NAME as CLASS (e.g. E=G1/G2)")
+    p.add_argument("--pixel-mean", nargs="+", type=float, metavar="V",
+                   help="per input channel, 0-255 scale (default detectron2's 103.53 116.28 123.675)")
+    p.add_argument("--pixel-std", nargs="+", type=float, metavar="V", help="per input channel (default 1 1 1)")
+    p.add_argument("--detectron2-config", metavar="YAML",
+                   help="the model's detectron2 config: its pixel mean/std, stride placement, anchors, poolers, "
+                        "test size and thresholds are recorded (e.g. pcnaDeep's config/dtrnCfg.yaml)")
+    p.add_argument("--config", help="config whose CLASS_NAMES, INPUT.CHANNELS and test settings the model follows")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                   help="config values for the converted model, applied last, given right after OUTPUT, e.g. "
+                        "INPUT.MIN_SIZE_TEST 0")
+    p.set_defaults(func=_cmd_convert_weights)
+
     p = commands.add_parser("demo", help="simulate, train, evaluate and report, with nothing but this package",
                             description="The main job on an embedded default: 12 to 14 minutes on 2 CPU cores. "
                                         "Writes OUTPUT/report.html and prints its path.")
@@ -272,14 +380,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        return int(args.func(args) or 0)  # a command may report partial failure (batch: 1)
     except PcnacycleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    except OSError as exc:
+        from .safeguards import os_error_message
+
+        # a full disk or a folder turned read-only mid-way is the machine's trouble, not a bug: one line
+        message = os_error_message(exc, getattr(args, "output", None))
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -37,7 +37,14 @@ DEFAULTS: dict[str, Any] = {
         # A local checkpoint (ours or a torchvision state dict) to start from.
         "WEIGHTS": "",
         "CLASS_NAMES": ["nucleus"],
-        "RESNETS": {"DEPTH": 50, "NORM": "GN"},
+        # Input normalisation on detectron2's 0-255 scale, one value per INPUT.CHANNELS entry: the network sees
+        # (255 * x - MEAN) / STD for x in [0, 1]. Empty: 127.5 each (x centred on 0, range [-1, 1]).
+        # `convert-weights` sets these to the values a detectron2 model was trained with.
+        "PIXEL_MEAN": [],
+        "PIXEL_STD": [],
+        # STRIDE_IN_1X1: the stride of each stage's first block sits in its 1x1 convolution, as in
+        # detectron2's (MSRA) ResNets, instead of the 3x3 one as in torchvision's.
+        "RESNETS": {"DEPTH": 50, "NORM": "GN", "STRIDE_IN_1X1": False},
         "FPN": {"OUT_CHANNELS": 256, "NORM": "GN"},
         "ANCHOR_GENERATOR": {
             "SIZES": [[32], [64], [128], [256], [512]],
@@ -51,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
             "NMS_THRESH": 0.7,
             "BATCH_SIZE_PER_IMAGE": 256,
             "POSITIVE_FRACTION": 0.5,
+            # torchvision: cell anchors rounded to whole pixels, strides from the padded image size, proposals
+            # ranked on sigmoid probabilities (which tie at 1.0); detectron2: exact cell anchors, FPN strides
+            # 4, 8, 16, 32, 64, proposals ranked on logits (set by convert-weights).
+            "STYLE": "torchvision",
         },
         "ROI_HEADS": {
             "NUM_CLASSES": 1,
@@ -58,9 +69,16 @@ DEFAULTS: dict[str, Any] = {
             "POSITIVE_FRACTION": 0.25,
             "SCORE_THRESH_TEST": 0.05,
             "NMS_THRESH_TEST": 0.5,
+            # "NAME=CLASS": extra predictor outputs, after CLASS_NAMES, whose probability counts as CLASS's
+            # (pcnaDeep's emerging daughters: ["E=G1/G2"]); set by convert-weights.
+            "FOLDED_CLASSES": [],
         },
-        "ROI_BOX_HEAD": {"NUM_CONV": 0, "CONV_DIM": 256, "NUM_FC": 2, "FC_DIM": 1024, "NORM": ""},
-        "ROI_MASK_HEAD": {"NUM_CONV": 4, "CONV_DIM": 256, "NORM": ""},
+        # POOLER_TYPE ROIAlign: torchvision's RoIAlign (aligned=False); ROIAlignV2: detectron2's half-pixel
+        # aligned one. POOLER_SAMPLING_RATIO 0: adaptive, as detectron2.
+        "ROI_BOX_HEAD": {"NUM_CONV": 0, "CONV_DIM": 256, "NUM_FC": 2, "FC_DIM": 1024, "NORM": "",
+                         "POOLER_TYPE": "ROIAlign", "POOLER_SAMPLING_RATIO": 2},
+        "ROI_MASK_HEAD": {"NUM_CONV": 4, "CONV_DIM": 256, "NORM": "", "POOLER_TYPE": "ROIAlign",
+                          "POOLER_SAMPLING_RATIO": 2},
     },
     "INPUT": {
         # Image channels fed to the network, by name; what a name means is up
@@ -153,10 +171,13 @@ _CHOICES: dict[str, tuple] = {
     "MODEL.FPN.NORM": ("", "GN"),
     "MODEL.ROI_BOX_HEAD.NORM": ("", "GN"),
     "MODEL.ROI_MASK_HEAD.NORM": ("", "GN"),
+    "MODEL.RPN.STYLE": ("torchvision", "detectron2"),
+    "MODEL.ROI_BOX_HEAD.POOLER_TYPE": ("ROIAlign", "ROIAlignV2"),
+    "MODEL.ROI_MASK_HEAD.POOLER_TYPE": ("ROIAlign", "ROIAlignV2"),
     "INPUT.MIN_SIZE_TRAIN_SAMPLING": ("choice", "range"),
     "INPUT.RANDOM_FLIP": ("none", "horizontal", "vertical", "both"),
     "INPUT.CROP.TYPE": ("relative", "relative_range", "absolute"),
-    "DATASETS.FORMAT": ("dsb2018", "labelmask", "deepcell", "via2", "coco"),
+    "DATASETS.FORMAT": ("dsb2018", "labelmask", "deepcell", "via2", "coco", "arrays"),
     "DATASETS.SPLIT_BY": ("group", "image"),
     "SOLVER.WARMUP_METHOD": ("linear", "constant"),
     "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": ("norm", "value"),
@@ -388,6 +409,17 @@ def validate(cfg: CfgNode) -> None:
     need("MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", len(ratios) in (1, 5) and all(r and min(r) > 0 for r in ratios),
          "1 or 5 lists of positive ratios")
     need("INPUT.CHANNELS", len(cfg.INPUT.CHANNELS) >= 1, "at least one channel name")
+    for key in ("MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD"):
+        values = get_value(cfg, key)
+        need(key, len(values) in (0, len(cfg.INPUT.CHANNELS)) and all(isinstance(v, (int, float)) for v in values),
+             f"empty or {len(cfg.INPUT.CHANNELS)} numbers (one per INPUT.CHANNELS entry)")
+    need("MODEL.PIXEL_STD", all(v > 0 for v in cfg.MODEL.PIXEL_STD), "positive numbers")
+    folded = cfg.MODEL.ROI_HEADS.FOLDED_CLASSES
+    need("MODEL.ROI_HEADS.FOLDED_CLASSES",
+         all(entry.count("=") == 1 and entry.split("=")[1] in cfg.MODEL.CLASS_NAMES for entry in folded),
+         "a list of NAME=CLASS strings, each CLASS one of MODEL.CLASS_NAMES")
+    for key in ("MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO"):
+        need(key, get_value(cfg, key) >= 0, "an integer >= 0 (0: adaptive)")
     need("INPUT.MIN_SIZE_TRAIN", len(cfg.INPUT.MIN_SIZE_TRAIN) >= 1 and min(cfg.INPUT.MIN_SIZE_TRAIN) >= 0,
          "a list of sizes >= 0")
     if cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING == "range":

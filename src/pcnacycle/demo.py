@@ -8,6 +8,7 @@ against its ground truth, and write ``report.html`` with the figures.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -16,17 +17,17 @@ import pandas as pd
 
 from .config import load_config
 from .data.catalog import load_sample, read_records
-from .data.dataset import compose_channels
+from .engine.predictor import Predictor
+from .engine.trainer import train
 from .errors import PcnacycleError
 from .evaluation.evaluator import evaluate
 from .evaluation.tracks import division_sentence, evaluate_tracks
-from .phases import PHASES
 from .io import MANIFEST_KEY, files_under, read_manifest, remove_outputs, write_json
+from .phases import PHASES
 from .pipeline import run
-from .engine.predictor import load_model, predict_image
-from .report import HtmlReport, legend_html, phase_overlay, png_bytes
+from .report import HtmlReport, legend_html, phase_overlay, png_bytes, score_table
+from .safeguards import check_output_folder
 from .simulation.simulator import simulate
-from .engine.trainer import train
 
 #: Marks a folder as a demo's, so ``--overwrite`` never deletes anything else.
 MARKER = "demo.json"
@@ -43,6 +44,8 @@ TRAIN_MOVIE = {"frames": 60, "size": (256, 256), "cells": 30, "seed": 1, "annota
 TEST_MOVIE = {"frames": 60, "size": (256, 256), "cells": 30, "seed": 2, "annotated_frames": 8,
               "frame_interval": 30.0}
 
+log = logging.getLogger(__name__)
+
 
 #: What a demo writes, for a demo.json that lists nothing (an interrupted or older demo).
 _LEGACY_OUTPUTS = ("sim_train/**/*", "sim_test/**/*", "train/**/*", "eval/**/*", "run/**/*", "track_eval/**/*",
@@ -56,8 +59,7 @@ def prepare_output(output: Path, overwrite: bool) -> set[str]:
     ``overwrite`` is set; then only the files that demo wrote are removed, and
     the demo says so.
     """
-    if output.exists() and not output.is_dir():
-        raise PcnacycleError(f"{output}: exists and is not a folder; choose another --output")
+    check_output_folder(output)
     if output.exists() and any(output.iterdir()):
         if not overwrite:
             raise PcnacycleError(f"{output} is not empty; choose another --output or pass --overwrite")
@@ -65,8 +67,8 @@ def prepare_output(output: Path, overwrite: bool) -> set[str]:
             raise PcnacycleError(f"{output} is not empty and was not written by pcnacycle demo; "
                                  "refusing to overwrite it")
         removed = remove_outputs(output, read_manifest(output, MARKER, _LEGACY_OUTPUTS))
-        print(f"replacing the earlier demo in {output}: removed the {removed} files it wrote (its trained model "
-              "included); any other file there is kept", flush=True)
+        log.info("replacing the earlier demo in %s: removed the %d files it wrote (its trained model included); "
+                 "any other file there is kept", output, removed)
     output.mkdir(parents=True, exist_ok=True)
     return files_under(output)
 
@@ -86,16 +88,16 @@ def run_demo(output: str | Path = "demo-output", overwrite: bool = False, iterat
     users = prepare_output(output, overwrite)
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(output / MARKER, {"started": started_at, "iterations": iterations})
-    print(f"pcnacycle demo: simulates PCNA movies, trains a 3-class Mask R-CNN from scratch for {iterations} "
-          "iterations on this machine, scores it on an unseen movie and writes an HTML report. "
-          "12 to 14 minutes on 2 CPU cores (under 15).", flush=True)
+    log.info("pcnacycle demo: simulates PCNA movies, trains a 3-class Mask R-CNN from scratch for %d iterations on "
+             "this machine, scores it on an unseen movie and writes an HTML report. 12 to 14 minutes on 2 CPU cores "
+             "(under 15).", iterations)
     started = time.perf_counter()
 
-    print("1/5 simulating a training movie and a test movie", flush=True)
+    log.info("1/5 simulating a training movie and a test movie")
     train_movie = simulate(output / "sim_train", **TRAIN_MOVIE, progress=progress, randomise=randomise_training)
     test_movie = simulate(output / "sim_test", **TEST_MOVIE, progress=progress)
 
-    print(f"2/5 training ({iterations} iterations)", flush=True)
+    log.info("2/5 training (%d iterations)", iterations)
     cfg = load_config("stage3_pcna_cpu", [
         "DATASETS.ROOT", str(train_movie / "annotated"), "DATASETS.VAL_SIZE", "3",
         "SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"[{int(iterations * 0.8)}]",
@@ -104,21 +106,21 @@ def run_demo(output: str | Path = "demo-output", overwrite: bool = False, iterat
     ])
     weights = train(cfg, output / "train", progress=progress)
 
-    print("3/5 scoring segmentation and phase calls on the test movie's annotated frames", flush=True)
+    log.info("3/5 scoring segmentation and phase calls on the test movie's annotated frames")
     test_cfg = load_config(output / "train" / "config.yaml", ["DATASETS.ROOT", str(test_movie / "annotated")])
     results = evaluate(test_cfg, weights, split="all", output=output / "eval", progress=progress)
 
-    print("4/5 running the whole movie pipeline (detect, track, resolve phases) on the test movie", flush=True)
+    log.info("4/5 running the whole movie pipeline (detect, track, resolve phases) on the test movie")
     run_dir = run(weights, test_movie / "pcna.tif", output / "run", dic=test_movie / "dic.tif",
                   frame_interval=json.loads((test_movie / "simulation.json").read_text())["frame_interval"],
                   progress=progress)
     tracking = evaluate_tracks(run_dir, test_movie, output=output / "track_eval")
 
-    print("5/5 writing the report", flush=True)
+    log.info("5/5 writing the report")
     report = write_demo_report(output, test_cfg, weights, results, tracking, time.perf_counter() - started)
     write_json(output / MARKER, {"started": started_at, "iterations": iterations,
                                  MANIFEST_KEY: sorted((files_under(output) - users) | {MARKER})})
-    print(report.resolve())
+    log.info("report: %s", report.resolve())
     return report
 
 
@@ -132,10 +134,11 @@ def write_demo_report(output: Path, cfg, weights: Path, results: dict, tracking:
 
     page.heading("Nuclei coloured by phase: model (left) and ground truth (right)")
     page.raw(legend_html(names))
-    model, cfg = load_model(weights, cfg)
+    predictor = Predictor(weights, cfg)
+    cfg = predictor.cfg
     for record in read_records(cfg)[:3]:
         sample = load_sample(cfg, record)
-        predicted = predict_image(model, compose_channels(sample["channels"], cfg.INPUT.CHANNELS, cfg), cfg)
+        predicted = predictor.predict(sample["channels"])
         truth_labels = np.zeros(sample["masks"].shape[1:], np.int32)
         for i, mask in enumerate(sample["masks"]):
             truth_labels[mask] = i + 1
@@ -166,7 +169,10 @@ def write_demo_report(output: Path, cfg, weights: Path, results: dict, tracking:
         page.image(output / "train" / "loss_curve.png", "training loss", width=560)
         page.image(output / "eval" / "confusion.png", "phase of matched nuclei (IoU ≥ 0.5), with missed and "
                                                        "spurious ones", width=420)
-    page.table(pd.DataFrame(results["phase"]["report"]).T.astype(float), "{:.3f}")
+    scores, note = score_table(results["phase"]["report"])
+    page.table(scores, "{:.3f}")
+    if note:
+        page.text(note)
     page.heading("Tracks and phase durations on the whole test movie")
     page.text("Cell Tracking Challenge measures (py-ctcmetrics) of `pcnacycle run`'s tracks against the "
               "simulator's ground truth, per-frame accuracy of the resolved phase, and the error of each "
@@ -179,9 +185,11 @@ def write_demo_report(output: Path, cfg, weights: Path, results: dict, tracking:
     with page.row():
         page.image(output / "run" / "timeline.png", "cells of the test movie, coloured by resolved phase",
                    width=560)
-        page.image(png_bytes(durations_figure(output / "run", output / "sim_test", tracking)),
-                   "phase durations found vs true (uncut phases of matched cells)", width=560)
-    page.text(f"Files: {output.resolve()} — sim_train/, sim_test/ (movies with ground truth), train/ "
+        if tracking.get("phases"):
+            page.image(png_bytes(durations_figure(tracking)),
+                       "phase durations found vs true, over the cells of the table above: cells matched to a true "
+                       "cell whose phase the movie shows complete in both", width=560)
+    page.text("Files, beside this report: sim_train/, sim_test/ (movies with ground truth), train/ "
               "(checkpoints, metrics.jsonl), eval/ (eval.json, confusion.csv, matching.csv), run/ (masks.tif, "
               "objects.csv, phases.csv, ctc/), track_eval/.")
     return page.save(output / "report.html")
@@ -212,30 +220,24 @@ def tracking_summary(tracking: dict) -> dict[str, float]:
     return {key: (np.nan if value is None else float(value)) for key, value in summary.items()}
 
 
-def durations_figure(run_dir: Path, movie_dir: Path, tracking: dict):
-    """Box plots of complete phase durations, found by ``run`` beside the simulator's truth."""
-    import matplotlib
+def durations_figure(tracking: dict):
+    """Box plots of the phase durations the report's table compares, true beside found, per phase.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Each box holds the cells that :func:`pcnacycle.evaluation.tracks.evaluate_tracks`
+    matched to a true cell and whose phase the movie shows complete on both
+    sides, so its counts are the table's ``n``.
+    """
+    from matplotlib.figure import Figure  # drawn on its own Figure: no pyplot state, no backend switch
 
-    from .evaluation.tracks import complete_phases
-
-    def complete_minutes(folder: Path) -> dict[str, np.ndarray]:
-        durations = pd.read_csv(folder / "phases.csv")
-        complete = complete_phases(durations, pd.read_csv(folder / "objects.csv"))
-        by_track = durations.set_index("track")
-        return {p: by_track.loc[complete.index[complete[p]], f"{p}_minutes"].to_numpy() for p in PHASES}
-
-    found, true = complete_minutes(run_dir), complete_minutes(movie_dir / "truth")
-    fig, ax = plt.subplots(figsize=(7, 4))
+    durations = tracking["phases"]["durations"]
     phases = list(PHASES)
     positions = np.arange(len(phases)) * 3
-    ax.boxplot([true[p] for p in phases], positions=positions, widths=0.8, patch_artist=True,
-               boxprops={"facecolor": "0.85"})
-    ax.boxplot([found[p] for p in phases], positions=positions + 1, widths=0.8, patch_artist=True,
-               boxprops={"facecolor": "#9cd"})
-    ax.set_xticks(positions + 0.5, [f"{p}\ntrue | found\n(n={len(true[p])} | {len(found[p])})" for p in phases])
-    ax.set(ylabel="minutes", title="complete phases: simulator truth (grey) vs pcnacycle run (blue)")
+    fig = Figure(figsize=(5.6, 3.6))
+    ax = fig.subplots()
+    for offset, key, colour in ((0, "true_minutes", "0.85"), (1, "found_minutes", "#9cd")):
+        ax.boxplot([durations[p][key] for p in phases], positions=positions + offset, widths=0.8,
+                   patch_artist=True, boxprops={"facecolor": colour})
+    ax.set_xticks(positions + 0.5, [f"{p}\nn={durations[p]['n']}" for p in phases])
+    ax.set(ylabel="minutes", title="matched cells: true (grey) vs found (blue)")
     fig.tight_layout()
     return fig

@@ -42,9 +42,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp makes the file private (0600); give it the mode any new file gets, so collaborators can read it
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write() (e.g. a full disk) does not say which file it was
         raise
 
 

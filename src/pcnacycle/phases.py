@@ -22,6 +22,8 @@ PHASE_COLOURS = {
     "M": (255, 60, 160),
     "nucleus": (120, 255, 120),
 }
+#: The colour of a class not listed above (a model trained with other class names).
+UNKNOWN_PHASE_COLOUR = (200, 200, 200)
 
 #: The textbook 23-hour human cell cycle (Alberts, Molecular Biology of the Cell): G1 11 h, S 8 h, G2 4 h,
 #: M 1 h. Only a starting point: with ``estimate_durations`` the resolver re-estimates them from the movie.

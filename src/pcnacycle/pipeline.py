@@ -31,15 +31,25 @@ import tifffile
 from tqdm import tqdm
 
 from .config import CfgNode
-from .errors import PcnacycleError
-from .phases import CLASSES, PHASE_COLOURS, PHASES
-from .io import (MANIFEST_KEY, atomic_path, atomic_write, files_under, log_to_file, move_into, read_manifest,
-                 remove_outputs, write_json)
 from .data.movie import MovieReader
-from .engine.predictor import load_model, load_weights_path, predict_image
+from .engine.predictor import Predictor, load_weights_path
 from .engine.scale import input_scale, predict_scaled
-from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
+from .errors import PcnacycleError
+from .io import (
+    MANIFEST_KEY,
+    atomic_path,
+    atomic_write,
+    files_under,
+    log_to_file,
+    move_into,
+    read_manifest,
+    remove_outputs,
+    write_json,
+)
+from .phases import CLASSES, PHASE_COLOURS, PHASES
+from .safeguards import check_free_space, check_output_folder, output_lock, reserve_disk_space
 from .settings import RunSettings, median_diameter
+from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
 from .tracking.tracker import frame_detections, probability_column, relabel_masks, track, write_ctc
 
 log = logging.getLogger(__name__)
@@ -81,7 +91,8 @@ def _open_inputs(pcna: str | os.PathLike, dic, pcna_channel, dic_channel) -> tup
         dic_movie = MovieReader(dic if dic is not None else pcna, dic_channel)
         if (dic_movie.frames, dic_movie.shape) != (pcna_movie.frames, pcna_movie.shape):
             raise PcnacycleError(
-                f"PCNA {pcna_movie.path} is {pcna_movie.frames} frame(s) of {pcna_movie.shape[0]}×{pcna_movie.shape[1]} "
+                f"PCNA {pcna_movie.path} is {pcna_movie.frames} frame(s) of "
+                f"{pcna_movie.shape[0]}×{pcna_movie.shape[1]} "
                 f"but DIC {dic_movie.path} is {dic_movie.frames} frame(s) of {dic_movie.shape[0]}×{dic_movie.shape[1]}"
                 + (" (one is a single image, the other a movie)" if 1 in (pcna_movie.frames, dic_movie.frames) else "")
             )
@@ -99,8 +110,6 @@ def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> tuple[
     A folder holding anything but an earlier run (its ``run.json`` lists what
     it wrote) is refused, and so is one holding an input.
     """
-    if output.exists() and not output.is_dir():
-        raise PcnacycleError(f"{output}: exists and is not a folder; choose another --output")
     previous = None
     if output.exists() and any(output.iterdir()):
         if not overwrite:
@@ -120,7 +129,7 @@ def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> tuple[
 def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.PathLike, *,
         dic: str | os.PathLike | None = None, frame_interval: float | None = None, cfg: CfgNode | None = None,
         pcna_channel: int | None = None, dic_channel: int | None = None, settings: RunSettings | None = None,
-        overwrite: bool = False, progress: bool = True, **changes) -> Path:
+        overwrite: bool = False, progress: bool = True, predictor=None, **changes) -> Path:
     """Segment, classify, track and resolve a PCNA movie; return the output folder.
 
     Parameters
@@ -133,57 +142,67 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
         metadata, else 10 (logged as assumed).
     settings : :class:`~pcnacycle.settings.RunSettings`, everything decided
         after detection (filtering, tracking, divisions, phase priors); saved in ``run.json``.
+    predictor : a :class:`~pcnacycle.engine.predictor.Predictor` already loaded from ``weights``, so that
+        many movies share one loaded model (``pcnacycle batch``); ``cfg`` is then ignored.
     **changes : fields of ``settings`` to change, e.g. ``max_gap=3``.
     """
     settings = (settings or RunSettings()).replace(**changes) if changes else (settings or RunSettings())
     if frame_interval is not None:
         check_frame_interval(frame_interval)
     weights = load_weights_path(weights)
-    output = Path(output)
+    output = check_output_folder(output)
     pcna_movie, dic_movie = _open_inputs(pcna, dic, pcna_channel, dic_channel)
-    model, cfg = load_model(weights, cfg)
+    predictor = predictor if predictor is not None else Predictor(weights, cfg)
+    cfg = predictor.cfg
     needs_dic = bool({"dic", "bf"} & set(cfg.INPUT.CHANNELS))
     if needs_dic and dic_movie is None:
         raise PcnacycleError(f"{weights} takes INPUT.CHANNELS {cfg.INPUT.CHANNELS}: give the DIC movie with --dic "
                              "(or --dic-channel for a hyperstack)")
     inputs = [pcna_movie.path] + ([dic_movie.path] if dic_movie else [])
-    stage, previous = _prepare_output(output, inputs, overwrite)
-    try:
-        with log_to_file(stage / "log.txt"):
-            if frame_interval is None:
-                frame_interval = pcna_movie.frame_interval
+    with output_lock(output):  # a second run into the same folder is refused, not mixed with this one
+        frames, (height, width) = pcna_movie.frames, pcna_movie.shape
+        # the detections memmap and masks.tif (at most its uncompressed size) exist together before the memmap goes
+        check_free_space(output.parent, 2 * frames * height * width * np.dtype(np.uint16).itemsize,
+                         f"the detections and masks of {frames} frame(s) of {height}×{width}")
+        stage, previous = _prepare_output(output, inputs, overwrite)
+        try:
+            with log_to_file(stage / "log.txt"):
+                for warning in pcna_movie.content_warnings() + (dic_movie.content_warnings() if dic_movie else []):
+                    log.warning(warning)
                 if frame_interval is None:
-                    frame_interval = DEFAULT_FRAME_INTERVAL
-                    log.warning("no frame interval given or found in %s: assuming %g minutes (use --frame-interval)",
-                                pcna_movie.path, frame_interval)
-            check_frame_interval(frame_interval)
-            class_names = list(cfg.MODEL.CLASS_NAMES)
-            scale, scale_info = movie_scale(model, cfg, pcna_movie, dic_movie, settings)
-            raw_labels, detections = _detect(model, cfg, pcna_movie, dic_movie, stage, settings, scale, progress)
-            tracked, durations, summary = analyse(detections, frame_interval, settings, class_names, progress)
-            write_outputs(stage, tracked, durations, raw_labels, frame_interval, class_names, progress)
-            del raw_labels
-            (stage / "detections.npy").unlink()
-            summary.update(scale_info)
-            summary.update({"weights": str(weights), "pcna": str(pcna_movie.path),
-                            "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
-                            "settings": settings.to_dict(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-            summary[MANIFEST_KEY] = sorted(files_under(stage) | {RUN_MARKER})
-            write_json(stage / RUN_MARKER, summary)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    finally:
-        pcna_movie.close()
-        if dic_movie:
-            dic_movie.close()
-    if previous is not None:
-        # only what the earlier run wrote goes; the user's own files in the folder stay
-        remove_outputs(output, previous)
-    if output.exists():
-        move_into(stage, output)
-    else:
-        stage.rename(output)
+                    frame_interval = pcna_movie.frame_interval
+                    if frame_interval is None:
+                        frame_interval = DEFAULT_FRAME_INTERVAL
+                        log.warning("no frame interval given or found in %s: assuming %g minutes "
+                                    "(use --frame-interval)", pcna_movie.path, frame_interval)
+                check_frame_interval(frame_interval)
+                class_names = list(cfg.MODEL.CLASS_NAMES)
+                scale, scale_info = movie_scale(predictor, pcna_movie, dic_movie, settings)
+                raw_labels, detections = _detect(predictor, pcna_movie, dic_movie, stage, settings, scale, progress)
+                tracked, durations, summary = analyse(detections, frame_interval, settings, class_names, progress)
+                write_outputs(stage, tracked, durations, raw_labels, frame_interval, class_names, progress)
+                del raw_labels
+                (stage / "detections.npy").unlink()
+                summary.update(scale_info)
+                summary.update({"weights": str(weights), "pcna": str(pcna_movie.path),
+                                "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
+                                "settings": settings.to_dict(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+                summary[MANIFEST_KEY] = sorted(files_under(stage) | {RUN_MARKER})
+                write_json(stage / RUN_MARKER, summary)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        finally:
+            pcna_movie.close()
+            if dic_movie:
+                dic_movie.close()
+        if previous is not None:
+            # only what the earlier run wrote goes; the user's own files in the folder stay
+            remove_outputs(output, previous)
+        if output.exists():
+            move_into(stage, output)
+        else:
+            stage.rename(output)
     log.info("run finished: %s", output)
     return output
 
@@ -196,28 +215,28 @@ def _frame_channels(pcna_movie: MovieReader, dic_movie: MovieReader | None, t: i
     return channels
 
 
-def movie_scale(model, cfg, pcna_movie: MovieReader, dic_movie: MovieReader | None,
-                settings: RunSettings) -> tuple[float, dict]:
+def movie_scale(predictor: Predictor, pcna_movie: MovieReader, dic_movie: MovieReader | None,
+                settings: RunSettings) -> tuple[float | None, dict]:
     """:func:`~pcnacycle.engine.scale.input_scale` of a movie, measured on its first, middle and last frames."""
     frames = sorted({0, pcna_movie.frames // 2, pcna_movie.frames - 1})
     samples = [_frame_channels(pcna_movie, dic_movie, t) for t in frames]
-    return input_scale(model, cfg, samples, settings.nucleus_diameter, settings.rescale, settings.min_area,
-                       predict=predict_image)
+    return input_scale(predictor, samples, settings.nucleus_diameter, settings.rescale, settings.min_area)
 
 
-def _detect(model, cfg, pcna_movie, dic_movie, stage: Path, settings: RunSettings, scale: float,
+def _detect(predictor: Predictor, pcna_movie, dic_movie, stage: Path, settings: RunSettings, scale: float | None,
             progress: bool) -> tuple[np.ndarray, pd.DataFrame]:
     """Detections of every frame: (T, H, W) uint16 label memmap in ``stage`` and the detections table."""
-    class_names = list(cfg.MODEL.CLASS_NAMES)
+    class_names = predictor.class_names
     frames, (height, width) = pcna_movie.frames, pcna_movie.shape
     # Per-frame detection labels wait on disk for the relabelling after
     # tracking, so the movie is never held twice in memory.
     raw_labels = np.lib.format.open_memmap(stage / "detections.npy", mode="w+", dtype=np.uint16,
                                            shape=(frames, height, width))
+    reserve_disk_space(stage / "detections.npy")
     tables = []
     for t in tqdm(range(frames), desc="detect", unit="frame", disable=not progress):
         channels = _frame_channels(pcna_movie, dic_movie, t)
-        result = filter_objects(predict_scaled(model, cfg, channels, scale, predict_image), settings.score_threshold,
+        result = filter_objects(predict_scaled(predictor, channels, scale), settings.score_threshold,
                                 settings.min_area, settings.exclude_border)
         pcna = channels["pcna"]
         if result["label_image"].max() > np.iinfo(np.uint16).max:
@@ -338,7 +357,8 @@ def _objects_table(tracked: pd.DataFrame, class_names: list[str]) -> pd.DataFram
     columns = ["frame", "track", "parent", "label", "centroid_y", "centroid_x", "area", "mean_pcna", "mean_dic",
                "score", *[probability_column(c) for c in class_names], "predicted_phase"]
     columns = [c for c in columns if c in tracked]
-    columns += [c for c in ("phase", "arrested") if c in tracked]
+    # fixed_phase, lineage_fixed: a corrected run's corrections (pcnacycle.correct), kept for the next correction
+    columns += [c for c in ("phase", "arrested", "fixed_phase", "lineage_fixed") if c in tracked]
     return tracked[columns].sort_values(["frame", "track"])
 
 
@@ -349,19 +369,17 @@ def _write_csv(path: Path, table: pd.DataFrame) -> None:
 
 def plot_timeline(resolved: pd.DataFrame, path: Path, frame_interval: float) -> None:
     """One line per cell, coloured by resolved phase, daughters joined to their mother."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # drawn on its own Figure: no pyplot state, no backend switch
 
     tracks = resolved.groupby("track")
     order = _lineage_order(resolved)
     row = {track_id: i for i, track_id in enumerate(order)}
-    fig, ax = plt.subplots(figsize=(10, max(3, 0.12 * len(order) + 1)))
+    fig = Figure(figsize=(10, max(3, 0.12 * len(order) + 1)))
+    ax = fig.subplots()
     hours = frame_interval / 60
     for track_id, cell in tracks:
         y = row[track_id]
-        for phase, chunk in cell.groupby((cell["phase"] != cell["phase"].shift()).cumsum()):
+        for _, chunk in cell.groupby((cell["phase"] != cell["phase"].shift()).cumsum()):
             name = chunk["phase"].iloc[0]
             ax.plot([chunk["frame"].min() * hours, (chunk["frame"].max() + 1) * hours], [y, y], lw=3,
                     color=np.array(PHASE_COLOURS.get(name, (150, 150, 150))) / 255, solid_capstyle="butt")
@@ -377,7 +395,6 @@ def plot_timeline(resolved: pd.DataFrame, path: Path, frame_interval: float) -> 
     fig.tight_layout()
     with atomic_write(path) as handle:
         fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
 
 
 def _lineage_order(resolved: pd.DataFrame) -> list[int]:

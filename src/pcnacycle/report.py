@@ -10,6 +10,7 @@ import base64
 import html
 import io as _io
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -17,10 +18,9 @@ import numpy as np
 import pandas as pd
 from skimage.segmentation import find_boundaries
 
+from .evaluation.checks import DETECTION, PHASE_ACCURACY
 from .io import write_text
-from .phases import PHASE_COLOURS
-
-_FALLBACK = (200, 200, 200)
+from .phases import PHASE_COLOURS, UNKNOWN_PHASE_COLOUR
 
 
 def phase_overlay(image: np.ndarray, label_image: np.ndarray, classes: Sequence[str],
@@ -42,7 +42,7 @@ def phase_overlay(image: np.ndarray, label_image: np.ndarray, classes: Sequence[
 
     grey = normalize_intensity(image, (1.0, 99.8))
     rgb = np.repeat(grey[..., None], 3, axis=-1)
-    palette = np.array([(0, 0, 0)] + [PHASE_COLOURS.get(c, _FALLBACK) for c in classes], np.float32) / 255
+    palette = np.array([(0, 0, 0)] + [PHASE_COLOURS.get(c, UNKNOWN_PHASE_COLOUR) for c in classes], np.float32) / 255
     colours = palette[label_image]
     inside = label_image > 0
     rgb[inside] = (1 - fill) * rgb[inside] + fill * colours[inside]
@@ -74,7 +74,8 @@ class HtmlReport:
         self.parts.append(f"<h2>{html.escape(text)}</h2>")
 
     def text(self, text: str) -> None:
-        self.parts.append(f"<p>{html.escape(text)}</p>")
+        """A paragraph; `backticked` words are set as code (the backticks themselves are not shown)."""
+        self.parts.append(f"<p>{inline_code(html.escape(text))}</p>")
 
     def table(self, frame: pd.DataFrame, float_format: str = "{:.2f}") -> None:
         self.parts.append(frame.to_html(float_format=lambda v: float_format.format(v), na_rep="–", border=0,
@@ -126,9 +127,52 @@ class _Row:
         self.report.parts.append("</div>")
 
 
+def inline_code(escaped: str) -> str:
+    """Markdown-style `code` spans of already-escaped text as ``<code>`` elements."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
+def score_table(report: pd.DataFrame | dict) -> tuple[pd.DataFrame, str | None]:
+    """A per-class precision/recall/F1 table ready to print, and a note on the scores it cannot give.
+
+    Parameters
+    ----------
+    report : :func:`pcnacycle.evaluation.confusion.classification_report`'s table, or
+        the ``{class: {precision, recall, f1, support}}`` dict of ``eval.json``
+        (undefined scores as None or NaN).
+
+    Returns
+    -------
+    table : DataFrame
+        ``precision``, ``recall``, ``f1`` as float (NaN where undefined, for
+        printing as "–") and ``support`` as int.
+    note : str or None
+        Why each undefined score is undefined, e.g. "–: precision of M is
+        undefined, nothing was predicted M".
+    """
+    table = report.copy() if isinstance(report, pd.DataFrame) else pd.DataFrame.from_dict(report, orient="index")
+    scores = ["precision", "recall", "f1"]
+    table[scores] = table[scores].astype(float)
+    table["support"] = table["support"].astype(np.int64)
+    undefined = [f"{column} of {name} ({_why_undefined(str(name), column)})"
+                 for name, row in table.iterrows() for column in ("precision", "recall") if np.isnan(row[column])]
+    note = "– marks a score that is 0/0, undefined: " + "; ".join(undefined) if undefined else None
+    return table, note
+
+
+def _why_undefined(row: str, column: str) -> str:
+    """Why ``column`` of :func:`pcnacycle.evaluation.confusion.classification_report`'s ``row`` is 0/0."""
+    if row == PHASE_ACCURACY:
+        return "no nucleus was matched"
+    if row == DETECTION:
+        return "nothing was detected" if column == "precision" else "no true nucleus"
+    return f"nothing was predicted {row}" if column == "precision" else f"no true {row} nucleus"
+
+
 def legend_html(classes: Sequence[str]) -> str:
     """Coloured chips naming each class, as used in the overlays."""
     chips = "".join(
-        f'<span style="background: rgb{PHASE_COLOURS.get(c, _FALLBACK)}">{html.escape(c)}</span>' for c in classes
+        f'<span style="background: rgb{PHASE_COLOURS.get(c, UNKNOWN_PHASE_COLOUR)}">{html.escape(c)}</span>'
+        for c in classes
     )
     return f'<p class="legend">{chips}</p>'

@@ -13,6 +13,7 @@ labelmask   ``<root>/<channel>/<name>.tif``, ``<root>/labels/<name>.tif``,
 deepcell    DeepCell ``.npz`` files holding ``X`` (images) and ``y`` (labels)
 via2        VIA 2 polygon annotations (JSON) of images under ``ROOT``
 coco        COCO instance annotations (polygons or RLE) of images under ``ROOT``
+arrays      images held in memory, given to :func:`pcnacycle.train` (nothing on disk)
 ==========  =================================================================
 
 Where labelmask, via2 and coco find an image's channels is described in
@@ -27,6 +28,7 @@ from typing import Callable
 
 from ..config import CfgNode
 from ..errors import PcnacycleError
+from .arrays import load_array_sample, read_array_records
 from .coco import load_coco_sample, read_coco_records
 from .deepcell import load_deepcell_sample, read_deepcell_records
 from .dsb2018 import load_dsb2018_sample, read_dsb2018_records
@@ -58,6 +60,7 @@ FORMATS: dict[str, DatasetFormat] = {
                               lambda record, cfg: load_deepcell_sample(record)),
     "via2": DatasetFormat(read_via2_records, lambda record, cfg: load_via2_sample(record)),
     "coco": DatasetFormat(read_coco_records, lambda record, cfg: load_coco_sample(record)),
+    "arrays": DatasetFormat(read_array_records, lambda record, cfg: load_array_sample(record)),
 }
 
 
@@ -72,10 +75,11 @@ def dataset_format(cfg: CfgNode) -> DatasetFormat:
 
 def read_records(cfg: CfgNode) -> list[dict]:
     """Index the dataset that ``DATASETS.FORMAT`` and ``DATASETS.ROOT`` name."""
+    reader = dataset_format(cfg)
     root = cfg.DATASETS.ROOT
-    if not root:
+    if not root and reader is not FORMATS["arrays"]:  # arrays have no folder, and say so themselves
         raise PcnacycleError("config key 'DATASETS.ROOT' is empty: set it to the dataset folder")
-    return dataset_format(cfg).read_records(root, cfg)
+    return reader.read_records(root, cfg)
 
 
 def load_sample(cfg: CfgNode, record: dict) -> dict:

@@ -32,7 +32,6 @@ from ..io import write_json
 from .catalog import load_sample
 from .channels import DERIVED_CHANNELS
 
-
 # ---------------------------------------------------------------- splits
 
 
@@ -152,7 +151,8 @@ def select(records: Sequence[dict], ids: Sequence[str], what: str) -> list[dict]
 
 # ---------------------------------------------------------------- channels
 
-def normalize_intensity(image: np.ndarray, percentiles: Sequence[float] = (1.0, 99.8), gamma: float = 1.0) -> np.ndarray:
+def normalize_intensity(image: np.ndarray, percentiles: Sequence[float] = (1.0, 99.8),
+                        gamma: float = 1.0) -> np.ndarray:
     """Scale ``image`` so the given percentiles map to 0 and 1, then apply gamma.
 
     Parameters
@@ -219,7 +219,8 @@ def compose_channels(channels: dict[str, np.ndarray], names: Sequence[str], cfg:
             out.append(normalize_intensity(channels[name], norm.PERCENTILES, norm.GAMMA))
         else:
             raise PcnacycleError(
-                f"INPUT.CHANNELS names {name!r}, but this dataset provides {sorted(channels)} (and derived {list(DERIVED_CHANNELS)})"
+                f"INPUT.CHANNELS names {name!r}, but this dataset provides {sorted(channels)} "
+                f"(and derived {list(DERIVED_CHANNELS)})"
             )
     return np.stack(out)
 
@@ -309,7 +310,8 @@ def augment(image: np.ndarray, masks: np.ndarray, labels: np.ndarray, cfg: CfgNo
         image = jitter_intensity(image, cfg.INPUT.CHANNELS, cfg.INPUT.INTENSITY_JITTER, rng)
     low, high = cfg.INPUT.RANDOM_SCALE
     if (low, high) != (1.0, 1.0):
-        image, masks, labels = random_rescale(image, masks, labels, float(np.exp(rng.uniform(np.log(low), np.log(high)))))
+        factor = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        image, masks, labels = random_rescale(image, masks, labels, factor)
     return np.ascontiguousarray(image), np.ascontiguousarray(masks), labels
 
 

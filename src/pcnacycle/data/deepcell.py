@@ -12,13 +12,13 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import PcnacycleError
+from .cache import FileCache
 
 log = logging.getLogger(__name__)
 
 
-# Arrays of .npz files, per (path, key), for the life of the process (each
-# DataLoader worker builds its own). Files must not change while a run reads them.
-_NPZ_CACHE: dict[tuple[str, str], np.ndarray] = {}
+# Arrays of .npz files, per (path, key), until the file changes.
+_NPZ_CACHE = FileCache()
 
 
 def npz_array(path: str | os.PathLike, key: str) -> np.ndarray:
@@ -28,17 +28,15 @@ def npz_array(path: str | os.PathLike, key: str) -> np.ndarray:
     array on every ``npz[key]``, so a frame would cost the whole movie set.
     An array stored uncompressed (``np.savez``) is memory-mapped instead, so
     reading a frame touches only that frame; a compressed one
-    (``np.savez_compressed``) cannot be, and is loaded once and kept.
+    (``np.savez_compressed``) cannot be, and is loaded once and kept until
+    the file's modification time or size changes.
 
     Raises
     ------
     PcnacycleError
         If the file is not a readable ``.npz`` or lacks ``key`` (naming both).
     """
-    cache_key = (str(path), key)
-    if cache_key not in _NPZ_CACHE:
-        _NPZ_CACHE[cache_key] = _read_npz_member(Path(path), key)
-    return _NPZ_CACHE[cache_key]
+    return _NPZ_CACHE.get(path, key, lambda: _read_npz_member(Path(path), key))
 
 
 def _read_npz_member(path: Path, key: str) -> np.ndarray:

@@ -37,7 +37,8 @@ def read_dsb2018_records(root: str | os.PathLike) -> list[dict]:
         if not mask_paths:
             no_masks.append(folder.name)
             continue
-        records.append({"image_id": folder.name, "image_path": str(image_path), "mask_paths": [str(p) for p in mask_paths]})
+        records.append({"image_id": folder.name, "image_path": str(image_path),
+                        "mask_paths": [str(p) for p in mask_paths]})
     if no_masks:
         log.warning("%s: skipped %d image(s) without masks: %s", root, len(no_masks), ", ".join(no_masks[:5]))
     if not records:

@@ -14,6 +14,7 @@ import numpy as np
 from ..config import CfgNode
 from ..errors import PcnacycleError
 from ..io import read_image
+from .cache import FileCache
 from .channels import channel_sources, read_channels
 
 
@@ -75,7 +76,8 @@ def load_labelmask_sample(record: dict, class_names: Sequence[str]) -> dict:
 def _read_classes(path: str, image_id: str, class_names: Sequence[str]) -> dict[int, int] | None:
     if not Path(path).is_file():
         if len(class_names) > 1:
-            raise PcnacycleError(f"{path}: missing; it must give a class for every label when there are {len(class_names)} classes")
+            raise PcnacycleError(f"{path}: missing; it must give a class for every label when there are "
+                                 f"{len(class_names)} classes")
         return None
     table = _cached_csv(path)
     missing = {"image", "label", "class"} - set(table.columns)
@@ -85,18 +87,18 @@ def _read_classes(path: str, image_id: str, class_names: Sequence[str]) -> dict[
     index = {name: i + 1 for i, name in enumerate(class_names)}
     unknown = sorted(set(rows["class"]) - set(index))
     if unknown:
-        raise PcnacycleError(f"{path}: class {unknown[0]!r} (image {image_id}) is not in MODEL.CLASS_NAMES {list(class_names)}")
+        raise PcnacycleError(f"{path}: class {unknown[0]!r} (image {image_id}) is not in MODEL.CLASS_NAMES "
+                             f"{list(class_names)}")
     return {int(label): index[name] for label, name in zip(rows["label"], rows["class"])}
 
 
-_CSV_CACHE: dict[str, object] = {}
+# classes.csv tables, read once per file until the file changes.
+_CSV_CACHE = FileCache()
 
 
 def _cached_csv(path: str):
     import pandas as pd
 
-    if path not in _CSV_CACHE:
-        _CSV_CACHE[path] = pd.read_csv(path, dtype={"image": str, "class": str})
-    return _CSV_CACHE[path]
+    return _CSV_CACHE.get(path, "table", lambda: pd.read_csv(path, dtype={"image": str, "class": str}))
 
 

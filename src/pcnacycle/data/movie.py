@@ -4,10 +4,20 @@ A movie is opened once and read one frame at a time, so a long movie never
 has to fit in memory. Accepted layouts: a single frame (Y X), a stack (T Y X,
 or Z/I/Q for stacks whose third axis is unnamed) and a hyperstack with
 channels (T C Y X, C T Y X, ...), of which one channel is chosen.
+
+Damaged or doubtful files are refused with one line naming the file: a
+truncated file, a 4-D/5-D stack whose axes the file does not name (it is
+never guessed which axis is time and which channel), frames too small to hold
+a nucleus. NaN/inf pixels of a float movie are read as the frame's
+lowest/highest finite value (a frame with none finite as empty), and empty,
+constant or saturated movies are reported as warnings (they are valid files;
+a run on them finds few or no nuclei, which is the right answer).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 from pathlib import Path
@@ -18,6 +28,12 @@ from ..errors import PcnacycleError
 
 # Axis letters tifffile uses for the time-like axis of a stack (T first).
 _TIME_AXES = "TZIQ"
+#: The smallest frame side accepted: the smallest nucleus a run keeps (20 px, about 5 px across) with a border.
+MIN_FRAME_SIDE = 8
+#: Share of pixels at the dtype's maximum from which a movie is reported as saturated.
+SATURATED_FRACTION = 0.01
+
+log = logging.getLogger(__name__)
 
 
 class MovieReader:
@@ -44,18 +60,28 @@ class MovieReader:
         if not self.path.is_file():
             raise PcnacycleError(f"{self.path}: no such file")
         try:
-            self._tiff = tifffile.TiffFile(self.path)
-            series = self._tiff.series[0]
+            with _quiet_tifffile():  # its warnings about a damaged file would precede our one line
+                self._tiff = tifffile.TiffFile(self.path)
+                series = self._tiff.series[0]
         except Exception as exc:
             raise PcnacycleError(f"{self.path}: not a readable TIFF ({exc})") from exc
         self._series = series
         axes, shape = series.axes, series.shape
+        unnamed = [n for a, n in zip(axes, shape) if a == "Q" and n > 1]
+        if len(unnamed) > 1:
+            raise PcnacycleError(
+                f"{self.path}: a {len(shape)}-D stack of shape {shape} whose axes the file does not name, so which "
+                "axis is time and which is channel is unknown; save it with its axes (ImageJ hyperstack, OME-TIFF, "
+                "or tifffile.imwrite(path, data, metadata={'axes': 'TCYX'})) or as one T×H×W stack per channel")
         # Singleton axes (a Z of 1, a single channel...) carry no information.
         kept = [(a, n) for a, n in zip(axes, shape) if n > 1 or a in "YX"]
         names = "".join(a for a, _ in kept)
         if names[-2:] != "YX":
             raise PcnacycleError(f"{self.path}: cannot find the image plane in axes {axes!r} (shape {shape})")
         self.shape = (kept[-2][1], kept[-1][1])
+        if min(self.shape) < MIN_FRAME_SIDE:
+            raise PcnacycleError(f"{self.path}: frames of {self.shape[0]}×{self.shape[1]} pixels (file shape {shape}) "
+                                 f"are too small to hold a nucleus (at least {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE})")
         self.dtype = series.dtype
         leading = kept[:-2]
         channel_axes = [i for i, (a, _) in enumerate(leading) if a in "CS"]
@@ -77,11 +103,44 @@ class MovieReader:
         self._channel_pos = channel_axes[0] if channel_axes else None
         self._time_pos = time_axes[0] if time_axes else None
         planes = math.prod(n for _, n in leading)
-        # One page per plane: read pages directly. Otherwise (e.g. ImageJ's
-        # contiguous >4 GB layout) fall back to a memory map of the series.
-        self._by_page = len(series.pages) == planes and all(p is not None for p in series.pages)
+        try:
+            with _quiet_tifffile():
+                self._check_complete(planes)
+                # One page per plane: read pages directly. Otherwise (e.g. ImageJ's
+                # contiguous >4 GB layout) fall back to a memory map of the series.
+                self._by_page = len(series.pages) == planes and all(p is not None for p in series.pages)
+        except PcnacycleError:
+            raise
+        except Exception as exc:  # tifffile meets the damage while reading the pages' directories
+            raise PcnacycleError(f"{self.path}: the file is truncated or damaged ({exc}); copy it again") from exc
         self._array = None if self._by_page else self._memmap()
         self.frame_interval = self._metadata_interval()
+        self._non_finite_reported = False
+
+    def _check_complete(self, planes: int) -> None:
+        """Refuse a truncated file: fewer planes than its metadata declares, or data past its end."""
+        declared = (self._tiff.imagej_metadata or {}).get("images")
+        shaped = (self._tiff.shaped_metadata or ({},))[0]  # tifffile's own record of the first series' shape
+        if shaped.get("shape"):
+            declared = math.prod(shaped["shape"]) // (self.shape[0] * self.shape[1])
+        if declared and declared > planes:
+            raise PcnacycleError(f"{self.path}: the file is truncated or damaged (its metadata declares {declared} "
+                                 f"plane(s), {planes} were found); copy it again")
+        size = self.path.stat().st_size
+        series = self._series
+        end = series.dataoffset + series.nbytes if series.dataoffset is not None else 0
+        if end <= size:  # a contiguous series ends inside the file: its last page can be looked at safely
+            try:
+                last = series.pages[-1]
+            except IndexError:  # the metadata promises planes whose pages were cut off
+                raise PcnacycleError(f"{self.path}: the file is truncated or damaged (its metadata declares {planes} "
+                                     f"plane(s), {len(self._tiff.pages)} were found); copy it again") from None
+            for page in (series.pages[0], last):
+                if page is not None:
+                    end = max([end] + [o + n for o, n in zip(page.dataoffsets, page.databytecounts)])
+        if end > size:
+            raise PcnacycleError(f"{self.path}: the file is truncated or damaged ({size} bytes long, its frames need "
+                                 f"{end}); copy it again")
 
     def _memmap(self) -> np.ndarray:
         import tifffile
@@ -95,7 +154,8 @@ class MovieReader:
         imagej = self._tiff.imagej_metadata or {}
         if imagej.get("finterval"):
             unit = str(imagej.get("tunit", "sec")).lower()
-            scale = {"min": 1.0, "minute": 1.0, "minutes": 1.0, "h": 60.0, "hour": 60.0, "hours": 60.0}.get(unit, 1 / 60)
+            minutes_per_unit = {"min": 1.0, "minute": 1.0, "minutes": 1.0, "h": 60.0, "hour": 60.0, "hours": 60.0}
+            scale = minutes_per_unit.get(unit, 1 / 60)
             return float(imagej["finterval"]) * scale
         if self._tiff.is_ome:
             import re
@@ -111,7 +171,63 @@ class MovieReader:
         return self.frames
 
     def frame(self, t: int) -> np.ndarray:
-        """Frame ``t`` as an (H, W) array of the stored dtype."""
+        """Frame ``t`` as an (H, W) array of the stored dtype.
+
+        NaN and infinite pixels of a float movie are read as the frame's
+        lowest (NaN, -inf) or highest (+inf) finite value, with a warning the
+        first time: they mark missing data, which must not become a nucleus.
+
+        A frame with no finite pixel at all is read as an empty (all-zero) frame.
+
+        Raises
+        ------
+        PcnacycleError
+            When the frame cannot be decoded.
+        """
+        try:
+            frame = self._read(t)
+        except Exception as exc:  # decoders raise many types; the user needs the file and frame
+            raise PcnacycleError(f"{self.path}: frame {t} cannot be read ({exc}); the file may be truncated or "
+                                 "damaged") from exc
+        if frame.dtype.kind != "f":
+            return frame
+        finite = np.isfinite(frame)
+        if finite.all():
+            return frame
+        if not finite.any():  # a frame the microscope lost: no nucleus there, tracks bridge it as a gap
+            log.warning("%s: frame %d holds no finite value (all NaN or infinite); it is read as an empty frame",
+                        self.path, t)
+            return np.zeros_like(frame)
+        if not self._non_finite_reported:
+            log.warning("%s: frame %d holds %d NaN or infinite pixel(s); they are read as the frame's lowest "
+                        "(NaN, -inf) or highest (+inf) finite value (later frames are not reported)",
+                        self.path, t, int((~finite).sum()))
+            self._non_finite_reported = True
+        low, high = frame[finite].min(), frame[finite].max()
+        return np.nan_to_num(frame, nan=low, posinf=high, neginf=low)
+
+    def content_warnings(self) -> list[str]:
+        """Warnings about what the movie shows, from its first, middle and last frames.
+
+        An all-zero, constant or saturated movie is a valid file and is not
+        refused (a blank control, a test), but a run on it finds few or no
+        nuclei, and saturation hides the PCNA texture that tells S from G1/G2.
+        """
+        frames = [self.frame(t) for t in sorted({0, self.frames // 2, self.frames - 1})]
+        low, high = min(f.min() for f in frames), max(f.max() for f in frames)
+        if high == 0:
+            return [f"{self.path}: every pixel is 0: an empty movie? nothing will be detected"]
+        if low == high:
+            return [f"{self.path}: every pixel holds the same value ({high}): nothing will be detected"]
+        if self.dtype.kind in "ui":
+            top = np.iinfo(self.dtype).max
+            saturated = np.mean([np.mean(f == top) for f in frames])
+            if saturated >= SATURATED_FRACTION:
+                return [f"{self.path}: {saturated:.1%} of pixels are saturated (at {top}); phases are called from "
+                        "PCNA texture, which saturation hides: lower the exposure if you can"]
+        return []
+
+    def _read(self, t: int) -> np.ndarray:
         index = [0] * len(self._leading)
         if self._time_pos is not None:
             index[self._time_pos] = t
@@ -128,3 +244,15 @@ class MovieReader:
 
     def close(self) -> None:
         self._tiff.close()
+
+
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """Silence tifffile's log while a file is opened: a damaged file is reported by our own one line."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -8,8 +8,9 @@ each inner side) holds its box centre, so nuclei smaller than the overlap are
 neither split nor duplicated at the seams. Finally each pixel is given to one
 nucleus only: the most confident one.
 
-Evaluation calls the same :func:`predict_image`, so its scores describe what a
-user gets from ``pcnacycle run``.
+:class:`Predictor` holds a loaded model and its config; ``pcnacycle run``,
+``evaluate`` and ``annotate`` (and any GUI) call its :meth:`~Predictor.predict`,
+so evaluation scores describe what a user gets from ``pcnacycle run``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -24,7 +26,9 @@ import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
 from ..config import CfgNode, config_from_dict
+from ..data.dataset import compose_channels
 from ..errors import PcnacycleError
+from ..modeling.detectron2_layout import paste_in_box_aligned
 from ..modeling.model import FIRST_CONV, build_model, read_checkpoint, resolve_device
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,8 @@ def check_weights_fit(state: dict, cfg: CfgNode, path: str | os.PathLike) -> Non
             f"INPUT.CHANNELS {cfg.INPUT.CHANNELS} has {channels}"
         )
     key = "roi_heads.box_predictor.cls_score.weight"
-    if key in state and state[key].shape[0] != cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1:
+    folded = len(cfg.MODEL.ROI_HEADS.FOLDED_CLASSES)  # extra outputs counted as other classes
+    if key in state and state[key].shape[0] != cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1 + folded:
         raise PcnacycleError(
             f"{path}: weights predict {state[key].shape[0] - 1} class(es) but the config's "
             f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}"
@@ -69,6 +74,62 @@ def load_model(weights: str | os.PathLike, cfg: CfgNode | None = None) -> tuple[
         raise PcnacycleError(f"{weights}: {len(missing)} model tensors missing, e.g. {missing[0]}; " + hint)
     model.to(resolve_device(cfg.MODEL.DEVICE)).eval()
     return model, cfg
+
+
+class Predictor:
+    """A trained model, loaded once, that finds nuclei and their phases in frames.
+
+    Parameters
+    ----------
+    weights : checkpoint file, or a training folder (its ``model_final.pt``).
+    cfg : config to build the model with; default the one saved in the checkpoint.
+
+    Examples
+    --------
+    >>> predictor = Predictor("runs/stage3")                     # doctest: +SKIP
+    >>> found = predictor.predict({"pcna": frame, "dic": dic})   # doctest: +SKIP
+    >>> found["label_image"], found["probs"]                     # doctest: +SKIP
+    """
+
+    def __init__(self, weights: str | os.PathLike, cfg: CfgNode | None = None):
+        self.weights = load_weights_path(weights)
+        self.model, self.cfg = load_model(self.weights, cfg)
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, cfg: CfgNode) -> "Predictor":
+        """A predictor around a model already in memory (e.g. the one being trained)."""
+        predictor = cls.__new__(cls)
+        predictor.weights, predictor.model, predictor.cfg = None, model, cfg
+        return predictor
+
+    @property
+    def class_names(self) -> list[str]:
+        """Name of class id ``k`` is ``class_names[k - 1]``."""
+        return list(self.cfg.MODEL.CLASS_NAMES)
+
+    def compose(self, channels: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The model's input from raw channels by name: (C, H, W) float32 in [0, 1] (``INPUT.CHANNELS``)."""
+        return compose_channels(channels, self.cfg.INPUT.CHANNELS, self.cfg)
+
+    def predict(self, image: np.ndarray | Mapping[str, np.ndarray], mask_threshold: float = 0.5) -> dict:
+        """Nuclei of one frame, as :func:`predict_image` gives them.
+
+        Parameters
+        ----------
+        image : (C, H, W) float32 in [0, 1] composed as :meth:`compose` does,
+            or a mapping ``{channel name: (H, W) array}`` of raw channels,
+            composed here.
+
+        Returns
+        -------
+        dict with ``label_image`` (H, W) int32 (0 background, i + 1 for
+        object i), ``boxes`` (N, 4) float32, ``scores`` (N,) float32,
+        ``labels`` (N,) int64 class ids 1..K and ``probs`` (N, K) float32
+        class probabilities.
+        """
+        if isinstance(image, Mapping):
+            image = self.compose(image)
+        return predict_image(self.model, image, self.cfg, mask_threshold)
 
 
 # ---------------------------------------------------------------- tiling
@@ -109,15 +170,15 @@ def paste_in_box(mask: torch.Tensor, box: torch.Tensor) -> tuple[np.ndarray, int
 
 
 @torch.no_grad()
-def _detect(model: torch.nn.Module, image: np.ndarray, mask_threshold: float) -> list[dict]:
-    """Detections in one tile as box-cropped masks, in tile coordinates."""
+def _detect(model: torch.nn.Module, image: np.ndarray, mask_threshold: float, paste=paste_in_box) -> list[dict]:
+    """Detections in one tile as box-cropped masks, in tile coordinates; ``paste`` puts a mask back in its box."""
     device = next(model.parameters()).device
     height, width = image.shape[1:]
     output = model([torch.from_numpy(np.ascontiguousarray(image)).to(device)])[0]
-    probs = model.roi_heads.class_probs[0].cpu().numpy()
+    probs = output["class_probs"].cpu().numpy()
     objects = []
     for i, box in enumerate(output["boxes"]):
-        crop, y0, x0 = paste_in_box(output["masks"][i, 0].float(), box.float())
+        crop, y0, x0 = paste(output["masks"][i, 0].float(), box.float())
         top, left = max(y0, 0), max(x0, 0)
         crop = crop[top - y0: height - y0, left - x0: width - x0] >= mask_threshold
         if not crop.any():
@@ -145,6 +206,8 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, cfg: CfgNode, mask_
         descending score.
     """
     _, height, width = image.shape
+    # masks pooled with detectron2's aligned RoIAlign are pasted back its way
+    paste = paste_in_box_aligned if cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE == "ROIAlignV2" else paste_in_box
     tile, overlap = cfg.TEST.TILE_SIZE, cfg.TEST.TILE_OVERLAP
     tile_h, tile_w = (height, width) if tile == 0 else (min(tile, height), min(tile, width))
     ys, xs = tile_starts(height, tile_h, overlap), tile_starts(width, tile_w, overlap)
@@ -152,7 +215,7 @@ def predict_image(model: torch.nn.Module, image: np.ndarray, cfg: CfgNode, mask_
     objects = []
     for ty, (cy0, cy1) in zip(ys, y_cores):
         for tx, (cx0, cx1) in zip(xs, x_cores):
-            for obj in _detect(model, image[:, ty:ty + tile_h, tx:tx + tile_w], mask_threshold):
+            for obj in _detect(model, image[:, ty:ty + tile_h, tx:tx + tile_w], mask_threshold, paste):
                 centre_y = ty + (obj["box"][1] + obj["box"][3]) / 2
                 centre_x = tx + (obj["box"][0] + obj["box"][2]) / 2
                 if cy0 <= centre_y < cy1 and cx0 <= centre_x < cx1:
@@ -179,7 +242,8 @@ def _paint(objects: list[dict], shape: tuple[int, int], num_classes: int) -> dic
         "label_image": label_image,
         "scores": np.array([o["score"] for o in kept], np.float32),
         "labels": np.array([o["label"] for o in kept], np.int64),
-        "probs": np.stack([o["probs"] for o in kept]).astype(np.float32) if kept else np.zeros((0, num_classes), np.float32),
+        "probs": (np.stack([o["probs"] for o in kept]).astype(np.float32) if kept
+                  else np.zeros((0, num_classes), np.float32)),
         "boxes": np.stack([o["box"] for o in kept]).astype(np.float32) if kept else np.zeros((0, 4), np.float32),
     }
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from skimage import transform
 
 from ..config import CfgNode
-from ..data.dataset import compose_channels, resize_factor
+from ..data.dataset import resize_factor
 from ..errors import PcnacycleError
 from ..settings import median_diameter
-from .predictor import predict_image
+from .predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +54,22 @@ def _own_resize_off(model):
         resize.test_size = saved
 
 
-def predict_scaled(model, cfg: CfgNode, channels: dict[str, np.ndarray], scale: float | None,
-                   predict: Callable | None = None) -> dict:
-    """``predict`` on a frame resized by ``scale`` in total; results come back at the frame's pixels.
+def predict_scaled(predictor: Predictor, channels: dict[str, np.ndarray], scale: float | None) -> dict:
+    """:meth:`Predictor.predict` on a frame resized by ``scale`` in total; results come back at the frame's pixels.
 
     Parameters
     ----------
     channels : {name: (H, W) array}, the frame's channels.
     scale : total factor from the frame's pixels to the network's, the model's own resize
         switched off; None: as the model takes frames by itself.
-    predict : the prediction function; None: :func:`~pcnacycle.engine.predictor.predict_image`.
     """
-    predict = predict or predict_image
     shape = next(iter(channels.values())).shape
     if scale is None:
-        return predict(model, compose_channels(channels, cfg.INPUT.CHANNELS, cfg), cfg)
+        return predictor.predict(channels)
     resized = {name: transform.rescale(image.astype(np.float32), scale, order=1, preserve_range=True,
                                        anti_aliasing=scale < 1) for name, image in channels.items()}
-    with _own_resize_off(model):
-        result = predict(model, compose_channels(resized, cfg.INPUT.CHANNELS, cfg), cfg)
+    with _own_resize_off(predictor.model):
+        result = predictor.predict(resized)
     result["label_image"] = transform.resize(result["label_image"], shape, order=0, preserve_range=True,
                                              anti_aliasing=False).astype(np.int32)
     result["boxes"] = result["boxes"] / scale
@@ -87,9 +84,8 @@ def _skip_note(rescale: bool, trained: float) -> str | None:
     return None
 
 
-def input_scale(model, cfg: CfgNode, samples: Sequence[dict[str, np.ndarray]], nucleus_diameter: float | None = None,
-                rescale: bool = True, min_area: int = 1, predict: Callable | None = None,
-                diameter_source: str = "given") -> tuple[float | None, dict]:
+def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], nucleus_diameter: float | None = None,
+                rescale: bool = True, min_area: int = 1, diameter_source: str = "given") -> tuple[float | None, dict]:
     """The total factor that brings the inputs' nuclei to the size the model was trained on.
 
     Parameters
@@ -115,6 +111,7 @@ def input_scale(model, cfg: CfgNode, samples: Sequence[dict[str, np.ndarray]], n
     """
     if nucleus_diameter is not None and not (isinstance(nucleus_diameter, (int, float)) and nucleus_diameter > 0):
         raise PcnacycleError(f"nucleus_diameter={nucleus_diameter!r}: must be a positive number of pixels")
+    cfg = predictor.cfg
     height, width = next(iter(samples[0].values())).shape
     own = model_resize_factor(cfg, height, width)
     trained = float(cfg.INPUT.get("NUCLEUS_DIAMETER", 0) or 0)
@@ -129,8 +126,8 @@ def input_scale(model, cfg: CfgNode, samples: Sequence[dict[str, np.ndarray]], n
     if measured is None:
         scale = None
         for _ in range(2):  # measure; when far off, resize and measure again
-            areas = np.concatenate([np.bincount(predict_scaled(model, cfg, channels, scale, predict)
-                                                ["label_image"].ravel())[1:] for channels in samples])
+            areas = np.concatenate([np.bincount(predict_scaled(predictor, channels, scale)["label_image"].ravel())[1:]
+                                    for channels in samples])
             found = median_diameter(areas[areas >= max(min_area, 1)])
             if found is None:
                 break
@@ -148,5 +145,6 @@ def input_scale(model, cfg: CfgNode, samples: Sequence[dict[str, np.ndarray]], n
     info.update(movie_nucleus_diameter_px=round(measured, 2), scale=round(own if scale is None else scale, 4),
                 scale_note=diameter_source if nucleus_diameter is not None else "measured on the model's detections")
     log.info("nuclei about %.1f px across (%s), the model was trained on %.1f px: inputs %s", measured,
-             info["scale_note"], trained, "kept as the model takes them" if scale is None else f"resized by {scale:.3f}")
+             info["scale_note"], trained,
+             "kept as the model takes them" if scale is None else f"resized by {scale:.3f}")
     return scale, info

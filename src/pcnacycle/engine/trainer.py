@@ -14,6 +14,9 @@ Output folder::
     last_checkpoint    the name of the newest checkpoint
     loss_curve.png     at the end
     log.txt            everything logged
+
+Under ``torchrun --nproc_per_node N`` the same loop runs in N processes with
+DistributedDataParallel (see :mod:`pcnacycle.ddp`); only process 0 writes.
 """
 
 from __future__ import annotations
@@ -27,18 +30,31 @@ import random
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Mapping, Sequence
+
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.catalog import read_records
-from ..data.dataset import (InstanceDataset, TrainingSampler, collate, median_nucleus_diameter, read_split, select,
-                            split_records, write_split)
 from ..config import CfgNode, dump_config
-from ..evaluation.loop import make_training_evaluator
+from ..data.arrays import array_records
+from ..data.catalog import read_records
+from ..data.dataset import (
+    InstanceDataset,
+    TrainingSampler,
+    collate,
+    median_nucleus_diameter,
+    read_split,
+    select,
+    split_records,
+    write_split,
+)
 from ..errors import PcnacycleError
+from ..evaluation.loop import make_training_evaluator
 from ..io import atomic_write, log_to_file, write_text
 from ..modeling.model import build_model, is_norm_parameter, load_weights, resolve_device
+from ..safeguards import check_output_folder
+from . import ddp
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +115,13 @@ def build_scheduler(cfg: CfgNode, optimizer) -> torch.optim.lr_scheduler.LambdaL
 # ---------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: int, cfg: CfgNode) -> None:
-    """Write a checkpoint atomically; loadable with ``torch.load(weights_only=True)``."""
+def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: int, cfg: CfgNode,
+                    process_rng: list[dict] | None = None) -> None:
+    """Write a checkpoint atomically; loadable with ``torch.load(weights_only=True)``.
+
+    ``process_rng`` is every training process's random state (:func:`pcnacycle.engine.ddp.random_states`),
+    saved so that each process of a resumed multi-process run continues its own stream.
+    """
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -111,6 +132,8 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: 
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
+    if process_rng is not None and len(process_rng) > 1:
+        state["rng"]["processes"] = process_rng
     with atomic_write(path) as handle:
         torch.save(state, handle)
     write_text(path.parent / CHECKPOINT_POINTER, path.name + "\n")
@@ -161,38 +184,42 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
 
 def plot_loss_curve(metrics_path: Path, out_path: Path) -> None:
     """Draw total and per-term losses (and any AP logged) from ``metrics.jsonl``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # drawn on its own Figure: no pyplot state, no backend switch
 
     rows = read_metrics(metrics_path)
     train_rows = [r for r in rows if "total_loss" in r]
     eval_rows = [r for r in rows if any(k.endswith("/AP50") for k in r)]
-    fig, axes = plt.subplots(1, 2 if eval_rows else 1, figsize=(11 if eval_rows else 6, 4), squeeze=False)
+    # 560 px wide at 100 dpi, the width reports show it at, so its 9-point text stays readable; validation
+    # AP goes in a panel below the loss, on the same iterations
+    fig = Figure(figsize=(5.6, 5.6 if eval_rows else 3.6))
+    axes = fig.subplots(2 if eval_rows else 1, 1, squeeze=False, sharex=True,
+                        gridspec_kw={"height_ratios": [3, 2] if eval_rows else [1]})
     ax = axes[0, 0]
     its = [r["iteration"] for r in train_rows]
     for key in [k for k in (train_rows[0] if train_rows else {}) if k.startswith("loss_")] + ["total_loss"]:
-        ax.plot(its, [r[key] for r in train_rows], label=key, lw=2 if key == "total_loss" else 1)
-    ax.set(xlabel="iteration", ylabel="loss", title="training loss", yscale="log")
-    ax.legend(fontsize=7)
+        ax.plot(its, [r[key] for r in train_rows], label=key.removeprefix("loss_"), lw=2 if key == "total_loss" else 1)
+    ax.set(ylabel="loss", title="training loss", yscale="log")
+    ax.legend(fontsize=8, ncol=3)
     if eval_rows:
-        ax = axes[0, 1]
+        ax = axes[1, 0]
         for key in sorted({k for r in eval_rows for k in r if k.endswith("/AP50")}):
-            ax.plot([r["iteration"] for r in eval_rows], [r.get(key) for r in eval_rows], "o-", label=key)
-        last = max(r["iteration"] for r in rows)
-        ax.set(xlabel="iteration", ylabel="AP50 (%)", title="validation", ylim=(0, 100), xlim=(0, last * 1.03))
-        ax.legend(fontsize=7)
+            points = [(r["iteration"], r[key]) for r in eval_rows if r.get(key) is not None]
+            # the last value in words: a lone point (evaluated only at the end) is not left to read off an axis
+            ax.plot(*zip(*points), "o-", label=f"{key}: {points[-1][1]:.1f} at iteration {points[-1][0]}")
+        ax.set(ylabel="validation AP50 (%)", ylim=(0, 100))
+        ax.legend(fontsize=8)
+    axes[-1, 0].set(xlabel="iteration", xlim=(0, max((r["iteration"] for r in rows), default=1) * 1.03))
     fig.tight_layout()
     with atomic_write(out_path) as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+        fig.savefig(handle, format="png", dpi=100)
 
 
 # ---------------------------------------------------------------- the loop
 
 
-def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> Path:
+def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, progress: bool = True, *,
+          images: Sequence | None = None, label_images: Sequence | None = None,
+          classes: Sequence[Mapping[int, str]] | None = None) -> Path:
     """Train the model ``cfg`` describes; return the path of ``model_final.pt``.
 
     Parameters
@@ -202,6 +229,12 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
         already holds a run is refused unless ``resume`` is set.
     resume : continue from ``last_checkpoint`` with the model, optimizer,
         scheduler, iteration and random state saved there.
+    images, label_images, classes : train on images held in memory instead
+        of the dataset ``DATASETS`` names: one ``{channel: (H, W) array}``
+        (or one ``(H, W)`` PCNA array), one ``(H, W)`` integer label image
+        and, with several classes, one ``{label: class name}`` per image (see
+        :func:`pcnacycle.data.arrays.array_records`). The saved config then
+        says ``DATASETS.FORMAT arrays``.
 
     The validation images are scored (COCO AP by pycocotools) every
     ``TEST.EVAL_PERIOD`` iterations and at the end; the results
@@ -209,51 +242,73 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
     loss curve.
     """
     output_dir = Path(output_dir)
+    processes = ddp.from_environment()
+    ddp.images_per_process(cfg.SOLVER.IMS_PER_BATCH, processes)  # refused before anything is written
+    records = None
+    if images is not None or label_images is not None:
+        if images is None or label_images is None:
+            raise PcnacycleError("give both images and label_images to train on images in memory")
+        cfg.DATASETS["FORMAT"], cfg.DATASETS["ROOT"] = "arrays", ""
+        records = array_records(cfg, images, label_images, classes)
     root = Path(cfg.DATASETS.ROOT).resolve() if cfg.DATASETS.ROOT else None
     if root is not None and (output_dir.resolve() == root or root in output_dir.resolve().parents):
         raise PcnacycleError(f"--output {output_dir} lies in the dataset folder DATASETS.ROOT {cfg.DATASETS.ROOT}; "
                              "checkpoints and logs do not belong in the data: choose another --output")
-    if output_dir.exists() and not output_dir.is_dir():
-        raise PcnacycleError(f"--output {output_dir}: exists and is not a folder")
+    check_output_folder(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = latest_checkpoint(output_dir)
     if checkpoint_path is None and resume:
         raise PcnacycleError(f"{output_dir}: --resume given but there is no {CHECKPOINT_POINTER} to resume from")
     if checkpoint_path is not None and not resume:
-        raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another --output")
-    with log_to_file(output_dir / "log.txt"):
-        return _train(cfg, output_dir, checkpoint_path if resume else None, progress)
+        raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another "
+                             "--output")
+    with log_to_file(output_dir / "log.txt") if processes.is_main else ddp.warnings_only():
+        device = ddp.start(processes, resolve_device(cfg.MODEL.DEVICE))
+        try:
+            return _train(cfg, output_dir, checkpoint_path if resume else None, progress, processes, device, records)
+        finally:
+            ddp.stop(processes)
 
 
-def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) -> Path:
+def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, processes: ddp.Processes,
+           device: torch.device, records: list[dict] | None) -> Path:
     s = cfg.SOLVER
-    write_text(output_dir / "config.yaml", dump_config(cfg))
+    main = processes.is_main  # the one process that writes files
+    if main:
+        write_text(output_dir / "config.yaml", dump_config(cfg))
     torch.manual_seed(cfg.SEED)
     random.seed(cfg.SEED)
     np.random.seed(cfg.SEED % 2**32)
 
     # Data: the split is written once and reused, so evaluation and a resumed
     # run see the same images even if the folder gains files later.
-    records = read_records(cfg)
+    if records is None:
+        records = read_records(cfg)
     split_path = output_dir / "split.json"
     if split_path.is_file():
         split = read_split(split_path)
     else:
+        # the same split in every process: it depends only on the records and the seed
         split = split_records(records, cfg.DATASETS.VAL_SIZE, cfg.DATASETS.SPLIT_SEED, by=cfg.DATASETS.SPLIT_BY)
-        write_split(split_path, split, cfg)
+        if main:
+            write_split(split_path, split, cfg)
     train_records = select(records, split["train"], f"{split_path} (train)")
     log.info("dataset %s: %d train, %d val images", cfg.DATASETS.ROOT, len(split["train"]), len(split["val"]))
     if not cfg.INPUT.NUCLEUS_DIAMETER:
         # saved with the config and every checkpoint, so `run` can bring other movies' nuclei to this size
         # in the network's pixels: a model that resizes its training images saw its nuclei resized too
         cfg.INPUT["NUCLEUS_DIAMETER"] = round(median_nucleus_diameter(cfg, train_records, network=True), 2)
-        write_text(output_dir / "config.yaml", dump_config(cfg))
+        if main:
+            write_text(output_dir / "config.yaml", dump_config(cfg))
         log.info("training nuclei: median diameter %.1f px (INPUT.NUCLEUS_DIAMETER)", cfg.INPUT.NUCLEUS_DIAMETER)
     evaluate = None
-    if split["val"]:
+    if split["val"] and main:
         evaluate = make_training_evaluator(cfg, select(records, split["val"], f"{split_path} (val)"))
+    per_process = ddp.images_per_process(s.IMS_PER_BATCH, processes)
+    log.info("training on %d process(es)%s: global batch SOLVER.IMS_PER_BATCH %d, %d image(s) per process",
+             processes.world_size, f" ({torch.distributed.get_backend()}, DistributedDataParallel)"
+             if processes.active else "", s.IMS_PER_BATCH, per_process)
 
-    device = resolve_device(cfg.MODEL.DEVICE)
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS and checkpoint_path is None:
         load_weights(model, cfg.MODEL.WEIGHTS)
@@ -272,20 +327,25 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) 
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        start_iter, saved_rng = int(state["iteration"]), state["rng"]
+        start_iter, saved_rng = int(state["iteration"]), _own_random_state(state["rng"], processes)
         if start_iter >= s.MAX_ITER:
             raise PcnacycleError(f"{checkpoint_path} is at iteration {start_iter}, which SOLVER.MAX_ITER "
                                  f"({s.MAX_ITER}) does not go beyond: nothing to resume")
-        _truncate_metrics(metrics_path, start_iter)
+        if main:
+            _truncate_metrics(metrics_path, start_iter)
         log.info("resumed from %s at iteration %d", checkpoint_path.name, start_iter)
-    elif metrics_path.exists():
+    elif metrics_path.exists() and main:
         metrics_path.unlink()  # a stale file from a run that never reached a checkpoint
+    net = ddp.wrap(model, processes, device)  # what trains; `model` is what is saved and evaluated
+    if processes.active:
+        torch.manual_seed(cfg.SEED + processes.rank)  # each process samples its own proposals
 
     dataset = InstanceDataset(train_records, cfg, augment=True)
+    sampler = TrainingSampler(len(dataset), cfg.SEED, start=start_iter * s.IMS_PER_BATCH)
     loader = torch.utils.data.DataLoader(
         dataset,
-        batch_size=s.IMS_PER_BATCH,
-        sampler=TrainingSampler(len(dataset), cfg.SEED, start=start_iter * s.IMS_PER_BATCH),
+        batch_size=per_process,
+        sampler=ddp.ShardSampler(sampler, s.IMS_PER_BATCH, processes) if processes.active else sampler,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         collate_fn=collate,
         persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0,
@@ -301,9 +361,10 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) 
 
     model.train()
     window: list[dict] = []
-    bar = tqdm(total=s.MAX_ITER, initial=start_iter, disable=not progress, desc="train", unit="it", dynamic_ncols=True)
+    bar = tqdm(total=s.MAX_ITER, initial=start_iter, disable=not (progress and main), desc="train", unit="it",
+               dynamic_ncols=True)
     tick = time.perf_counter()
-    with bar, open(metrics_path, "a") as metrics_file:
+    with bar, open(metrics_path, "a") if main else nullcontext() as metrics_file:
         for iteration in range(start_iter, s.MAX_ITER):
             images, targets = next(batches)
             data_time = time.perf_counter() - tick
@@ -311,11 +372,13 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) 
             targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
 
             with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
-                losses = model(images, targets)
+                losses = net(images, targets)
             total = sum(losses.values())
-            if not math.isfinite(total.item()):
+            # averaged over the processes, so every process logs and judges the same numbers
+            logged = ddp.mean_over_processes({"total_loss": total, **losses}, processes)
+            if not math.isfinite(logged["total_loss"]):
                 raise PcnacycleError(
-                    f"the loss became {total.item()} at iteration {iteration}: lower SOLVER.BASE_LR, lengthen "
+                    f"the loss became {logged['total_loss']} at iteration {iteration}: lower SOLVER.BASE_LR, lengthen "
                     "SOLVER.WARMUP_ITERS or enable SOLVER.CLIP_GRADIENTS"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -334,30 +397,54 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool) 
             scheduler.step()
 
             done = iteration + 1
-            window.append({"total_loss": total.item(), **{k: v.item() for k, v in losses.items()},
-                           "time": time.perf_counter() - tick, "data_time": data_time})
+            window.append({**logged, "time": time.perf_counter() - tick, "data_time": data_time})
             bar.update(1)
-            bar.set_postfix(loss=f"{total.item():.3f}", lr=f"{lr:.2e}")
-            if done % s.LOG_PERIOD == 0 or done == s.MAX_ITER:
+            bar.set_postfix(loss=f"{logged['total_loss']:.3f}", lr=f"{lr:.2e}")
+            if main and (done % s.LOG_PERIOD == 0 or done == s.MAX_ITER):
                 row = {"iteration": done, "lr": lr}
                 row.update({k: float(np.mean([w[k] for w in window])) for k in window[0]})
                 metrics_file.write(json.dumps(row) + "\n")
                 metrics_file.flush()
                 window.clear()
             if done % s.CHECKPOINT_PERIOD == 0 and done != s.MAX_ITER:
-                save_checkpoint(output_dir / f"model_{done:07d}.pt", model, optimizer, scheduler, scaler, done, cfg)
-            if evaluate is not None and (done == s.MAX_ITER or (cfg.TEST.EVAL_PERIOD and done % cfg.TEST.EVAL_PERIOD == 0)):
-                results = evaluate(model, done)
-                model.train()
-                metrics_file.write(json.dumps({"iteration": done, **results}) + "\n")
-                metrics_file.flush()
+                _checkpoint(output_dir / f"model_{done:07d}.pt", model, optimizer, scheduler, scaler, done, cfg,
+                            processes)
+            if split["val"] and (done == s.MAX_ITER or (cfg.TEST.EVAL_PERIOD and done % cfg.TEST.EVAL_PERIOD == 0)):
+                if evaluate is not None:
+                    results = evaluate(model, done)
+                    model.train()
+                    metrics_file.write(json.dumps({"iteration": done, **results}) + "\n")
+                    metrics_file.flush()
+                ddp.barrier(processes)  # the others wait while process 0 evaluates
             tick = time.perf_counter()
 
     final = output_dir / "model_final.pt"
-    save_checkpoint(final, model, optimizer, scheduler, scaler, s.MAX_ITER, cfg)
-    plot_loss_curve(metrics_path, output_dir / "loss_curve.png")
+    _checkpoint(final, model, optimizer, scheduler, scaler, s.MAX_ITER, cfg, processes)
+    if main:
+        plot_loss_curve(metrics_path, output_dir / "loss_curve.png")
     log.info("training finished: %s", final)
     return final
+
+
+def _checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: int, cfg: CfgNode,
+                processes: ddp.Processes) -> None:
+    """Every process hands its random state to process 0, which writes the checkpoint."""
+    states = ddp.random_states(processes)
+    if processes.is_main:
+        save_checkpoint(path, model, optimizer, scheduler, scaler, iteration, cfg, process_rng=states)
+    ddp.barrier(processes)  # nobody runs ahead of a checkpoint being written
+
+
+def _own_random_state(saved: dict, processes: ddp.Processes) -> dict:
+    """This process's saved random state: its own when the checkpoint has one per process of this run."""
+    per_process = saved.get("processes") or []
+    if not processes.active:
+        return saved
+    if len(per_process) == processes.world_size:
+        return per_process[processes.rank]
+    log.warning("the checkpoint was written by %d process(es), this run has %d: random draws (not the images) "
+                "differ from an uninterrupted run", max(len(per_process), 1), processes.world_size)
+    return {"torch": torch.get_rng_state(), "cuda": []}
 
 
 def _clip_gradients(cfg: CfgNode, model: torch.nn.Module) -> None:

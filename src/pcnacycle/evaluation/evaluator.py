@@ -23,13 +23,16 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..data.catalog import load_sample, read_records
 from ..data.dataset import median_nucleus_diameter, read_split, select
-from ..engine.predictor import load_model, load_weights_path
+from ..engine.predictor import Predictor, load_weights_path
 from ..engine.scale import input_scale
 from ..errors import PcnacycleError
 from ..io import atomic_write, write_json
+from ..report import score_table
+from ..safeguards import check_output_folder
 from .coco import coco_metrics, format_table
 from .confusion import classification_report, phase_confusion
 from .loop import predict_dataset
@@ -72,6 +75,8 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     ``scale_note``).
     """
     weights = load_weights_path(weights)
+    if output is not None:
+        check_output_folder(output)  # before the scoring, not after it
     records = read_records(cfg)
     if split == "all":
         chosen = records
@@ -83,7 +88,8 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         chosen = select(records, read_split(split_path)[split], f"{split_path} ({split})")
     else:
         raise PcnacycleError(f"split {split!r}: expected val, train or all")
-    model, cfg = load_model(weights, cfg)
+    predictor = Predictor(weights, cfg)
+    cfg = predictor.cfg
     if not chosen:
         raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
     spread = sorted({0, len(chosen) // 2, len(chosen) - 1})
@@ -91,8 +97,8 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     source = "given"
     if nucleus_diameter is None and rescale and cfg.INPUT.get("NUCLEUS_DIAMETER", 0):
         nucleus_diameter, source = median_nucleus_diameter(cfg, chosen) or None, "measured on the annotations"
-    scale, scale_info = input_scale(model, cfg, samples, nucleus_diameter, rescale, diameter_source=source)
-    ground_truth, predictions = predict_dataset(model, cfg, chosen, progress=progress, scale=scale)
+    scale, scale_info = input_scale(predictor, samples, nucleus_diameter, rescale, diameter_source=source)
+    ground_truth, predictions = predict_dataset(predictor, chosen, progress=progress, scale=scale)
     if not any(len(gt["labels"]) for gt in ground_truth):
         raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
 
@@ -112,9 +118,6 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         "images": len(chosen), "weights": str(weights), "split": split, "class_agnostic": class_agnostic,
         **scale_info,
     })
-    print(format_table(results))
-    print(matching.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(report.to_string(float_format=lambda v: f"{v:.3f}"))
     if output is not None:
         output = Path(output)
         write_json(output / "eval.json", results)
@@ -123,3 +126,12 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         with atomic_write(output / "matching.csv", "w") as handle:
             matching.to_csv(handle, index=False)
     return results
+
+
+def format_evaluation(results: dict) -> str:
+    """The plain-text tables of an :func:`evaluate` result: COCO AP, matching scores, phase report."""
+    matching = pd.DataFrame(results["matching"])
+    report = pd.DataFrame.from_dict(results["phase"]["report"], orient="index").astype(float)
+    table, note = score_table(report)  # undefined scores as "–", support as whole numbers
+    return "\n".join([format_table(results), matching.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+                      table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="–") + (f"\n{note}" if note else "")])

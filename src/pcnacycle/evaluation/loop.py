@@ -7,17 +7,18 @@ import logging
 from tqdm import tqdm
 
 from ..data.catalog import load_sample
-from ..engine.predictor import label_image_to_masks
+from ..engine.predictor import Predictor, label_image_to_masks
 from ..engine.scale import predict_scaled
 from .coco import _COCO_SUMMARY_KEYS, coco_metrics
 
 log = logging.getLogger(__name__)
 
 
-def predict_dataset(model, cfg, records, progress: bool = False, scale: float | None = None) -> tuple[list[dict], list[dict]]:
+def predict_dataset(predictor: Predictor, records, progress: bool = False,
+                    scale: float | None = None) -> tuple[list[dict], list[dict]]:
     """Ground truth and predictions for each record, predicted as ``pcnacycle run`` would.
 
-    Frames go through :func:`pcnacycle.engine.predictor.predict_image` (tiled when large,
+    Frames go through :meth:`pcnacycle.engine.predictor.Predictor.predict` (tiled when large,
     overlaps resolved), resized by ``scale`` as :func:`pcnacycle.engine.scale.predict_scaled`
     does (None: as the model takes them); predictions come back at the images' own pixels.
 
@@ -26,11 +27,12 @@ def predict_dataset(model, cfg, records, progress: bool = False, scale: float | 
     (ground_truth, predictions): lists aligned by record, in this module's format.
     """
     ground_truth, predictions = [], []
+    model, cfg = predictor.model, predictor.cfg
     was_training = model.training
     model.eval()
     for record in tqdm(records, desc="evaluate", unit="image", disable=not progress, leave=False):
         sample = load_sample(cfg, record)
-        result = predict_scaled(model, cfg, sample["channels"], scale)
+        result = predict_scaled(predictor, sample["channels"], scale)
         ground_truth.append({"masks": sample["masks"], "labels": sample["labels"]})
         predictions.append({"masks": label_image_to_masks(result["label_image"], len(result["scores"])),
                             "labels": result["labels"], "scores": result["scores"]})
@@ -53,7 +55,7 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
 def make_training_evaluator(cfg, records):
     """The ``evaluate(model, iteration)`` callback :func:`pcnacycle.engine.trainer.train` calls."""
     def evaluate_during_training(model, iteration: int) -> dict[str, float]:
-        ground_truth, predictions = predict_dataset(model, cfg, records)
+        ground_truth, predictions = predict_dataset(Predictor.from_model(model, cfg), records)
         flat = flat_metrics(coco_metrics(ground_truth, predictions, cfg.MODEL.CLASS_NAMES))
         log.info("iteration %d, %d val images: segm AP50 %s, bbox AP50 %s", iteration, len(records),
                  _fmt(flat["segm/AP50"]), _fmt(flat["bbox/AP50"]))

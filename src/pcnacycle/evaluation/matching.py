@@ -60,15 +60,21 @@ def iou_matrix(gt_masks, pred_masks) -> np.ndarray:
 
 
 def _match_from_iou(iou: np.ndarray, iou_threshold: float):
-    """Optimal one-to-one matching on a precomputed (N, M) IoU matrix.
+    """StarDist's matching on a precomputed (N, M) IoU matrix: the most pairs first, then the most IoU.
 
-    Pairs below the threshold get weight 0, so the assignment that maximises
-    total weight is the one maximising total IoU among eligible pairs; the
-    zero-weight pairs it is forced to make are then dropped.
+    Each eligible pair (``IoU >= iou_threshold``) is worth 1 plus its IoU
+    over ``2 min(N, M)``, so no IoU bonus, which sums to under 1/2, can
+    outweigh one more pair: the assignment (Hungarian algorithm) has the
+    largest number of eligible pairs and, among such, the largest total IoU.
+    The ineligible pairs it is forced to make are then dropped.
     """
-    eligible = np.where(iou >= iou_threshold, iou, 0.0)
-    gt_index, pred_index = linear_sum_assignment(eligible, maximize=True)
-    keep = eligible[gt_index, pred_index] > 0
+    eligible = iou >= iou_threshold
+    if not eligible.any():
+        empty = np.zeros(0, np.intp)
+        return empty, empty, np.zeros(0)
+    weight = eligible * (1.0 + iou / (2 * min(iou.shape)))
+    gt_index, pred_index = linear_sum_assignment(weight, maximize=True)
+    keep = eligible[gt_index, pred_index]
     gt_index, pred_index = gt_index[keep], pred_index[keep]
     return gt_index, pred_index, iou[gt_index, pred_index]
 
@@ -77,9 +83,12 @@ def match_instances(gt_masks, pred_masks, iou_threshold: float = 0.5):
     """Pair ground truth and predicted masks one-to-one by IoU.
 
     Among all one-to-one pairings that use only pairs with
-    ``IoU >= iou_threshold``, the one with the largest total IoU is returned
-    (Hungarian algorithm). Unlike greedy best-first matching, this never
-    gives a prediction to one nucleus when it is needed for another.
+    ``IoU >= iou_threshold``, the one with the most pairs and, among those,
+    the largest total IoU is returned (Hungarian algorithm), as StarDist's
+    ``matching`` does. Unlike greedy best-first matching, this never gives a
+    prediction to one nucleus when it is needed for another. (From a
+    threshold of 0.5 up, a mask has at most one partner above it, so the
+    matching is unique.)
 
     Parameters
     ----------

@@ -43,12 +43,15 @@ import pandas as pd
 from ..errors import PcnacycleError
 from ..io import read_image, write_json
 from ..phases import PHASES
+from ..safeguards import check_output_folder
 from ..tracking.tracker import track_table
 
 __all__ = ["CTC_METRICS", "IOU_THRESHOLD", "evaluate_tracks"]
 
 #: Metrics asked of py-ctcmetrics; BIO(i), OP_CSB, OP_CTB and OP_CLB(i) follow from them at no cost.
 CTC_METRICS = ("Valid", "DET", "SEG", "TRA", "LNK", "CT", "TF", "BC", "CCA")
+#: What an empty result (no track at all) scores by the measures' definitions; the others are then undefined.
+EMPTY_RESULT_ZEROS = ("DET", "SEG", "TRA")
 #: A predicted and a true nucleus are the same one from this intersection over union on.
 IOU_THRESHOLD = 0.5
 
@@ -157,6 +160,10 @@ def ctc_scores(result_dir: Path, truth_dir: Path) -> dict:
     from ctc_metrics.scripts.evaluate import calculate_metrics, load_data
 
     metrics = [m for m in CTC_METRICS if m != "SEG" or (truth_dir / "SEG").is_dir()]
+    if not len(read_track_file(result_dir / "res_track.txt")):
+        # py-ctcmetrics cannot take a result without tracks; DET, TRA and SEG are 1 - AOGM/AOGM_0 and a mean IoU,
+        # so a result that matches nothing scores exactly 0 on them; the other measures have nothing to measure.
+        return {name: (0.0 if name in EMPTY_RESULT_ZEROS else None) for name in metrics} | {"Valid": 0}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         comp_tracks, ref_tracks, trajectories, segmentation, _, is_valid = load_data(
@@ -353,9 +360,10 @@ def duration_errors(pairs: pd.DataFrame, truth_durations: pd.DataFrame, truth_co
     -------
     dict
         ``matched_tracks`` (int) and per phase ``{n, mae_minutes,
-        bias_minutes}``: the number of track pairs where the phase is
-        complete on both sides, the mean absolute error and the mean signed
-        error (predicted − true; None when ``n`` is 0).
+        bias_minutes, true_minutes, found_minutes}``: the number of track
+        pairs where the phase is complete on both sides, the mean absolute
+        error and the mean signed error (predicted − true; None when ``n`` is
+        0), and the ``n`` durations compared (lists of float, pair by pair).
     """
     truth_minutes = truth_durations.set_index("track")
     pred_minutes = pred_durations.set_index("track")
@@ -363,11 +371,13 @@ def duration_errors(pairs: pd.DataFrame, truth_durations: pd.DataFrame, truth_co
     for phase in PHASES:
         both = (truth_complete[phase].reindex(pairs["truth"]).fillna(False).to_numpy(bool)
                 & pred_complete[phase].reindex(pairs["pred"]).fillna(False).to_numpy(bool))
-        error = (pred_minutes[f"{phase}_minutes"].reindex(pairs["pred"][both]).to_numpy(np.float64)
-                 - truth_minutes[f"{phase}_minutes"].reindex(pairs["truth"][both]).to_numpy(np.float64))
+        found = pred_minutes[f"{phase}_minutes"].reindex(pairs["pred"][both]).to_numpy(np.float64)
+        true = truth_minutes[f"{phase}_minutes"].reindex(pairs["truth"][both]).to_numpy(np.float64)
+        error = found - true
         result[phase] = {"n": int(both.sum()),
                          "mae_minutes": float(np.abs(error).mean()) if both.any() else None,
-                         "bias_minutes": float(error.mean()) if both.any() else None}
+                         "bias_minutes": float(error.mean()) if both.any() else None,
+                         "true_minutes": true.tolist(), "found_minutes": found.tolist()}
     return result
 
 
@@ -500,6 +510,8 @@ def evaluate_tracks(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
         number of frames in prediction and ground truth, a table missing a
         column or a nucleus, or results that fail the CTC validity check.
     """
+    if output is not None:
+        check_output_folder(output)
     prediction = _locate_prediction(Path(pred_dir))
     truth = _locate_ground_truth(Path(gt_dir))
     read_track_file(prediction.ctc / "res_track.txt")
@@ -512,7 +524,6 @@ def evaluate_tracks(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike,
               "ctc": ctc_scores(prediction.ctc, truth.ctc), "phases": phases, "phases_skipped": skipped}
     if output is not None:
         write_json(Path(output) / "track_eval.json", result)
-    print(format_report(result))
     return result
 
 
@@ -521,6 +532,9 @@ def format_report(result: dict) -> str:
     ctc = result["ctc"]
     lines = ["CTC   " + "  ".join(f"{name} {ctc[name]:.4f}" for name in ("TRA", "DET", "SEG", "LNK")
                                   if ctc.get(name) is not None)]
+    if ctc.get("Valid") == 0:  # only an empty result gets this far invalid (see ctc_scores)
+        lines.append("the result holds no track (no nucleus found): DET, TRA and SEG are 0, the other CTC measures "
+                     "are undefined")
     if result["phases"] is None:
         lines.append(f"phases: not compared ({result['phases_skipped']})")
         return "\n".join(lines)

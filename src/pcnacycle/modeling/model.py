@@ -3,8 +3,11 @@
 No pretrained weights can be downloaded, so every backbone defaults to
 GroupNorm (``MODEL.RESNETS.NORM: GN``), which trains at 1–2 images per batch
 as detectron2's scratch recipes do. ``MODEL.WEIGHTS`` may name a local
-checkpoint; :func:`load_weights` keeps every tensor whose shape fits, adapts
-the first convolution to another channel count, and says what it did.
+checkpoint (ours, a torchvision state dict or a detectron2 one, see
+:mod:`pcnacycle.modeling.convert_weights`); :func:`load_weights` keeps every tensor
+whose shape fits, adapts the first convolution to another channel count, and
+says what it did. Where detectron2 computes differently, config keys choose
+its way (:mod:`pcnacycle.modeling.detectron2_layout`).
 """
 
 from __future__ import annotations
@@ -21,19 +24,24 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import AnchorGenerator, RPNHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
-from torchvision.ops import misc as misc_ops
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from ..config import CfgNode
 from ..errors import PcnacycleError
+from .detectron2_layout import (
+    Detectron2AnchorGenerator,
+    Detectron2RPN,
+    FoldedPredictor,
+    build_pooler,
+    folded_class_groups,
+    move_stride_to_1x1,
+    pixel_mean_std,
+)
 from .roi_heads import PhaseRoIHeads
 
 log = logging.getLogger(__name__)
-
-# Inputs arrive in [0, 1] (see data.normalize_intensity); centre them on 0.
-PIXEL_MEAN = 0.5
-PIXEL_STD = 0.5
 
 #: Name of the first convolution, the one tensor whose shape follows the
 #: number of input channels.
@@ -49,7 +57,7 @@ def group_norm(num_channels: int) -> nn.GroupNorm:
 
 
 def _norm_layer(name: str):
-    return {"GN": group_norm, "FrozenBN": misc_ops.FrozenBatchNorm2d, "BN": nn.BatchNorm2d, "": None}[name]
+    return {"GN": group_norm, "FrozenBN": FrozenBatchNorm2d, "BN": nn.BatchNorm2d, "": None}[name]
 
 
 def build_backbone(cfg: CfgNode) -> BackboneWithFPN:
@@ -58,6 +66,8 @@ def build_backbone(cfg: CfgNode) -> BackboneWithFPN:
     resnet = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=_norm_layer(cfg.MODEL.RESNETS.NORM))
     in_channels = len(cfg.INPUT.CHANNELS)
     resnet.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if cfg.MODEL.RESNETS.STRIDE_IN_1X1 and depth >= 50:
+        move_stride_to_1x1(resnet)
     width = 64 if depth < 50 else 256  # BasicBlock vs Bottleneck output width of layer1
     return BackboneWithFPN(
         resnet,
@@ -77,9 +87,9 @@ class ResizeTransform(GeneralizedRCNNTransform):
     """
 
     def __init__(self, cfg: CfgNode):
-        channels = len(cfg.INPUT.CHANNELS)
-        super().__init__(min_size=800, max_size=1333, image_mean=[PIXEL_MEAN] * channels,
-                         image_std=[PIXEL_STD] * channels)
+        # Inputs arrive in [0, 1] (see data.normalize_intensity); MODEL.PIXEL_MEAN/STD centre them
+        mean, std = pixel_mean_std(cfg)
+        super().__init__(min_size=800, max_size=1333, image_mean=mean, image_std=std)
         self.train_sizes = tuple(cfg.INPUT.MIN_SIZE_TRAIN)
         self.train_sampling = cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING
         self.max_size_train = cfg.INPUT.MAX_SIZE_TRAIN
@@ -111,8 +121,19 @@ class ResizeTransform(GeneralizedRCNNTransform):
         if self.training:
             return result
         for prediction, resized, original in zip(result, image_shapes, original_image_sizes):
-            prediction["boxes"] = resize_boxes(prediction["boxes"], resized, original)
+            prediction["boxes"] = boxes_to_input_pixels(prediction["boxes"], resized, original)
         return result
+
+
+def boxes_to_input_pixels(boxes: torch.Tensor, resized: tuple[int, int], original: tuple[int, int]) -> torch.Tensor:
+    """Boxes found on an image resized to ``resized`` (H, W), in the pixels of its ``original`` (H, W) size.
+
+    ``boxes`` is an (N, 4) float tensor of (x0, y0, x1, y1); the scale
+    factors are float32, as torchvision computes them.
+    """
+    scale_y, scale_x = (torch.tensor(o, dtype=torch.float32, device=boxes.device)
+                        / torch.tensor(r, dtype=torch.float32, device=boxes.device) for o, r in zip(original, resized))
+    return boxes * torch.stack([scale_x, scale_y, scale_x, scale_y])
 
 
 def build_model(cfg: CfgNode) -> MaskRCNN:
@@ -130,7 +151,8 @@ def build_model(cfg: CfgNode) -> MaskRCNN:
     out_channels = backbone.out_channels
     ratios = m.ANCHOR_GENERATOR.ASPECT_RATIOS
     ratios = ratios * 5 if len(ratios) == 1 else ratios
-    anchors = AnchorGenerator(sizes=tuple(tuple(s) for s in m.ANCHOR_GENERATOR.SIZES),
+    anchor_class = Detectron2AnchorGenerator if m.RPN.STYLE == "detectron2" else AnchorGenerator
+    anchors = anchor_class(sizes=tuple(tuple(s) for s in m.ANCHOR_GENERATOR.SIZES),
                               aspect_ratios=tuple(tuple(r) for r in ratios))
     rpn_head = RPNHead(out_channels, anchors.num_anchors_per_location()[0])
 
@@ -140,7 +162,10 @@ def build_model(cfg: CfgNode) -> MaskRCNN:
     else:
         box_head = FastRCNNConvFCHead((out_channels, 7, 7), [box.CONV_DIM] * box.NUM_CONV, [box.FC_DIM] * box.NUM_FC,
                                       norm_layer=_norm_layer(box.NORM))
-    num_classes = m.ROI_HEADS.NUM_CLASSES + 1  # + background
+    groups = folded_class_groups(cfg)
+    num_outputs = len(groups) + 1  # + background; folded classes have outputs of their own
+    box_predictor = FoldedPredictor(box.FC_DIM, groups) if m.ROI_HEADS.FOLDED_CLASSES else FastRCNNPredictor(
+        box.FC_DIM, num_outputs)
     mask = m.ROI_MASK_HEAD
     mask_head = MaskRCNNHeads(out_channels, [mask.CONV_DIM] * mask.NUM_CONV, 1, norm_layer=_norm_layer(mask.NORM))
     model = MaskRCNN(
@@ -155,36 +180,52 @@ def build_model(cfg: CfgNode) -> MaskRCNN:
         rpn_nms_thresh=m.RPN.NMS_THRESH,
         rpn_batch_size_per_image=m.RPN.BATCH_SIZE_PER_IMAGE,
         rpn_positive_fraction=m.RPN.POSITIVE_FRACTION,
+        box_roi_pool=build_pooler(box, 7),
         box_head=box_head,
-        box_predictor=FastRCNNPredictor(box.FC_DIM, num_classes),
+        box_predictor=box_predictor,
         box_score_thresh=m.ROI_HEADS.SCORE_THRESH_TEST,
         box_nms_thresh=m.ROI_HEADS.NMS_THRESH_TEST,
         box_detections_per_img=cfg.TEST.DETECTIONS_PER_IMAGE,
         box_batch_size_per_image=m.ROI_HEADS.BATCH_SIZE_PER_IMAGE,
         box_positive_fraction=m.ROI_HEADS.POSITIVE_FRACTION,
+        mask_roi_pool=build_pooler(mask, 14),
         mask_head=mask_head,
-        mask_predictor=MaskRCNNPredictor(mask.CONV_DIM, mask.CONV_DIM, num_classes),
+        mask_predictor=MaskRCNNPredictor(mask.CONV_DIM, mask.CONV_DIM, num_outputs),
     )
     model.transform = ResizeTransform(cfg)
     model.roi_heads.__class__ = PhaseRoIHeads  # same tensors; only inference differs
+    if m.RPN.STYLE == "detectron2":
+        model.rpn.__class__ = Detectron2RPN  # same tensors; proposals ranked on logits
     return model
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """The model tensors of a checkpoint (ours or a plain state dict) and the config saved with them, if any."""
+    """The model tensors of a checkpoint (ours, a plain state dict, or detectron2's ``.pth``/``.pkl`` renamed to
+    ours) and the config saved with them, if any."""
+    from .convert_weights import as_pcnacycle_names, is_detectron2_state, read_detectron2_checkpoint
+
     path = Path(path)
     if not path.is_file():
         raise PcnacycleError(f"{path}: weights file not found (MODEL.WEIGHTS)")
+    if path.suffix == ".pkl":  # detectron2's model zoo format: numpy arrays, read by a restricted unpickler
+        return as_pcnacycle_names(read_detectron2_checkpoint(path), path), None
+    data = load_torch_file(path)
+    state = data.get("model", data) if isinstance(data, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PcnacycleError(f"{path}: holds neither a state dict nor a checkpoint with a 'model' state dict")
+    if is_detectron2_state(state):
+        return as_pcnacycle_names(state, path), None
+    return state, data.get("config") if state is not data else None
+
+
+def load_torch_file(path: Path):
+    """What ``torch.load`` reads from ``path`` with ``weights_only`` (tensors and plain containers only)."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         # torch's own message may advise weights_only=False: never for a file of unknown origin, so say it plainly
         raise PcnacycleError(f"{path}: not a PyTorch weights file that loads safely ({_why_not_loadable(path, exc)})"
                              ) from None
-    state = data.get("model", data) if isinstance(data, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PcnacycleError(f"{path}: holds neither a state dict nor a checkpoint with a 'model' state dict")
-    return state, data.get("config") if state is not data else None
 
 
 def _why_not_loadable(path: Path, exc: Exception) -> str:
@@ -233,7 +274,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[st
     """
     source, _ = read_checkpoint(path)
     target = model.state_dict()
-    report = {"loaded": [], "adapted": [], "reinitialised": [], "missing": [], "unused": sorted(set(source) - set(target))}
+    report = {"loaded": [], "adapted": [], "reinitialised": [], "missing": [],
+              "unused": sorted(set(source) - set(target))}
     new_state = {}
     for name, tensor in target.items():
         if name not in source:
@@ -241,7 +283,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, list[st
         elif source[name].shape == tensor.shape:
             new_state[name] = source[name]
             report["loaded"].append(name)
-        elif name == FIRST_CONV and source[name].shape[0] == tensor.shape[0] and source[name].shape[2:] == tensor.shape[2:]:
+        elif (name == FIRST_CONV and source[name].shape[0] == tensor.shape[0]
+              and source[name].shape[2:] == tensor.shape[2:]):
             new_state[name] = adapt_first_conv(source[name], tensor.shape[1])
             report["adapted"].append(name)
         else:

@@ -13,18 +13,30 @@ class PhaseRoIHeads(RoIHeads):
 
     The score of a detection is ``1 - p(background)``; its label is the most
     probable class; NMS is class-agnostic (a nucleus is in one phase, not
-    several). The per-class probabilities, normalised over the foreground
-    classes, are left in :attr:`class_probs` (one ``(N, K)`` tensor per image)
-    because torchvision's result dicts have no place for them.
+    several). In inference each result dict also holds ``class_probs``, the
+    per-class probabilities normalised over the foreground classes: an
+    ``(N, K)`` tensor, one row per detection.
     """
 
-    class_probs: list[torch.Tensor] = []
+    def forward(self, features, proposals, image_shapes, targets=None):
+        # torchvision's forward builds the result dicts from the (boxes, scores, labels) that
+        # postprocess_detections returns; the probabilities of the same call join them here.
+        self._pending_probs = []
+        try:
+            result, losses = super().forward(features, proposals, image_shapes, targets)
+            if not self.training:
+                for detections, probs in zip(result, self._pending_probs):
+                    detections["class_probs"] = probs
+        finally:
+            del self._pending_probs
+        return result, losses
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
         per_image = [len(p) for p in proposals]
-        all_boxes = self.box_coder.decode(box_regression, proposals)
+        # explicit shape: with no proposals at all, decode's own reshape cannot tell the class axis
+        all_boxes = self.box_coder.decode(box_regression, proposals).view(-1, box_regression.shape[1] // 4, 4)
         all_probs = F.softmax(class_logits, -1)
-        out_boxes, out_scores, out_labels, self.class_probs = [], [], [], []
+        out_boxes, out_scores, out_labels = [], [], []
         for boxes, probs, shape in zip(all_boxes.split(per_image), all_probs.split(per_image), image_shapes):
             foreground = probs[:, 1:]
             scores = foreground.sum(dim=1)
@@ -36,5 +48,5 @@ class PhaseRoIHeads(RoIHeads):
             out_boxes.append(boxes[keep])
             out_scores.append(scores[keep])
             out_labels.append(labels[keep])
-            self.class_probs.append(foreground[keep] / scores[keep, None].clamp_min(1e-12))
+            self._pending_probs.append(foreground[keep] / scores[keep, None].clamp_min(1e-12))
         return out_boxes, out_scores, out_labels

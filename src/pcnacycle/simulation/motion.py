@@ -27,7 +27,8 @@ def _move(cells: list[_Cell], params: SimulationParams, rng: np.random.Generator
         cell.x += calm * cell.vx * dt
         cell.angle += calm * cell.spin * dt
         cell.harmonics = shape_keep * cell.harmonics + shape_kick * _draw_harmonics(params.irregularity, rng)
-        cell.body_harmonics = shape_keep * cell.body_harmonics + shape_kick * _draw_harmonics(3 * params.irregularity, rng)
+        body_kick = _draw_harmonics(3 * params.irregularity, rng)
+        cell.body_harmonics = shape_keep * cell.body_harmonics + shape_kick * body_kick
 
 
 def _separate(cells: list[_Cell], params: SimulationParams, rng: np.random.Generator,

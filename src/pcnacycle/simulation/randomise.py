@@ -181,7 +181,8 @@ def draw_params(base: SimulationParams, ranges: RandomisationRanges | None = Non
     )
     params = replace(params, defocus=drawn["defocus"] * params.texture_scale())
     # gain: the brightest G2 nucleus (with foci) fills about half the camera's range
-    peak = params.g1_photons * max(params.g2_ratio, params.s_ratio + params.foci_ratio) * 1.5 + params.background_photons
+    brightest = max(params.g2_ratio, params.s_ratio + params.foci_ratio)
+    peak = params.g1_photons * brightest * 1.5 + params.background_photons
     params = replace(params, gain=min(1.0, 0.5 * (2**bits - 1 - params.camera_offset) / peak),
                      cells=_cells_that_fit(params, drawn["coverage"]))
     params.validate()

@@ -53,7 +53,7 @@ from .motion import _move, _separate
 from .params import Movie, SimulationParams, _check_annotated_frames
 from .render import _background_height, _camera, _debris, _dic_photons, _illumination, _pcna_photons, _render
 from .truth import _measure, _track_tables
-from .writers import _check_output, write_movie
+from .writers import ANNOTATED_FRAMES, _check_output, _check_room, write_movie
 
 
 def simulate_movie(params: SimulationParams, *, progress: bool = False) -> Movie:
@@ -121,13 +121,14 @@ def simulate_movie(params: SimulationParams, *, progress: bool = False) -> Movie
 
 
 def simulate(output, *, frames=60, size=(512, 512), cells=40, seed=0, frame_interval=10.0,
-             annotated_frames=25, jitter=0.0, arrested_fraction=0.0, overwrite=False, progress=True,
+             annotated_frames=None, jitter=0.0, arrested_fraction=0.0, overwrite=False, progress=True,
              randomise=False, **params) -> Path:
     """Simulate a PCNA movie with ground truth and write it to ``output``.
 
     Parameters are those of :class:`SimulationParams` (any of its fields may
     be given, e.g. ``m_minutes=(104, 10)``; the others keep their defaults);
-    ``annotated_frames`` frames go to ``annotated/`` for training. Every
+    ``annotated_frames`` frames (default 25, or every frame of a shorter
+    movie) go to ``annotated/`` for training. Every
     argument is checked, and the output folder too, before any work.
     ``randomise`` (True, or a
     :class:`~pcnacycle.simulation.randomise.RandomisationRanges`) draws the
@@ -153,9 +154,11 @@ def simulate(output, *, frames=60, size=(512, 512), cells=40, seed=0, frame_inte
         ranges = randomise if isinstance(randomise, RandomisationRanges) else RandomisationRanges()
         randomisation = {"ranges": ranges_used(ranges, params)}
         params, randomisation["drawn"] = draw_params(params, ranges)
+    annotated_frames = min(ANNOTATED_FRAMES, frames) if annotated_frames is None else annotated_frames
     _check_annotated_frames(annotated_frames, frames)
     output = Path(output)
     _check_output(output, overwrite)
+    _check_room(output, params)
     movie = simulate_movie(params, progress=progress)
     movie.randomisation = randomisation
     return write_movie(movie, output, annotated_frames=annotated_frames, overwrite=overwrite)

@@ -12,22 +12,39 @@ from skimage import measure
 
 from ..errors import PcnacycleError
 from ..io import MANIFEST_KEY, files_under, read_manifest, remove_outputs, write_json, write_text, write_tiff
-from .params import Movie, _check_annotated_frames
+from ..safeguards import check_free_space, check_memory, check_output_folder
+from .params import Movie, SimulationParams, _check_annotated_frames
 
 #: Written last, listing every file the simulation wrote: its presence marks a complete folder.
 MARKER = "simulation.json"
 #: What simulations wrote before the marker listed it (for --overwrite of such a folder).
 _LEGACY_OUTPUTS = ("truth/**/*", "annotated/**/*", "pcna.tif", "dic.tif")
+#: Frames written to annotated/ by default (all of them when the movie is shorter).
+ANNOTATED_FRAMES = 25
 # fastest zlib level: several times quicker than the default, files only ~3% larger (noisy pixels)
 _TIFF = {"compressionargs": {"level": 1}}
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    """Refuse a file, or a non-empty folder unless ``overwrite``."""
-    if output.exists() and not output.is_dir():
-        raise PcnacycleError(f"{output}: exists and is not a folder")
+    """Refuse a file, a folder that cannot be written, or a non-empty folder unless ``overwrite``."""
+    check_output_folder(output)
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise PcnacycleError(f"{output}: folder is not empty; pass overwrite=True (--overwrite) to replace it")
+
+
+def _check_room(output: Path, params: SimulationParams) -> None:
+    """Refuse a movie too large for memory or disk, before simulating it.
+
+    The PCNA, DIC and label stacks are held in memory, (T, H, W) uint16 each;
+    on disk PCNA is written twice (pcna.tif, truth/ctc/01/) and DIC once,
+    noisy pixels that barely compress; the labels compress well.
+    """
+    frames, (height, width) = params.frames, params.size
+    stack = frames * height * width * np.dtype(np.uint16).itemsize
+    what = f"{frames} frames of {height}×{width}"
+    check_memory(3 * stack, f"the simulated movie ({what}: PCNA, DIC and labels)",
+                 "ask for fewer frames or a smaller size")
+    check_free_space(output, 3 * stack, f"the movies and ground truth of {what}")
 
 
 def _prepare_output(output: Path, overwrite: bool) -> set[str]:
@@ -137,13 +154,15 @@ def _version() -> str:
     return __version__
 
 
-def write_movie(movie: Movie, output, annotated_frames: int = 25, overwrite: bool = False) -> Path:
+def write_movie(movie: Movie, output, annotated_frames: int | None = None, overwrite: bool = False) -> Path:
     """Write a movie and its ground truth to a folder; return the folder.
 
     Layout: ``pcna.tif``, ``dic.tif``, ``truth/`` (labels.tif, objects.csv,
     tracks.csv, phases.csv, ctc/), ``annotated/`` (``annotated_frames``
-    frames spread evenly over the movie) and ``simulation.json``, written last
-    so that its presence marks a complete folder.
+    frames spread evenly over the movie, default 25 or all of a shorter one)
+    and ``simulation.json``, written last so that its presence marks a
+    complete folder. When writing fails (a full disk), what was written is
+    removed again and the user's files stay.
 
     Raises
     ------
@@ -152,8 +171,20 @@ def write_movie(movie: Movie, output, annotated_frames: int = 25, overwrite: boo
         ``annotated_frames`` is not between 0 and the number of frames.
     """
     output = Path(output)
+    if annotated_frames is None:
+        annotated_frames = min(ANNOTATED_FRAMES, movie.params.frames)
     _check_annotated_frames(annotated_frames, movie.params.frames)
     users = _prepare_output(output, overwrite)
+    try:
+        _write_files(movie, output, annotated_frames, users)
+    except BaseException:
+        remove_outputs(output, files_under(output) - users)
+        raise
+    return output
+
+
+def _write_files(movie: Movie, output: Path, annotated_frames: int, users: set[str]) -> None:
+    """Every file of :func:`write_movie`; ``users`` are the files already in ``output``, not listed as ours."""
     truth = output / "truth"
     stack = {**_TIFF, "photometric": "minisblack", "metadata": {"axes": "TYX"}}
     write_tiff(truth / "labels.tif", movie.labels, **stack)
@@ -171,4 +202,3 @@ def write_movie(movie: Movie, output, annotated_frames: int = 25, overwrite: boo
     write_json(output / MARKER, {**asdict(movie.params), **randomisation, "annotated_frames": annotated_frames,
                                  "pcnacycle_version": _version(),
                                  MANIFEST_KEY: sorted((files_under(output) - users) | {MARKER})})
-    return output

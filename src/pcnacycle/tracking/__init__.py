@@ -1,1 +1,1 @@
-"""From detections to cells: linking into tracks with divisions (``tracker``), then phases and durations (``resolve``)."""
+"""From detections to cells: tracks with divisions (``tracker``), then phases and durations (``resolve``)."""

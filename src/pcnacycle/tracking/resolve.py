@@ -28,6 +28,13 @@ with the detector's probabilities as emissions:
   from the track structure alone; other tracks may start and end anywhere;
 * frames missing inside a track (closed gaps) carry no evidence.
 
+A user's corrections (``pcnacycle correct``) are hard constraints: rows with a
+fixed phase allow only that phase's states (M: M or M-exit), and override the
+rule on how a daughter starts or a mother ends where they fall on a track's
+first or last row; tracks whose lineage the user set (frozen) are never split,
+never taken as a missed sister, and restart the cycle inside only when their
+fixed phases leave no other path (at the cost of a wrong link).
+
 The expected durations are only a prior: with ``estimate_durations`` the
 median durations of the phases the movie shows complete replace them and the
 movie is resolved again, so the result does not depend on knowing the answer.
@@ -43,7 +50,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Mapping
+from typing import ClassVar, Mapping
 
 import numpy as np
 import pandas as pd
@@ -124,17 +131,17 @@ def _viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarr
     n, steps, states = log_emissions.shape
     score = log_start + log_emissions[:, 0]
     back = np.zeros((n, steps, states), np.int64)
-    back[:, 0] = np.arange(states)
-    stay = np.arange(states)
+    back[:] = np.arange(states)  # a finished track stays in its state
+    # longest tracks first, so that the tracks still running at step t are the first ones
+    order = np.argsort(-lengths, kind="stable")
+    running = np.searchsorted(-lengths[order], -np.arange(steps), side="left")  # tracks longer than t
     for t in range(1, steps):
-        candidates = score[:, :, None] + log_transitions[None]  # (n, from, to)
+        alive = order[:running[t]]
+        candidates = score[alive, :, None] + log_transitions[None]  # (alive, from, to)
         for a, b in _RESTARTS:
-            candidates[:, a, b] += restart_evidence[:, t]
-        best = candidates.argmax(axis=1)
-        alive = t < lengths
-        score = np.where(alive[:, None], np.take_along_axis(candidates, best[:, None], 1)[:, 0] + log_emissions[:, t],
-                         score)
-        back[:, t] = np.where(alive[:, None], best, stay)
+            candidates[:, a, b] += restart_evidence[alive, t]
+        back[alive, t] = candidates.argmax(axis=1)
+        score[alive] = candidates.max(axis=1) + log_emissions[alive, t]
     path = np.empty((n, steps), np.int64)
     path[:, -1] = (score + log_end).argmax(axis=1)
     for t in range(steps - 1, 0, -1):
@@ -144,6 +151,7 @@ def _viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarr
 
 def resolve_phases(objects: pd.DataFrame, frame_interval: float, settings: RunSettings | None = None, *,
                    class_names=CLASSES, intensity_column: str = "mean_pcna",
+                   fixed_phase_column: str | None = None, frozen_column: str | None = None,
                    **changes) -> pd.DataFrame:
     """Give every tracked nucleus a cell-cycle phase, G1, S, G2 or M, splitting tracks at missed divisions.
 
@@ -165,6 +173,13 @@ def resolve_phases(objects: pd.DataFrame, frame_interval: float, settings: RunSe
         sister search); default :class:`RunSettings()`.
     class_names : three names
         The detector's classes for G1/G2, S and M, in that order.
+    fixed_phase_column : str, optional
+        Column of ``objects`` holding a phase the row must take (G1, S, G2
+        or M) or "" for none: the user's corrections, as hard constraints.
+    frozen_column : str, optional
+        Boolean column of ``objects``: the rows of a track where any is True
+        keep their track and parent (never split at a missed division, never
+        linked as a missed sister).
     **changes
         Fields of :class:`RunSettings` to change, e.g. ``phase_minutes={"G1": 300}``.
 
@@ -190,8 +205,9 @@ def resolve_phases(objects: pd.DataFrame, frame_interval: float, settings: RunSe
     prob_columns = [probability_column(c) for c in class_names]
     require_columns(objects, ["frame", "track", "parent", *prob_columns], "tracked table")
 
+    constraints = _Constraints.of(objects, fixed_phase_column, frozen_column)
     minutes = dict(settings.phase_minutes)
-    result = _resolve(objects, frame_interval, settings, minutes, prob_columns, intensity_column)
+    result = _resolve(objects, frame_interval, settings, minutes, prob_columns, intensity_column, constraints)
     if settings.estimate_durations and len(objects):
         for _ in range(_MAX_PASSES):
             estimate = estimate_phase_minutes(result, frame_interval, settings.phase_minutes,
@@ -199,7 +215,8 @@ def resolve_phases(objects: pd.DataFrame, frame_interval: float, settings: RunSe
             if all(abs(estimate[p] - minutes[p]) <= frame_interval / 2 for p in minutes):
                 break
             minutes = estimate
-            result = _resolve(objects, frame_interval, settings, minutes, prob_columns, intensity_column)
+            result = _resolve(objects, frame_interval, settings, minutes, prob_columns, intensity_column,
+                              constraints)
     result.attrs["phase_minutes"] = {p: float(m) for p, m in minutes.items()}
     return result
 
@@ -221,8 +238,48 @@ def estimate_phase_minutes(resolved: pd.DataFrame, frame_interval: float, prior:
     return estimate
 
 
+class _Constraints:
+    """The user's corrections per row of the table: allowed states and frozen lineage.
+
+    Attributes
+    ----------
+    clamp : (n_rows, 5) float
+        0 for the states a row may take, -inf for the others (all 0 where no phase is fixed).
+    fixed : (n_rows,) bool
+        The row's phase is fixed.
+    frozen : (n_rows,) bool
+        The row's track keeps its track id and parent.
+    """
+
+    #: The states of each phase a user may fix.
+    PHASE_STATES: ClassVar[dict] = {"G1": [_G1], "S": [_S], "G2": [_G2], "M": [_M, _M_EXIT]}
+
+    def __init__(self, clamp: np.ndarray, frozen: np.ndarray):
+        self.clamp = clamp
+        self.fixed = np.isinf(clamp).any(axis=1)
+        self.frozen = frozen
+
+    @classmethod
+    def of(cls, objects: pd.DataFrame, fixed_phase_column: str | None, frozen_column: str | None) -> _Constraints:
+        clamp = np.zeros((len(objects), 5))
+        if fixed_phase_column is not None:
+            require_columns(objects, [fixed_phase_column], "tracked table")
+            fixed = objects[fixed_phase_column].fillna("").astype(str).to_numpy()
+            unknown = sorted(set(fixed) - {"", *cls.PHASE_STATES})
+            if unknown:
+                raise PcnacycleError(f"column {fixed_phase_column!r}: unknown phase(s) {unknown}; use G1, S, G2, M "
+                                     "or leave empty")
+            for phase, states in cls.PHASE_STATES.items():
+                clamp[np.ix_(fixed == phase, [s for s in range(5) if s not in states])] = -np.inf
+        frozen = np.zeros(len(objects), bool)
+        if frozen_column is not None:
+            require_columns(objects, [frozen_column], "tracked table")
+            frozen = objects[frozen_column].fillna(False).astype(bool).to_numpy()
+        return cls(clamp, frozen)
+
+
 def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings, minutes: Mapping[str, float],
-             prob_columns: list[str], intensity_column: str) -> pd.DataFrame:
+             prob_columns: list[str], intensity_column: str, constraints: _Constraints) -> pd.DataFrame:
     """One resolution with fixed priors: Viterbi, split at restarts, again until no track splits."""
     result = objects.copy()
     result.attrs["divisions_inferred"] = 0
@@ -235,17 +292,18 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
     splits = 0
     for attempt in range(_MAX_PASSES):
         grid = _TrackGrid(result)
-        states, restart_rows = _best_states(result, grid, log_a, settings, prob_columns)
+        states, restart_rows = _best_states(result, grid, log_a, settings, prob_columns, constraints)
         if not len(restart_rows) or attempt == _MAX_PASSES - 1:
             break  # the last pass's restarts stay inside their tracks, so that states match the table
         splits += len(restart_rows)
-        result = _split_tracks(result, restart_rows, settings)
+        result = _split_tracks(result, restart_rows, settings, constraints.frozen)
     result.attrs["divisions_inferred"] = splits
 
     # tracks the order cannot place: all G1/G2, no parent, no daughters → G1 or G2 by brightness
     seen = np.zeros((grid.count, 5), bool)
     seen[grid.index, states] = True
     unplaced = ~seen[:, [_S, _M, _M_EXIT]].any(axis=1) & ~grid.has_parent & ~grid.has_daughters
+    unplaced &= np.bincount(grid.index, weights=constraints.fixed, minlength=grid.count) == 0  # the user placed it
     unplaced_rows = unplaced[grid.index]
     if unplaced.any() and intensity_column in result.columns:
         states[unplaced_rows] = _g1_or_g2(result[intensity_column].to_numpy(np.float64), states,
@@ -278,7 +336,7 @@ class _TrackGrid:
 
 
 def _best_states(table: pd.DataFrame, grid: _TrackGrid, log_a: np.ndarray, settings: RunSettings,
-                 prob_columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+                 prob_columns: list[str], constraints: _Constraints) -> tuple[np.ndarray, np.ndarray]:
     """Viterbi state of every row, and the rows where the path restarts the cycle."""
     probs = table[prob_columns].to_numpy(np.float64)
     log_p = np.log(np.clip(probs, settings.min_probability, 1.0))
@@ -295,9 +353,13 @@ def _best_states(table: pd.DataFrame, grid: _TrackGrid, log_a: np.ndarray, setti
     log_p = np.where(np.isnan(log_p), 0.0, log_p)  # a model without a class gives no evidence for it
     steps = int(grid.lengths.max())
     log_emissions = np.zeros((grid.count, steps, 5))  # frames missing in a gap keep log 1 = no evidence
-    log_emissions[grid.index, grid.step] = log_p[:, _CLASS_OF_STATE]
+    log_emissions[grid.index, grid.step] = log_p[:, _CLASS_OF_STATE] + constraints.clamp
     evidence = np.full((grid.count, steps), -np.inf)  # no restart where nothing is seen
     evidence[grid.index, grid.step] = _division_evidence(table, settings)
+    # a frozen track restarts only as a wrong link would: when its fixed phases leave no other path
+    frozen = constraints.frozen & (grid.step > 0)
+    evidence[grid.index[frozen], grid.step[frozen]] = (math.log(settings.jump_probability)
+                                                       - max(log_a[a, b] for a, b in _RESTARTS))
 
     log_start = np.zeros((grid.count, 5))
     log_start[grid.has_parent] = -np.inf
@@ -305,13 +367,16 @@ def _best_states(table: pd.DataFrame, grid: _TrackGrid, log_a: np.ndarray, setti
     log_end = np.zeros((grid.count, 5))
     log_end[grid.has_daughters] = -np.inf
     log_end[np.ix_(grid.has_daughters, [_G2, _M])] = 0.0
+    # a phase the user fixed on a track's first or last row wins over how daughters start and mothers end
+    log_start[grid.index[constraints.fixed & (grid.step == 0)]] = 0.0
+    log_end[grid.index[constraints.fixed & (grid.step == grid.lengths[grid.index] - 1)]] = 0.0
     paths = _viterbi(log_emissions, grid.lengths, log_start, log_end, log_a, evidence)
     states = paths[grid.index, grid.step]
     previous = paths[grid.index, np.maximum(grid.step - 1, 0)]
     restart = np.zeros(len(table), bool)
     for a, b in _RESTARTS:
         restart |= (previous == a) & (states == b)
-    restart &= grid.step > 0
+    restart &= (grid.step > 0) & ~constraints.frozen
     return states, np.flatnonzero(restart)
 
 
@@ -376,14 +441,15 @@ def _sister_appears(table: pd.DataFrame, order: np.ndarray, tracks: np.ndarray, 
     return found
 
 
-def _split_tracks(table: pd.DataFrame, restart_rows: np.ndarray, settings: RunSettings) -> pd.DataFrame:
+def _split_tracks(table: pd.DataFrame, restart_rows: np.ndarray, settings: RunSettings,
+                  frozen: np.ndarray) -> pd.DataFrame:
     """Cut tracks at restart rows into mother and daughter, and link the daughter's sister.
 
     The rows of a track from a restart row on become a new track (ids after
     the largest) whose parent is the part before; the mother's daughters move
     to the new part. A parentless track starting in the daughter's first
     frame, within ``division_distance`` of the mother's last centroid, becomes
-    the second daughter.
+    the second daughter. Rows where ``frozen`` is True are never a sister.
     """
     table = table.copy()
     tracks = table["track"].to_numpy(np.int64).copy()
@@ -394,6 +460,7 @@ def _split_tracks(table: pd.DataFrame, restart_rows: np.ndarray, settings: RunSe
     points = table[COORDINATES].to_numpy(np.float64) if has_points else None
     # first row of every track; a split never moves one (a restart is never a track's first row)
     first_rows = pd.Series(frames).groupby(tracks).idxmin().to_numpy()
+    first_rows = first_rows[~frozen[first_rows]]  # a track whose lineage the user set is nobody's missed sister
     for row in sorted(restart_rows, key=lambda r: frames[r]):
         track, frame = tracks[row], frames[row]
         later = (tracks == track) & (frames >= frame)

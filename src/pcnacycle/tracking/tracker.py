@@ -175,11 +175,12 @@ def _laptrack_links(objects: pd.DataFrame, max_distance: float, max_gap: int,
                     division_distance: float) -> np.ndarray:
     """Directed links between rows of ``objects`` found by laptrack: (E, 2) int64 (row from, row to).
 
-    A row with two outgoing links is a division. ``LapTrack.predict`` is used
-    rather than ``predict_dataframe`` because the latter's conversion of the
-    graph back to a table writes one table cell per call, far too slow for 10⁵ nuclei.
+    A row with two outgoing links is a division. The links are laptrack's
+    (``LapTrack.predict``), found by :class:`pcnacycle.tracking.linking.FastLapTrack`,
+    which builds laptrack's cost matrices without its per-segment loops: the
+    same links in a twentieth of the time at 10⁵ nuclei.
     """
-    from laptrack import LapTrack
+    from .linking import FastLapTrack
 
     frames = objects["frame"].to_numpy()
     points = objects[COORDINATES].to_numpy(np.float64)
@@ -187,7 +188,7 @@ def _laptrack_links(objects: pd.DataFrame, max_distance: float, max_gap: int,
     starts = np.searchsorted(frames[order], np.arange(frames.max() + 2))
     # laptrack wants one (n, 2) array per frame, frame 0 first; empty frames stay, as (0, 2)
     coords = [points[order[a:b]] for a, b in zip(starts[:-1], starts[1:])]
-    tracker = LapTrack(
+    tracker = FastLapTrack(
         metric="sqeuclidean", cutoff=max_distance**2,
         # laptrack counts the frame step (1 = adjacent frames), so max_gap missed frames means max_gap + 1
         gap_closing_cutoff=max_distance**2 if max_gap > 0 else False, gap_closing_max_frame_count=max_gap + 1,
@@ -200,10 +201,8 @@ def _laptrack_links(objects: pd.DataFrame, max_distance: float, max_gap: int,
         segment_end_cost=max(max_distance, division_distance) ** 2,
         no_splitting_cost=max(division_distance**2, 1.0),
     )
-    graph = tracker.predict(coords)
-    edges = np.array([(a[0], a[1], b[0], b[1]) for a, b in graph.edges()], np.int64).reshape(-1, 4)
-    row_of = lambda frame, index: order[starts[frame] + index]  # noqa: E731 - (frame, index) → table row
-    return np.column_stack([row_of(edges[:, 0], edges[:, 1]), row_of(edges[:, 2], edges[:, 3])])
+    # node i of the links is the i-th detection in frame order: row order[i] of the table
+    return order[tracker.predict_edges(coords)].reshape(-1, 2)
 
 
 def _segments_from_links(n_rows: int, links: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -271,8 +270,9 @@ def pair_mitoses(objects: pd.DataFrame, segment: np.ndarray, divisions: np.ndarr
     from_end = np.bincount(segment, minlength=n_segments)[segment] - 1 - rank
     best_start = np.zeros(n_segments)
     best_end = np.zeros(n_segments)
-    np.maximum.at(best_start, segment[rank < mitosis_window], p_mitosis[rank < mitosis_window])
-    np.maximum.at(best_end, segment[from_end < mitosis_window], p_mitosis[from_end < mitosis_window])
+    with np.errstate(invalid="ignore"):  # NaN (a model without an M class) stays NaN: no M evidence, no warning
+        np.maximum.at(best_start, segment[rank < mitosis_window], p_mitosis[rank < mitosis_window])
+        np.maximum.at(best_end, segment[from_end < mitosis_window], p_mitosis[from_end < mitosis_window])
 
     segment_size = np.bincount(segment, minlength=n_segments)
     segment_end = np.full(n_segments, -1)
