@@ -258,7 +258,7 @@ def train_disk_full(tmp, mp):
     root = make_dsb_folder(tmp / "dsb", n_images=3)
     mp.setattr(os, "fsync", no_space)  # every file train writes is written atomically, synced first
     return ["train", "--config", "stage1_dsb2018_cpu", "--output", str(tmp / "model"), "--quiet",
-            "DATASETS.ROOT", str(root)]
+            "DATASETS.ROOT", str(root), "DATASETS.VAL_SIZE", "1"]
 
 
 def demo_output_is_a_file(tmp, mp):

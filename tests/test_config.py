@@ -60,7 +60,7 @@ def test_yaml_file_errors_name_the_file_and_key(tmp_path):
 
 def test_base_chain_and_relative_paths(tmp_path):
     (tmp_path / "data").mkdir()
-    (tmp_path / "base.yaml").write_text("SOLVER: {MAX_ITER: 77, BASE_LR: 0.5}\nDATASETS: {ROOT: data}\n")
+    (tmp_path / "base.yaml").write_text("SOLVER: {MAX_ITER: 77, STEPS: [50], BASE_LR: 0.5}\nDATASETS: {ROOT: data}\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "child.yaml").write_text("_BASE_: ../base.yaml\nSOLVER: {BASE_LR: 0.25}\n")
     cfg = load_config(tmp_path / "sub" / "child.yaml", ["SOLVER.MAX_ITER", "78"])
@@ -106,3 +106,49 @@ def test_paths_given_on_the_command_line_are_saved_absolute(tmp_path, monkeypatc
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text(dump_config(cfg))
     assert load_config(tmp_path / "run" / "config.yaml").DATASETS.ROOT == cfg.DATASETS.ROOT
+
+
+def test_numbers_written_without_a_dot_are_numbers(tmp_path):
+    # PyYAML reads 1e-3 as the string "1e-3"; it is still the number anyone typing it means
+    assert load_config(None, ["SOLVER.BASE_LR", "1e-3"]).SOLVER.BASE_LR == 0.001
+    (tmp_path / "c.yaml").write_text("SOLVER:\n  BASE_LR: 1e-3\n  MAX_ITER: 2e3\n  STEPS: [1e3]\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, cfg.SOLVER.STEPS) == (0.001, 2000, [1000])
+    assert isinstance(cfg.SOLVER.MAX_ITER, int)
+    with pytest.raises(PcnacycleError, match=r"SOLVER\.MAX_ITER.*an integer.*'1\.5e3x'"):
+        load_config(None, ["SOLVER.MAX_ITER", "1.5e3x"])
+    with pytest.raises(PcnacycleError, match=r"SOLVER\.BASE_LR.*finite"):
+        load_config(None, ["SOLVER.BASE_LR", ".nan"])
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_its_lines(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("SOLVER:\n  MAX_ITER: 2\n  STEPS: [1]\nMODEL:\n  DEVICE: cpu\nSOLVER:\n  BASE_LR: 0.1\n")
+    with pytest.raises(PcnacycleError, match=r"twice\.yaml: key 'SOLVER' is given twice \(lines 1 and 6\)"):
+        load_config(path)
+    path.write_text("SOLVER:\n  MAX_ITER: 2\n  MAX_ITER: 40000\n")
+    with pytest.raises(PcnacycleError, match="'MAX_ITER' is given twice"):
+        load_config(path)
+
+
+def test_steps_after_the_last_iteration_are_refused_naming_the_step():
+    with pytest.raises(PcnacycleError, match=r"SOLVER\.STEPS.*step 500 .*SOLVER\.MAX_ITER 100"):
+        load_config(None, ["SOLVER.MAX_ITER", "100", "SOLVER.STEPS", "[50, 500]"])
+    assert load_config(None, ["SOLVER.MAX_ITER", "100", "SOLVER.STEPS", "[99]"]).SOLVER.STEPS == [99]
+
+
+def test_evaluation_period_minus_one_means_never_and_below_is_refused():
+    assert load_config(None, ["TEST.EVAL_PERIOD", "-1"]).TEST.EVAL_PERIOD == -1
+    with pytest.raises(PcnacycleError, match="TEST.EVAL_PERIOD"):
+        load_config(None, ["TEST.EVAL_PERIOD", "-2"])
+
+
+def test_binary_and_malformed_config_files_are_one_line_errors(tmp_path):
+    (tmp_path / "model.pt").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "nul.yaml").write_bytes(b"SOLVER:\x00\n")
+    (tmp_path / "broken.yaml").write_text("SOLVER: [1,\n  MAX_ITER: 2\n")
+    for name, fragment in [("model.pt", "not a text file"), ("nul.yaml", "not a text file"),
+                           ("broken.yaml", "not valid YAML")]:
+        with pytest.raises(PcnacycleError, match=fragment) as caught:
+            load_config(tmp_path / name)
+        assert str(caught.value).startswith(str(tmp_path / name)) and "\n" not in str(caught.value)

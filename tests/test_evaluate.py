@@ -306,16 +306,90 @@ def test_match_instances_respects_threshold_and_empty_inputs():
 
 
 def test_coco_boxes_use_the_pixel_edge_convention():
-    from pycocotools import mask as mask_utils
-
-    from pcnacycle.evaluation.coco import _mask_boxes
+    from pcnacycle.evaluation.checks import _check_instances
+    from pcnacycle.evaluation.coco import _coco_annotations
 
     masks = np.stack([rectangle(2, 5, 3, 8), disc(30, 40, 3), np.zeros(SHAPE, bool)])
-    boxes = _mask_boxes(masks)
-    assert boxes[0].tolist() == [3, 2, 5, 3]
-    assert boxes[2].tolist() == [0, 0, 0, 0]
-    rles = mask_utils.encode(np.asfortranarray(masks[:2].transpose(1, 2, 0).astype(np.uint8)))
-    np.testing.assert_array_equal(boxes[:2], mask_utils.toBbox(rles))
+    instances = _check_instances({"masks": masks, "labels": [1, 1, 1]}, "gt", 3, with_scores=False)
+    annotations = _coco_annotations(instances, image_id=1, first_id=1)
+    assert annotations[0]["bbox"] == [3, 2, 5, 3]  # columns 3..7, rows 2..4: width 5, height 3
+    assert annotations[1]["bbox"] == [37, 27, 7, 7]  # a disc of radius 3 spans 7 pixels each way
+    assert annotations[2]["bbox"] == [0, 0, 0, 0]
+    assert [a["mask_area"] for a in annotations] == [15, disc(30, 40, 3).sum(), 0]
+
+
+def _overlapping_dataset(seed=0):
+    """Three images of nuclei and shifted, partly missed, partly spurious predictions of mixed phases."""
+    rng = np.random.default_rng(seed)
+    ground_truth, predictions = [], []
+    for _ in range(3):
+        masks = [disc(*rng.integers(8, 56, 2), rng.integers(3, 9)) for _ in range(8)]
+        labels = rng.integers(1, 4, len(masks))
+        shifted = [np.roll(m, tuple(rng.integers(-3, 4, 2)), axis=(0, 1)) for m in masks[:6]]
+        spurious = [disc(*rng.integers(8, 56, 2), rng.integers(2, 6)) for _ in range(4)]
+        ground_truth.append(truth(masks, labels))
+        predictions.append(prediction(shifted + spurious, rng.integers(1, 4, 10), rng.random(10)))
+    return ground_truth, predictions
+
+
+def test_rle_input_gives_the_figures_of_mask_input():
+    from pcnacycle.evaluation.rle import encode_masks
+
+    ground_truth, predictions = _overlapping_dataset()
+    as_rles = [{"rles": encode_masks(entry["masks"]), "shape": SHAPE,
+                **{k: v for k, v in entry.items() if k != "masks"}} for entry in ground_truth + predictions]
+    rle_truth, rle_predictions = as_rles[:3], as_rles[3:]
+    assert coco_metrics(rle_truth, rle_predictions, CLASSES) == coco_metrics(ground_truth, predictions, CLASSES)
+    assert phase_confusion(rle_truth, rle_predictions, CLASSES).equals(
+        phase_confusion(ground_truth, predictions, CLASSES))
+    pd.testing.assert_frame_equal(matching_scores(rle_truth, rle_predictions),
+                                  matching_scores(ground_truth, predictions))
+    # the RLE route's IoUs are the pixel-counting ones
+    from pcnacycle.evaluation.checks import _check_instances
+    from pcnacycle.evaluation.matching import _instance_iou
+
+    gt = _check_instances(rle_truth[0], "gt", 3, with_scores=False)
+    pred = _check_instances(rle_predictions[0], "pred", 3, with_scores=True)
+    np.testing.assert_allclose(_instance_iou(gt, pred), iou_matrix(ground_truth[0]["masks"], predictions[0]["masks"]))
+
+
+def test_masks_and_labelled_frames_encode_as_pycocotools_does():
+    from pycocotools import mask as mask_utils
+
+    from pcnacycle.evaluation.rle import encode_label_image, encode_masks
+
+    label_image = np.zeros(SHAPE, np.int32)
+    for k in range(1, 41):
+        label_image[(k - 1) // 8 * 12: (k - 1) // 8 * 12 + 5, (k - 1) % 8 * 8: (k - 1) % 8 * 8 + 3 + k % 3] = k
+    label_image[-1, -3:] = 41  # ends in the last pixel
+    label_image[0, 0] = 42  # starts in the first
+    label_image[label_image == 7] = 0  # object 7 is absent: an empty mask
+    masks = label_image[None] == np.arange(1, 43)[:, None, None]
+    expected = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    assert encode_masks(masks) == expected
+    assert encode_label_image(label_image, 42) == expected
+    np.testing.assert_array_equal(mask_utils.decode(encode_masks(masks)), masks.transpose(1, 2, 0))
+
+
+def test_an_image_of_hundreds_of_instances_is_scored():
+    # a barely trained model fills frames with TEST.DETECTIONS_PER_IMAGE (400) detections
+    shape = (40, 40)
+    masks = np.zeros((300, *shape), bool)
+    for k in range(300):
+        masks[k, k // 40, k % 40] = True  # 300 one-pixel nuclei
+    gt = {"masks": masks, "labels": np.ones(300, np.int64)}
+    metrics = coco_metrics([gt], [{**gt, "scores": np.linspace(1, 0.5, 300)}], ["nucleus"])
+    assert metrics["segm"]["AP"] == pytest.approx(100.0)
+
+
+def test_rles_of_another_size_are_named():
+    from pcnacycle.evaluation.rle import encode_masks
+
+    gt = truth([disc(12, 12, 5)], [G1G2])
+    other_size = stack([disc(12, 12, 5, shape=(32, 32))], (32, 32))
+    wrong = {"rles": encode_masks(other_size), "shape": SHAPE, "labels": [1], "scores": [1.0]}
+    with pytest.raises(PcnacycleError, match=r"predictions\[0\]\['rles'\]\[0\] is not an RLE of an image of shape"):
+        coco_metrics([gt], [wrong], CLASSES)
 
 
 # --------------------------------------------------------------------------

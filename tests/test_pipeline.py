@@ -328,3 +328,49 @@ def test_an_empty_movie_is_not_rescaled_and_says_why(threshold_model, tmp_path, 
                            progress=False)
     assert json.loads((out / "run.json").read_text())["scale"] == 1.0
     assert "no nucleus found" in caplog.text
+
+
+def test_z_stacks_are_projected_one_frame_per_time_point(tmp_path):
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 1000, (3, 4, 2, 8, 10)).astype(np.uint16)  # T Z C Y X
+    # plane 2 is the one in focus: strong pixel-to-pixel contrast, so the most Laplacian variance
+    stack[:, 2] = np.where(rng.random((3, 2, 8, 10)) > 0.5, 60000, 0).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "tzc.tif", stack, imagej=True, metadata={"axes": "TZCYX"})
+
+    reader = MovieReader(tmp_path / "tzc.tif", channel=1)  # max by default
+    assert (reader.frames, reader.planes, reader.z_project) == (3, 4, "max")
+    np.testing.assert_array_equal(reader.frame(1), stack[1, :, 1].max(axis=0))
+    mean = MovieReader(tmp_path / "tzc.tif", channel=0, z_project="mean")
+    np.testing.assert_allclose(mean.frame(2), stack[2, :, 0].mean(axis=0), rtol=1e-6)
+    sharpest = MovieReader(tmp_path / "tzc.tif", channel=0, z_project="sharpest")
+    np.testing.assert_array_equal(sharpest.frame(0), stack[0, 2, 0])
+    with pytest.raises(PcnacycleError, match="z projection 'median'"):
+        MovieReader(tmp_path / "tzc.tif", channel=0, z_project="median")
+
+    # a stack whose only axis is Z is ImageJ's plain time-lapse: time, unless a projection is asked for
+    tifffile.imwrite(tmp_path / "z.tif", stack[:, 0, 0], imagej=True, metadata={"axes": "ZYX"})
+    assert MovieReader(tmp_path / "z.tif").frames == 3
+    one = MovieReader(tmp_path / "z.tif", z_project="max")
+    assert (one.frames, one.planes) == (1, 3)
+    np.testing.assert_array_equal(one.frame(0), stack[:, 0, 0].max(axis=0))
+
+    # axes it cannot read get a message that says what it reads, not "split it into channels"
+    tifffile.imwrite(tmp_path / "odd.ome.tif", rng.integers(0, 9, (2, 3, 2, 8, 10)).astype(np.uint8),
+                     metadata={"axes": "TCAYX"})
+    with pytest.raises(PcnacycleError, match=r"time \(T\), one channel axis \(C.*focal planes \(Z"):
+        MovieReader(tmp_path / "odd.ome.tif", channel=0)
+
+
+def test_run_on_a_z_stack_records_the_projection(threshold_model, tmp_path):
+    flat = tifffile.imread(disc_movie(tmp_path / "flat.tif", diameter=16))
+    # T Z Y X: the nuclei are in the middle plane only; the other planes are dark
+    stack = np.zeros((3, 3) + flat.shape[1:], np.uint16)
+    stack[:, 1] = flat
+    tifffile.imwrite(tmp_path / "tz.tif", stack, imagej=True, metadata={"axes": "TZYX", "finterval": 10,
+                                                                       "tunit": "min"})
+    (tmp_path / "w.pt").write_bytes(b"stand-in")
+    out = pipeline.run(tmp_path / "w.pt", tmp_path / "tz.tif", tmp_path / "out", progress=False)
+    summary = json.loads((out / "run.json").read_text())
+    assert (summary["z_project"], summary["z_planes"]) == ("max", 3)
+    assert tifffile.imread(out / "masks.tif").shape == (3, 160, 160)
+    assert len(pd.read_csv(out / "objects.csv")) == 9  # three nuclei in each of three frames

@@ -9,6 +9,7 @@ import tifffile
 from conftest import draw_discs, stand_in_predictor
 from pcnacycle import annotate
 from pcnacycle.config import load_config
+from pcnacycle.data.annotations import polygon_fault
 from pcnacycle.data.catalog import load_sample, read_records
 from pcnacycle.data.dataset import augment, compose_channels, split_records
 from pcnacycle.data.deepcell import npz_array
@@ -217,8 +218,6 @@ def _edit_first_region(root, change):
      r"via\.json: image f0\.tif, region 0: polygon point \(130, .*\) lies outside the 64×48 image"),
     (lambda e: e.update(filename="missing.tif"), r"via\.json: image missing\.tif: image file .*missing\.tif not found"),
     (lambda e: e["regions"][3]["region_attributes"].pop("phase"), r"via\.json: image f0\.tif, region 3: no class"),
-    (lambda e: e["regions"][1]["shape_attributes"].update(all_points_x=[9.2, 9.4, 9.3], all_points_y=[9.2, 9.2, 9.4]),
-     r"via\.json: image f0\.tif, region 1: polygon encloses no pixel centre"),
     (lambda e: e["regions"][0]["shape_attributes"].update(name="rect"),
      r"via\.json: image f0\.tif, region 0: a 'rect' shape; only polygons are read"),
 ])
@@ -227,6 +226,38 @@ def test_via2_bad_annotations_name_file_image_and_region(via_root, change, messa
     _edit_first_region(root, change)
     with pytest.raises(PcnacycleError, match=message):
         read_records(via_config(root))
+
+
+def test_via2_polygons_that_outline_no_nucleus_are_skipped_and_named(via_root, caplog):
+    root, _ = via_root
+
+    def spoil(entry):
+        shapes = [region["shape_attributes"] for region in entry["regions"]]
+        shapes[0].update(all_points_x=[10, 30, 10, 30], all_points_y=[10, 30, 30, 10])  # a bow tie
+        shapes[1].update(all_points_x=[10, 20, 30], all_points_y=[10, 20, 30])  # a line
+        shapes[2].update(all_points_x=[9.2, 9.4, 9.3], all_points_y=[9.2, 9.2, 9.4])  # between pixel centres
+
+    _edit_first_region(root, spoil)
+    with caplog.at_level("WARNING"):
+        first = read_records(via_config(root))[0]
+    assert first["image_id"] == "f0" and len(first["polygons"]) == 1 and first["labels"] == [1]  # region 3 only
+    assert "skipped 3 polygon(s)" in caplog.text
+    for named in ("image f0.tif region 0 (self-intersecting)", "image f0.tif region 1 (no area)",
+                  "image f0.tif region 2 (no pixel inside)"):
+        assert named in caplog.text
+
+
+@pytest.mark.parametrize("xs, ys, fault", [
+    ([0, 4, 4, 0], [0, 0, 4, 4], None),  # a square
+    ([0, 4, 4, 4, 0, 0], [0, 0, 0, 4, 4, 0], None),  # the same, with a double click and the first point repeated
+    ([0, 6, 6, 3, 3, 0], [0, 0, 2, 2, 6, 6], None),  # concave (an L)
+    ([0, 4, 0, 4], [0, 4, 4, 0], "self-intersecting"),  # a bow tie
+    ([0, 2, 4, 4, 2, 0, 0, 2], [0, 2, 0, 4, 2, 4, 1, 2], "self-intersecting"),  # touches itself at (2, 2)
+    ([0, 1, 2, 3], [0, 1, 2, 3], "no area"),  # all on one line
+    ([5, 5, 5], [1, 1, 1], "no area"),
+])
+def test_polygon_faults(xs, ys, fault):
+    assert polygon_fault(np.array(xs, float), np.array(ys, float)) == fault
 
 
 def test_via2_channels_of_different_shapes_name_both_files(via_root):

@@ -9,6 +9,7 @@ import torch
 from conftest import make_dsb_folder, tiny_overrides
 from pcnacycle import load_config, train
 from pcnacycle.cli import main
+from pcnacycle.engine import trainer as trainer_module
 from pcnacycle.engine.trainer import lr_factor
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.modeling.model import FIRST_CONV, build_model, load_weights
@@ -270,3 +271,113 @@ def test_bad_arrays_are_refused_before_training(tmp_path, change, message):
     with pytest.raises(PcnacycleError, match=message):
         train(cfg, tmp_path / "run", progress=False, images=images, label_images=label_images, classes=classes)
     assert not (tmp_path / "run" / "model_final.pt").exists()
+
+
+def _interrupt_in_iteration(monkeypatch, number, interrupt):
+    """Make ``interrupt()`` happen in iteration ``number`` (1-based), after its backward pass."""
+
+    calls, clip = [], trainer_module._clip_gradients
+
+    def clip_then_interrupt(cfg, model):
+        calls.append(1)
+        if len(calls) == number:
+            interrupt()
+        clip(cfg, model)
+
+    monkeypatch.setattr(trainer_module, "_clip_gradients", clip_then_interrupt)
+
+
+def _raise_ctrl_c():
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_straight_run(trained_run, tmp_path, monkeypatch, caplog):
+    cfg = load_config(trained_run / "config.yaml")
+    out = tmp_path / "run"
+    _interrupt_in_iteration(monkeypatch, 9, _raise_ctrl_c)  # 8 iterations done, the 9th cut short
+    with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
+        train(cfg, out, progress=False)
+    assert (out / "last_checkpoint").read_text().strip() == "model_0000008.pt"
+    assert torch.load(out / "model_0000008.pt", weights_only=True)["iteration"] == 8
+    assert not (out / "model_final.pt").exists()
+    assert "interrupted at iteration 8: saved" in caplog.text and "--resume" in caplog.text
+    monkeypatch.undo()
+
+    train(load_config(out / "config.yaml"), out, resume=True, progress=False)
+    straight = torch.load(trained_run / "model_final.pt", weights_only=True)
+    resumed = torch.load(out / "model_final.pt", weights_only=True)
+    assert resumed["scheduler"]["_last_lr"] == straight["scheduler"]["_last_lr"]
+    for name, tensor in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    rows = [r for r in read_metrics(out) if "total_loss" in r]
+    assert [r["iteration"] for r in rows] == list(range(1, 13))
+    assert [r["lr"] for r in rows] == [r["lr"] for r in read_metrics(trained_run) if "total_loss" in r]
+
+
+def test_sigterm_saves_a_checkpoint_and_the_cli_exits_cleanly(dsb_root, tmp_path, monkeypatch, capsys, caplog):
+    import os
+    import signal
+
+    out = tmp_path / "run"
+    _interrupt_in_iteration(monkeypatch, 4, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with caplog.at_level("WARNING"):
+        assert main(["train", "--quiet", "--config", "stage1_dsb2018_cpu", "--output", str(out),
+                     *tiny_overrides(dsb_root, **{"TEST.EVAL_PERIOD": -1})]) == 130
+    assert capsys.readouterr().err == "interrupted\n"  # no traceback
+    assert "interrupted at iteration 3: saved" in caplog.text
+    assert (out / "last_checkpoint").read_text().strip() == "model_0000003.pt"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the run
+
+
+def test_final_weights_are_saved_before_the_final_evaluation_which_minus_one_skips(dsb_root, tmp_path, monkeypatch):
+    seen = []
+
+    def evaluator(cfg, records, progress):
+        def evaluate(model, iteration):
+            seen.append((iteration, (out / "model_final.pt").is_file()))
+            return {"segm/AP50": 50.0}
+        return evaluate
+
+    monkeypatch.setattr(trainer_module, "make_training_evaluator", evaluator)
+    out = tmp_path / "scored"
+    short = {"SOLVER.MAX_ITER": 4, "SOLVER.STEPS": "[3]"}
+    train(load_config(None, tiny_overrides(dsb_root, **short, **{"TEST.EVAL_PERIOD": 2})), out, progress=False)
+    assert seen == [(2, False), (4, True)]
+    assert (out / "last_checkpoint").read_text().strip() == "model_final.pt"
+
+    seen.clear()
+    out = tmp_path / "unscored"
+    train(load_config(None, tiny_overrides(dsb_root, **short, **{"TEST.EVAL_PERIOD": -1})), out, progress=False)
+    assert seen == [] and (out / "model_final.pt").is_file()
+    assert not [r for r in read_metrics(out) if "segm/AP50" in r]
+
+
+def test_a_run_that_fails_before_training_removes_only_what_it_wrote(dsb_root, tmp_path):
+    (dsb_root / "img001" / "images" / "img001.png").unlink()
+    cfg = load_config(None, tiny_overrides(dsb_root))
+    with pytest.raises(PcnacycleError, match="img001"):
+        train(cfg, tmp_path / "new" / "run", progress=False)
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(PcnacycleError, match="img001"):
+        train(cfg, mine, progress=False)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+class _FailingDataset(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        raise PcnacycleError(f"image {index}: cannot be read")
+
+
+def test_a_dataset_error_in_a_worker_comes_back_as_its_own_line():
+    from pcnacycle.data.dataset import next_batch
+
+    batches = iter(torch.utils.data.DataLoader(_FailingDataset(), num_workers=1))
+    with pytest.raises(PcnacycleError) as caught:
+        next_batch(batches)
+    assert str(caught.value) == "image 0: cannot be read"

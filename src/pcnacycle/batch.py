@@ -461,13 +461,11 @@ def write_summaries(output: Path, movies: list[Movie]) -> None:
 
 def plot_conditions(cells: pd.DataFrame, path: Path) -> None:
     """One panel per phase: box plots of complete phase durations (hours), one box per condition."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # drawn on its own Figure: no pyplot state, no backend switch
 
     conditions = list(dict.fromkeys(cells["condition"])) if len(cells) else []
-    fig, axes = plt.subplots(1, len(PHASES), figsize=(3.2 * len(PHASES), 3.6), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(PHASES), 3.6))
+    axes = fig.subplots(1, len(PHASES), squeeze=False)
     for ax, phase in zip(axes[0], PHASES):
         hours = [complete_durations(cells[cells["condition"] == c], phase) / 60 for c in conditions]
         if any(len(h) for h in hours):
@@ -479,4 +477,3 @@ def plot_conditions(cells: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     with atomic_write(path) as handle:
         fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)

@@ -103,8 +103,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
         estimate_durations=False if args.fixed_durations else None, nucleus_diameter=args.nucleus_diameter,
         rescale=False if args.no_rescale else None)
     out = run(args.weights, args.pcna, args.output, dic=args.dic, frame_interval=args.frame_interval, cfg=cfg,
-              pcna_channel=args.pcna_channel, dic_channel=args.dic_channel, settings=settings,
-              overwrite=args.overwrite, progress=not args.quiet)
+              pcna_channel=args.pcna_channel, dic_channel=args.dic_channel, z_project=args.z_project,
+              settings=settings, overwrite=args.overwrite, progress=not args.quiet)
     print(out)
 
 
@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dic", help="DIC/bright-field movie of the same shape (when the model takes one)")
     p.add_argument("--pcna-channel", type=int, help="channel index of PCNA in a multichannel stack")
     p.add_argument("--dic-channel", type=int, help="channel index of DIC (in --dic, or else in --pcna)")
+    p.add_argument("--z-project", choices=("max", "mean", "sharpest"),
+                   help="how the focal planes of a z-stack (T Z Y X, T C Z Y X) become one frame (default: max; "
+                        "sharpest: the plane most in focus); given for a Z-only stack, its planes are one time point")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--frame-interval", type=float, help="minutes between frames (default: file metadata, else 10)")
     p.add_argument("--config", help="config to use instead of the one saved in the checkpoint")

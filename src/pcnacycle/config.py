@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import math
 import os
 import re
 from importlib import resources
@@ -154,6 +155,8 @@ DEFAULTS: dict[str, Any] = {
         "CLIP_GRADIENTS": {"ENABLED": False, "CLIP_TYPE": "norm", "CLIP_VALUE": 1.0, "NORM_TYPE": 2.0},
     },
     "TEST": {
+        # Training scores the validation images every EVAL_PERIOD iterations and at the end;
+        # 0: only at the end; -1: never (a quick check of a config waits for nothing).
         "EVAL_PERIOD": 0,
         "DETECTIONS_PER_IMAGE": 100,
         # Frames larger than this (input pixels, before any resizing) are
@@ -270,12 +273,7 @@ def _merge_file(cfg: CfgNode, path: Path, seen: tuple[Path, ...]) -> None:
     path = path.resolve()
     if path in seen:
         raise PcnacycleError(f"{path}: _BASE_ chain loops back to itself")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise PcnacycleError(f"{path}: cannot read config ({exc})") from exc
-    if not isinstance(tree, Mapping):
-        raise PcnacycleError(f"{path}: a config file must hold a mapping of keys, not {type(tree).__name__}")
+    tree = read_yaml_mapping(path) or {}
     base = tree.pop("_BASE_", None)
     if base:
         _merge_file(cfg, (path.parent / base), seen + (path,))
@@ -283,6 +281,54 @@ def _merge_file(cfg: CfgNode, path: Path, seen: tuple[Path, ...]) -> None:
         if key in _PATH_KEYS and isinstance(value, str) and value and not os.path.isabs(value):
             value = str((path.parent / value).resolve())
         set_value(cfg, key, value, source=str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+
+    Plain PyYAML keeps the last of two equal keys, so a second ``SOLVER:``
+    block would silently drop the first.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise PcnacycleError(f"{self.name}: key {key!r} is given twice (lines {seen[key]} and "
+                                     f"{key_node.start_mark.line + 1}); keep one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml_mapping(path: Path) -> Mapping | None:
+    """The mapping a YAML config file holds (None when the file is empty).
+
+    Raises
+    ------
+    PcnacycleError
+        In one line naming ``path``: unreadable, not text, not YAML, a key
+        given twice, or not a mapping.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise PcnacycleError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError:
+        raise PcnacycleError(f"{path}: not a text file, so not a YAML config") from None
+    if "\0" in text:
+        raise PcnacycleError(f"{path}: not a text file, so not a YAML config")
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)
+    try:
+        tree = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise PcnacycleError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    finally:
+        loader.dispose()
+    if tree is not None and not isinstance(tree, Mapping):
+        raise PcnacycleError(f"{path}: a config file must hold a mapping of keys, not {type(tree).__name__}")
+    return tree
 
 
 def _flatten(tree: Mapping, prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -353,6 +399,14 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
         if not isinstance(value, bool):
             fail("true or false")
         return value
+    if isinstance(default, (int, float)) and isinstance(value, str):
+        # PyYAML reads 1e-3 (no dot) as a string, though it is a plain number to anyone typing it
+        try:
+            value = float(value.strip())
+        except ValueError:
+            fail("an integer" if isinstance(default, int) else "a number")
+    if isinstance(default, (int, float)) and isinstance(value, float) and not math.isfinite(value):
+        fail("a finite number")
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
             fail("an integer")
@@ -451,7 +505,12 @@ def validate(cfg: CfgNode) -> None:
         need(key, get_value(cfg, key) >= 0, "a number >= 0")
     need("SOLVER.STEPS", all(0 < s for s in solver.STEPS) and solver.STEPS == sorted(solver.STEPS),
          "increasing positive iterations")
-    need("TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD >= 0, "an integer >= 0 (0: only at the end)")
+    late = [step for step in solver.STEPS if step >= solver.MAX_ITER]
+    if late:
+        raise PcnacycleError(f"config key 'SOLVER.STEPS': step {late[0]} is not before SOLVER.MAX_ITER "
+                             f"{solver.MAX_ITER}, so the learning rate would never drop there; lower it or "
+                             "raise SOLVER.MAX_ITER")
+    need("TEST.EVAL_PERIOD", cfg.TEST.EVAL_PERIOD >= -1, "an integer >= -1 (0: only at the end; -1: never)")
     need("TEST.TILE_OVERLAP", cfg.TEST.TILE_OVERLAP >= 0, "an integer >= 0")
     need("TEST.TILE_SIZE", cfg.TEST.TILE_SIZE == 0 or cfg.TEST.TILE_SIZE > 2 * cfg.TEST.TILE_OVERLAP,
          "0 (no tiling) or more than twice TEST.TILE_OVERLAP")

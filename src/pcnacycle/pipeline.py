@@ -84,11 +84,12 @@ def filter_objects(result: dict, score_threshold: float, min_area: int, exclude_
     return out
 
 
-def _open_inputs(pcna: str | os.PathLike, dic, pcna_channel, dic_channel) -> tuple[MovieReader, MovieReader | None]:
-    pcna_movie = MovieReader(pcna, pcna_channel)
+def _open_inputs(pcna: str | os.PathLike, dic, pcna_channel, dic_channel,
+                 z_project: str | None = None) -> tuple[MovieReader, MovieReader | None]:
+    pcna_movie = MovieReader(pcna, pcna_channel, z_project)
     dic_movie = None
     if dic is not None or dic_channel is not None:
-        dic_movie = MovieReader(dic if dic is not None else pcna, dic_channel)
+        dic_movie = MovieReader(dic if dic is not None else pcna, dic_channel, z_project)
         if (dic_movie.frames, dic_movie.shape) != (pcna_movie.frames, pcna_movie.shape):
             raise PcnacycleError(
                 f"PCNA {pcna_movie.path} is {pcna_movie.frames} frame(s) of "
@@ -128,7 +129,8 @@ def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> tuple[
 
 def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.PathLike, *,
         dic: str | os.PathLike | None = None, frame_interval: float | None = None, cfg: CfgNode | None = None,
-        pcna_channel: int | None = None, dic_channel: int | None = None, settings: RunSettings | None = None,
+        pcna_channel: int | None = None, dic_channel: int | None = None, z_project: str | None = None,
+        settings: RunSettings | None = None,
         overwrite: bool = False, progress: bool = True, predictor=None, **changes) -> Path:
     """Segment, classify, track and resolve a PCNA movie; return the output folder.
 
@@ -137,7 +139,10 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
     weights : checkpoint file or training folder; its saved config is used unless ``cfg`` is given.
     pcna, dic : TIFF/OME-TIFF movies (T×H×W), hyperstacks (T×C×H×W, with
         ``pcna_channel`` / ``dic_channel``; ``dic`` defaults to the PCNA file
-        when only ``dic_channel`` is given), or single frames.
+        when only ``dic_channel`` is given), z-stacks over time (T×Z×H×W,
+        T×C×Z×H×W), or single frames.
+    z_project : "max" (default for z-stacks), "mean" or "sharpest": how a
+        z-stack's focal planes become one frame (:class:`~pcnacycle.data.movie.MovieReader`).
     frame_interval : minutes between frames; default from the file's
         metadata, else 10 (logged as assumed).
     settings : :class:`~pcnacycle.settings.RunSettings`, everything decided
@@ -151,7 +156,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
         check_frame_interval(frame_interval)
     weights = load_weights_path(weights)
     output = check_output_folder(output)
-    pcna_movie, dic_movie = _open_inputs(pcna, dic, pcna_channel, dic_channel)
+    pcna_movie, dic_movie = _open_inputs(pcna, dic, pcna_channel, dic_channel, z_project)
     predictor = predictor if predictor is not None else Predictor(weights, cfg)
     cfg = predictor.cfg
     needs_dic = bool({"dic", "bf"} & set(cfg.INPUT.CHANNELS))
@@ -186,6 +191,8 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
                 summary.update(scale_info)
                 summary.update({"weights": str(weights), "pcna": str(pcna_movie.path),
                                 "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
+                                "pcna_channel": pcna_channel, "dic_channel": dic_channel,
+                                "z_project": pcna_movie.z_project, "z_planes": pcna_movie.planes,
                                 "settings": settings.to_dict(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
                 summary[MANIFEST_KEY] = sorted(files_under(stage) | {RUN_MARKER})
                 write_json(stage / RUN_MARKER, summary)

@@ -80,3 +80,36 @@ def check_polygon(xs, ys, shape: tuple[int, int], where: str) -> tuple[np.ndarra
         raise PcnacycleError(f"{where}: polygon point ({xs[i]:g}, {ys[i]:g}) lies outside the "
                              f"{width}×{height} image")
     return xs, ys
+
+
+def polygon_fault(xs: np.ndarray, ys: np.ndarray) -> str | None:
+    """Why a polygon cannot outline a nucleus (``"no area"``, ``"self-intersecting"``), or None.
+
+    Parameters
+    ----------
+    xs, ys : (P,) float vertex coordinates, the polygon closing from the last back to the first.
+
+    A point repeating its predecessor (a double click) is ignored. Two edges
+    that cross or touch, other than neighbours at their shared corner, make
+    the polygon self-intersecting: its inside is then ambiguous.
+    """
+    points = np.stack([np.asarray(xs, float), np.asarray(ys, float)], axis=1)
+    points = points[np.any(points != np.roll(points, 1, axis=0), axis=1)]
+    if len(points) < 3 or np.linalg.matrix_rank(points - points.mean(axis=0), tol=1e-9) < 2:
+        return "no area"  # fewer than three distinct points, or all on one line
+    starts, ends = points, np.roll(points, -1, axis=0)  # edge k runs from starts[k] to ends[k]
+    first, second = np.triu_indices(len(points), k=2)  # edge pairs that are not neighbours ...
+    keep = ~((first == 0) & (second == len(points) - 1))  # ... nor the closing edge and the first one
+    p1, q1, p2, q2 = starts[first[keep]], ends[first[keep]], starts[second[keep]], ends[second[keep]]
+
+    def side(p, q, r):  # sign of the turn p -> q -> r
+        return np.sign((q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0]))
+
+    def lies_on(p, q, r, turn):  # r on the segment p-q
+        return ((turn == 0) & (np.minimum(p[:, 0], q[:, 0]) <= r[:, 0]) & (r[:, 0] <= np.maximum(p[:, 0], q[:, 0]))
+                & (np.minimum(p[:, 1], q[:, 1]) <= r[:, 1]) & (r[:, 1] <= np.maximum(p[:, 1], q[:, 1])))
+
+    s1, s2, s3, s4 = side(p1, q1, p2), side(p1, q1, q2), side(p2, q2, p1), side(p2, q2, q1)
+    crossing = (s1 * s2 < 0) & (s3 * s4 < 0)
+    touching = lies_on(p1, q1, p2, s1) | lies_on(p1, q1, q2, s2) | lies_on(p2, q2, p1, s3) | lies_on(p2, q2, q1, s4)
+    return "self-intersecting" if np.any(crossing | touching) else None

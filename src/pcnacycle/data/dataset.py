@@ -419,6 +419,23 @@ class TrainingSampler(torch.utils.data.Sampler):
             epoch, offset = epoch + 1, 0
 
 
+def next_batch(batches: Iterator):
+    """The next batch of a DataLoader iterator.
+
+    A :class:`PcnacycleError` raised in a worker process reaches the main
+    process with the worker's whole traceback as its message; it is raised
+    again with the original one-line message alone.
+    """
+    try:
+        return next(batches)
+    except PcnacycleError as exc:
+        text = str(exc)
+        marker = f"{PcnacycleError.__module__}.{PcnacycleError.__qualname__}: "
+        if "DataLoader worker" in text and marker in text:
+            raise PcnacycleError(text.rsplit(marker, 1)[1].strip()) from None
+        raise
+
+
 def collate(batch):
     """Keep images of different sizes as a list (torchvision pads them itself)."""
     return tuple(zip(*batch))

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import PcnacycleError
 from ..io import read_image
 from .annotations import _dataset_folder
-from .channels import _size
+from .channels import _size, _stored_shape
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,9 @@ def read_dsb2018_records(root: str | os.PathLike) -> list[dict]:
 
     Layout: ``<root>/<id>/images/<id>.png`` and ``<root>/<id>/masks/*.png``,
     one binary PNG per nucleus. Images without any mask are skipped, counted
-    and logged (they carry nothing to learn from).
+    and logged (they carry nothing to learn from). Every image and mask
+    header is read here, so an unreadable file or a mask of another size
+    than its image stops the run before training starts.
 
     Returns
     -------
@@ -37,6 +39,11 @@ def read_dsb2018_records(root: str | os.PathLike) -> list[dict]:
         if not mask_paths:
             no_masks.append(folder.name)
             continue
+        size = _stored_shape(image_path)[:2]
+        for path in mask_paths:
+            if _stored_shape(path)[:2] != size:
+                raise PcnacycleError(f"{path}: mask is {_size(_stored_shape(path))} but its image {image_path} is "
+                                     f"{_size(size)}")
         records.append({"image_id": folder.name, "image_path": str(image_path),
                         "mask_paths": [str(p) for p in mask_paths]})
     if no_masks:

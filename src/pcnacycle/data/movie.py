@@ -2,8 +2,13 @@
 
 A movie is opened once and read one frame at a time, so a long movie never
 has to fit in memory. Accepted layouts: a single frame (Y X), a stack (T Y X,
-or Z/I/Q for stacks whose third axis is unnamed) and a hyperstack with
-channels (T C Y X, C T Y X, ...), of which one channel is chosen.
+or Z/I/Q for stacks whose third axis is unnamed), a hyperstack with channels
+(T C Y X, C T Y X, ...), of which one channel is chosen, and z-stacks over
+time (T Z Y X, T C Z Y X, ... as OME or ImageJ name their axes), whose focal
+planes are projected into one frame per time point (``z_project``: max, mean
+or sharpest). A stack whose only axis is Z is read as time, as ImageJ names a
+plain time-lapse saved without hyperstack dimensions, unless a projection is
+asked for.
 
 Damaged or doubtful files are refused with one line naming the file: a
 truncated file, a 4-D/5-D stack whose axes the file does not name (it is
@@ -28,6 +33,8 @@ from ..errors import PcnacycleError
 
 # Axis letters tifffile uses for the time-like axis of a stack (T first).
 _TIME_AXES = "TZIQ"
+#: How the focal planes of a z-stack become one frame.
+Z_PROJECTIONS = ("max", "mean", "sharpest")
 #: The smallest frame side accepted: the smallest nucleus a run keeps (20 px, about 5 px across) with a border.
 MIN_FRAME_SIDE = 8
 #: Share of pixels at the dtype's maximum from which a movie is reported as saturated.
@@ -44,6 +51,10 @@ class MovieReader:
     path : TIFF or OME-TIFF file.
     channel : index along the file's channel axis (C or S), required when the
         file holds several channels, refused when it holds one.
+    z_project : "max", "mean" or "sharpest" (the plane with the most
+        Laplacian variance, chosen anew in each frame): how the focal planes
+        of a z-stack become one frame. None: "max" for a stack with both T
+        and Z axes; a stack whose only axis is Z is then read as time.
 
     Attributes
     ----------
@@ -51,9 +62,11 @@ class MovieReader:
     shape : (H, W) of a frame
     dtype : the stored dtype (uint8, uint16, float32, ...)
     frame_interval : minutes between frames from the file's metadata, or None
+    planes : focal planes projected into each frame (1: no z-stack)
+    z_project : the projection used ("max", "mean", "sharpest"), or None when there are no planes to project
     """
 
-    def __init__(self, path: str | os.PathLike, channel: int | None = None):
+    def __init__(self, path: str | os.PathLike, channel: int | None = None, z_project: str | None = None):
         import tifffile
 
         self.path = Path(path)
@@ -83,12 +96,26 @@ class MovieReader:
             raise PcnacycleError(f"{self.path}: frames of {self.shape[0]}×{self.shape[1]} pixels (file shape {shape}) "
                                  f"are too small to hold a nucleus (at least {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE})")
         self.dtype = series.dtype
+        if z_project is not None and z_project not in Z_PROJECTIONS:
+            raise PcnacycleError(f"z projection {z_project!r}: choose one of {', '.join(Z_PROJECTIONS)}")
         leading = kept[:-2]
+        z_axes = [i for i, (a, _) in enumerate(leading) if a == "Z"]
+        others = [i for i, (a, _) in enumerate(leading) if a in "TIQ"]
+        # Z is focal planes when time has its own axis or a projection is asked for; otherwise (ImageJ's
+        # plain time-lapse is saved as slices) it is time, as it always was.
+        self._z_pos = z_axes[0] if z_axes and (others or z_project is not None) else None
+        self.planes = leading[self._z_pos][1] if self._z_pos is not None else 1
+        self.z_project = (z_project or "max") if self._z_pos is not None else None
         channel_axes = [i for i, (a, _) in enumerate(leading) if a in "CS"]
-        time_axes = [i for i, (a, _) in enumerate(leading) if a in _TIME_AXES]
-        if len(channel_axes) > 1 or len(time_axes) > 1 or len(leading) > len(channel_axes) + len(time_axes):
-            raise PcnacycleError(f"{self.path}: axes {names!r} (shape {shape}) are not a movie (T Y X) or a "
-                                 "hyperstack (T C Y X); split it into one stack per channel first")
+        time_axes = [i for i, (a, _) in enumerate(leading) if a in _TIME_AXES and i != self._z_pos]
+        projected = [self._z_pos] if self._z_pos is not None else []
+        if len(channel_axes) > 1 or len(time_axes) > 1 or len(z_axes) > 1 or \
+                len(leading) > len(channel_axes) + len(time_axes) + len(projected):
+            raise PcnacycleError(f"{self.path}: axes {names!r} (shape {shape}) are not a movie pcnacycle reads: "
+                                 "it reads time (T), one channel axis (C, chosen with the channel option) and focal "
+                                 "planes (Z, projected with --z-project); save other axes as separate files")
+        if self._z_pos is not None:
+            log.info("%s: %d focal planes (Z) per frame, %s projection", self.path, self.planes, self.z_project)
         self.frames = leading[time_axes[0]][1] if time_axes else 1
         n_channels = leading[channel_axes[0]][1] if channel_axes else 1
         if channel_axes and channel is None:
@@ -233,6 +260,15 @@ class MovieReader:
             index[self._time_pos] = t
         if self._channel_pos is not None:
             index[self._channel_pos] = self.channel
+        if self._z_pos is None:
+            return self._plane(index)
+        planes = []
+        for z in range(self.planes):
+            index[self._z_pos] = z
+            planes.append(self._plane(index))
+        return project_planes(np.stack(planes), self.z_project)
+
+    def _plane(self, index: list[int]) -> np.ndarray:
         if self._array is not None:
             return np.asarray(self._array[tuple(index)])
         page = int(np.ravel_multi_index(index, [n for _, n in self._leading])) if index else 0
@@ -244,6 +280,29 @@ class MovieReader:
 
     def close(self) -> None:
         self._tiff.close()
+
+
+def project_planes(planes: np.ndarray, how: str) -> np.ndarray:
+    """One frame from the focal planes of a z-stack.
+
+    Parameters
+    ----------
+    planes : (Z, H, W) array, any dtype.
+    how : "max" (brightest plane per pixel), "mean" (float32 average) or
+        "sharpest" (the whole plane whose Laplacian varies most: in focus).
+
+    Returns
+    -------
+    (H, W) array: the stored dtype for "max" and "sharpest", float32 for "mean".
+    """
+    if how == "max":
+        return planes.max(axis=0)
+    if how == "mean":
+        return planes.mean(axis=0, dtype=np.float64).astype(np.float32)
+    from scipy import ndimage
+
+    focus = [ndimage.laplace(plane.astype(np.float32)).var() for plane in planes]
+    return planes[int(np.argmax(focus))]
 
 
 @contextlib.contextmanager

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 
 from ..config import CfgNode
 from ..errors import PcnacycleError
-from .annotations import _dataset_folder, _log_unannotated, _read_json, _unique_image_id, annotation_file, check_polygon
+from .annotations import (
+    _dataset_folder,
+    _log_unannotated,
+    _read_json,
+    _unique_image_id,
+    annotation_file,
+    check_polygon,
+    polygon_fault,
+)
 from .channels import channel_files, channel_sources, check_channel_files, read_channels
 from .classes import class_lookup
+
+log = logging.getLogger(__name__)
 
 
 def read_via2_records(root: str | os.PathLike, cfg: CfgNode) -> list[dict]:
@@ -22,7 +33,11 @@ def read_via2_records(root: str | os.PathLike, cfg: CfgNode) -> list[dict]:
     index (older exports) and the whole may be wrapped in ``_via_img_metadata``
     (project files). Coordinates are pixel-centre based: pixels whose centres
     lie inside a polygon belong to it (``skimage.draw.polygon``). Images
-    without regions are skipped and logged.
+    without regions are skipped and logged. Polygons that are
+    self-intersecting, have no area or enclose no pixel centre are skipped
+    and listed in one warning (file, image, region): they outline no
+    nucleus anyone could train on, and one slip of the mouse should not
+    stop a dataset of thousands of regions.
 
     Returns
     -------
@@ -34,8 +49,8 @@ def read_via2_records(root: str | os.PathLike, cfg: CfgNode) -> list[dict]:
     ------
     PcnacycleError
         Naming the JSON file, the image and the region index for a missing
-        image, a non-polygon shape, a polygon of fewer than 3 points, outside
-        its image or enclosing no pixel, or a class not in MODEL.CLASS_NAMES.
+        image, a non-polygon shape, a polygon of fewer than 3 points or
+        outside its image, or a class not in MODEL.CLASS_NAMES.
     """
     from skimage.draw import polygon as draw_polygon
 
@@ -48,7 +63,7 @@ def read_via2_records(root: str | os.PathLike, cfg: CfgNode) -> list[dict]:
     sources = channel_sources(root, cfg)
     attribute = cfg.DATASETS.CLASS_ATTRIBUTE
     classify = class_lookup(cfg, f"region attribute {attribute!r}, DATASETS.CLASS_ATTRIBUTE")
-    records, unannotated, seen = [], [], {}
+    records, unannotated, seen, faulty = [], [], {}, []
     for key, entry in entries.items():
         if not isinstance(entry, dict) or not entry.get("filename"):
             raise PcnacycleError(f"{json_path}: entry {key!r} names no image file")
@@ -69,15 +84,24 @@ def read_via2_records(root: str | os.PathLike, cfg: CfgNode) -> list[dict]:
             if outline.get("name") != "polygon":
                 raise PcnacycleError(f"{at}: a {outline.get('name')!r} shape; only polygons are read")
             xs, ys = check_polygon(outline.get("all_points_x") or [], outline.get("all_points_y") or [], shape, at)
-            if draw_polygon(ys, xs, shape)[0].size == 0:
-                raise PcnacycleError(f"{at}: polygon encloses no pixel centre")
+            fault = polygon_fault(xs, ys) or (None if draw_polygon(ys, xs, shape)[0].size else "no pixel inside")
+            if fault:
+                faulty.append(f"image {filename} region {index} ({fault})")
+                continue
             polygons.append([xs.tolist(), ys.tolist()])
             labels.append(classify((region.get("region_attributes") or {}).get(attribute), at))
+        if not polygons:
+            unannotated.append(filename)
+            continue
         records.append({"image_id": _unique_image_id(filename, json_path, seen), "channel_files": files,
                         "shape": list(shape), "polygons": polygons, "labels": labels})
+    if faulty:
+        log.warning("%s: skipped %d polygon(s) that outline no nucleus: %s%s", json_path, len(faulty),
+                    ", ".join(faulty[:10]), ", ..." if len(faulty) > 10 else "")
     _log_unannotated(json_path, unannotated)
     if not records:
-        raise PcnacycleError(f"{json_path}: no image has any annotated region")
+        raise PcnacycleError(f"{json_path}: no image has any annotated region"
+                             + (f" that outlines a nucleus ({len(faulty)} skipped)" if faulty else ""))
     return sorted(records, key=lambda r: r["image_id"])
 
 

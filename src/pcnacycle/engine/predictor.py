@@ -248,12 +248,6 @@ def _paint(objects: list[dict], shape: tuple[int, int], num_classes: int) -> dic
     }
 
 
-def label_image_to_masks(label_image: np.ndarray, count: int | None = None) -> np.ndarray:
-    """(H, W) labels 1..N → (N, H, W) bool masks (object i is label i + 1)."""
-    count = int(label_image.max()) if count is None else count
-    return label_image[None] == np.arange(1, count + 1)[:, None, None]
-
-
 def load_weights_path(path: str | os.PathLike) -> Path:
     """A weights path, or the final checkpoint of a training folder."""
     path = Path(path)

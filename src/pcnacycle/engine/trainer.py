@@ -10,7 +10,8 @@ Output folder::
     split.json         image ids per subset (evaluation reuses it)
     metrics.jsonl      one JSON object per logged iteration
     model_NNNNNNN.pt   every SOLVER.CHECKPOINT_PERIOD iterations (N = iterations done)
-    model_final.pt     at the end
+    model_NNNNNNN.pt   also at Ctrl-C or SIGTERM (``--resume`` continues from it)
+    model_final.pt     at the end, before the final evaluation
     last_checkpoint    the name of the newest checkpoint
     loss_curve.png     at the end
     log.txt            everything logged
@@ -27,9 +28,12 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -44,6 +48,7 @@ from ..data.dataset import (
     TrainingSampler,
     collate,
     median_nucleus_diameter,
+    next_batch,
     read_split,
     select,
     split_records,
@@ -116,11 +121,14 @@ def build_scheduler(cfg: CfgNode, optimizer) -> torch.optim.lr_scheduler.LambdaL
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: int, cfg: CfgNode,
-                    process_rng: list[dict] | None = None) -> None:
-    """Write a checkpoint atomically; loadable with ``torch.load(weights_only=True)``.
+                    process_rng: list[dict] | None = None, rng: dict | None = None) -> None:
+    """Write a checkpoint atomically and point ``last_checkpoint`` at it.
+
+    It loads with ``torch.load(weights_only=True)``.
 
     ``process_rng`` is every training process's random state (:func:`pcnacycle.engine.ddp.random_states`),
-    saved so that each process of a resumed multi-process run continues its own stream.
+    saved so that each process of a resumed multi-process run continues its own stream. ``rng`` is
+    this process's random state to resume with (default: the current one, :func:`rng_state`).
     """
     state = {
         "model": model.state_dict(),
@@ -129,8 +137,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: 
         "scaler": scaler.state_dict() if scaler is not None else {},
         "iteration": iteration,
         "config": cfg.to_dict(),
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        "rng": dict(rng if rng is not None else rng_state()),
     }
     if process_rng is not None and len(process_rng) > 1:
         state["rng"]["processes"] = process_rng
@@ -237,9 +244,15 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
         says ``DATASETS.FORMAT arrays``.
 
     The validation images are scored (COCO AP by pycocotools) every
-    ``TEST.EVAL_PERIOD`` iterations and at the end; the results
-    (``segm/AP50`` ...) are appended to metrics.jsonl and drawn beside the
-    loss curve.
+    ``TEST.EVAL_PERIOD`` iterations and at the end, after ``model_final.pt``
+    is saved (``TEST.EVAL_PERIOD -1``: never); the results (``segm/AP50``
+    ...) are appended to metrics.jsonl and drawn beside the loss curve.
+
+    A failure before the first iteration (a bad dataset, weights that do not
+    load) leaves no file behind that this call wrote, and removes the output
+    folder again if it created it. Ctrl-C or SIGTERM during training saves a
+    checkpoint of the iterations done, points ``last_checkpoint`` at it and
+    raises :class:`KeyboardInterrupt`; ``resume`` continues from there.
     """
     output_dir = Path(output_dir)
     processes = ddp.from_environment()
@@ -255,27 +268,54 @@ def train(cfg: CfgNode, output_dir: str | os.PathLike, resume: bool = False, pro
         raise PcnacycleError(f"--output {output_dir} lies in the dataset folder DATASETS.ROOT {cfg.DATASETS.ROOT}; "
                              "checkpoints and logs do not belong in the data: choose another --output")
     check_output_folder(output_dir)
+    created = [folder for folder in [output_dir, *output_dir.parents] if not folder.exists()]
     output_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = latest_checkpoint(output_dir)
-    if checkpoint_path is None and resume:
-        raise PcnacycleError(f"{output_dir}: --resume given but there is no {CHECKPOINT_POINTER} to resume from")
-    if checkpoint_path is not None and not resume:
-        raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another "
-                             "--output")
-    with log_to_file(output_dir / "log.txt") if processes.is_main else ddp.warnings_only():
-        device = ddp.start(processes, resolve_device(cfg.MODEL.DEVICE))
+    fresh = [name for name in _SETUP_FILES if not (output_dir / name).exists()]
+    try:
+        checkpoint_path = latest_checkpoint(output_dir)
+        if checkpoint_path is None and resume:
+            raise PcnacycleError(f"{output_dir}: --resume given but there is no {CHECKPOINT_POINTER} to resume from")
+        if checkpoint_path is not None and not resume:
+            raise PcnacycleError(f"{output_dir} holds a previous run; pass --resume to continue it or choose another "
+                                 "--output")
+        with log_to_file(output_dir / "log.txt") if processes.is_main else ddp.warnings_only():
+            device = ddp.start(processes, resolve_device(cfg.MODEL.DEVICE))
+            setup = _prepare(cfg, output_dir, checkpoint_path, progress, processes, device, records)
+    except BaseException:
+        ddp.stop(processes)
+        if processes.is_main:
+            _remove_setup_files(output_dir, fresh, created)
+        raise
+    try:
+        with log_to_file(output_dir / "log.txt") if processes.is_main else ddp.warnings_only():
+            return _loop(setup, output_dir, progress)
+    finally:
+        ddp.stop(processes)
+
+
+#: What :func:`train` writes before its first iteration: removed again when it fails before then.
+_SETUP_FILES = ("config.yaml", "split.json", "metrics.jsonl", "log.txt")
+
+
+def _remove_setup_files(output_dir: Path, names: list[str], created: list[Path]) -> None:
+    """Remove the files of ``names`` this run wrote, and the folders of ``created`` it leaves empty."""
+    for name in names:
+        (output_dir / name).unlink(missing_ok=True)
+    for folder in created:  # innermost first
         try:
-            return _train(cfg, output_dir, checkpoint_path if resume else None, progress, processes, device, records)
-        finally:
-            ddp.stop(processes)
+            folder.rmdir()
+        except OSError:
+            break  # not empty: something else lives there
 
 
-def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, processes: ddp.Processes,
-           device: torch.device, records: list[dict] | None) -> Path:
+def _prepare(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, processes: ddp.Processes,
+             device: torch.device, records: list[dict] | None) -> SimpleNamespace:
+    """Everything the loop needs, with every check that can fail made before anything is written.
+
+    ``records``: the images in memory to train on; None reads the dataset ``DATASETS`` names.
+    """
     s = cfg.SOLVER
     main = processes.is_main  # the one process that writes files
-    if main:
-        write_text(output_dir / "config.yaml", dump_config(cfg))
     torch.manual_seed(cfg.SEED)
     random.seed(cfg.SEED)
     np.random.seed(cfg.SEED % 2**32)
@@ -290,20 +330,18 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, 
     else:
         # the same split in every process: it depends only on the records and the seed
         split = split_records(records, cfg.DATASETS.VAL_SIZE, cfg.DATASETS.SPLIT_SEED, by=cfg.DATASETS.SPLIT_BY)
-        if main:
-            write_split(split_path, split, cfg)
     train_records = select(records, split["train"], f"{split_path} (train)")
     log.info("dataset %s: %d train, %d val images", cfg.DATASETS.ROOT, len(split["train"]), len(split["val"]))
     if not cfg.INPUT.NUCLEUS_DIAMETER:
         # saved with the config and every checkpoint, so `run` can bring other movies' nuclei to this size
         # in the network's pixels: a model that resizes its training images saw its nuclei resized too
         cfg.INPUT["NUCLEUS_DIAMETER"] = round(median_nucleus_diameter(cfg, train_records, network=True), 2)
-        if main:
-            write_text(output_dir / "config.yaml", dump_config(cfg))
         log.info("training nuclei: median diameter %.1f px (INPUT.NUCLEUS_DIAMETER)", cfg.INPUT.NUCLEUS_DIAMETER)
+    scored = bool(split["val"]) and cfg.TEST.EVAL_PERIOD >= 0  # -1: never evaluate
     evaluate = None
-    if split["val"] and main:
-        evaluate = make_training_evaluator(cfg, select(records, split["val"], f"{split_path} (val)"))
+    if scored and main:
+        evaluate = make_training_evaluator(cfg, select(records, split["val"], f"{split_path} (val)"),
+                                           progress=progress)
     per_process = ddp.images_per_process(s.IMS_PER_BATCH, processes)
     log.info("training on %d process(es)%s: global batch SOLVER.IMS_PER_BATCH %d, %d image(s) per process",
              processes.world_size, f" ({torch.distributed.get_backend()}, DistributedDataParallel)"
@@ -331,11 +369,18 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, 
         if start_iter >= s.MAX_ITER:
             raise PcnacycleError(f"{checkpoint_path} is at iteration {start_iter}, which SOLVER.MAX_ITER "
                                  f"({s.MAX_ITER}) does not go beyond: nothing to resume")
-        if main:
+
+    # Every check has passed: the run's files are written from here on.
+    if main:
+        write_text(output_dir / "config.yaml", dump_config(cfg))
+        if not split_path.is_file():
+            write_split(split_path, split, cfg)
+        if checkpoint_path is not None:
             _truncate_metrics(metrics_path, start_iter)
+        elif metrics_path.exists():
+            metrics_path.unlink()  # a stale file from a run that never reached a checkpoint
+    if checkpoint_path is not None:
         log.info("resumed from %s at iteration %d", checkpoint_path.name, start_iter)
-    elif metrics_path.exists() and main:
-        metrics_path.unlink()  # a stale file from a run that never reached a checkpoint
     net = ddp.wrap(model, processes, device)  # what trains; `model` is what is saved and evaluated
     if processes.active:
         torch.manual_seed(cfg.SEED + processes.rank)  # each process samples its own proposals
@@ -358,72 +403,169 @@ def _train(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool, 
         torch.set_rng_state(saved_rng["torch"])
         if device.type == "cuda" and saved_rng.get("cuda"):
             torch.cuda.set_rng_state_all(saved_rng["cuda"])
+    return SimpleNamespace(cfg=cfg, model=model, net=net, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                           use_amp=use_amp, device=device, batches=batches, start_iter=start_iter, scored=scored,
+                           evaluate=evaluate, metrics_path=metrics_path, processes=processes)
 
+
+def _loop(run: SimpleNamespace, output_dir: Path, progress: bool) -> Path:
+    """Iterate from ``run.start_iter`` to ``SOLVER.MAX_ITER``; save, score and plot at the end."""
+    cfg, model, optimizer, scheduler, scaler = run.cfg, run.model, run.optimizer, run.scheduler, run.scaler
+    s, processes, device = cfg.SOLVER, run.processes, run.device
+    main = processes.is_main
     model.train()
     window: list[dict] = []
-    bar = tqdm(total=s.MAX_ITER, initial=start_iter, disable=not (progress and main), desc="train", unit="it",
+    # What an interrupt saves: the iterations fully applied, with the random state that followed them.
+    completed, rng = run.start_iter, rng_state()
+    final = output_dir / "model_final.pt"
+    bar = tqdm(total=s.MAX_ITER, initial=run.start_iter, disable=not (progress and main), desc="train", unit="it",
                dynamic_ncols=True)
     tick = time.perf_counter()
-    with bar, open(metrics_path, "a") if main else nullcontext() as metrics_file:
-        for iteration in range(start_iter, s.MAX_ITER):
-            images, targets = next(batches)
-            data_time = time.perf_counter() - tick
-            images = [im.to(device, non_blocking=True) for im in images]
-            targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+    with StopSignals() as signals, bar, open(run.metrics_path, "a") if main else nullcontext() as metrics_file:
+        try:
+            for iteration in range(run.start_iter, s.MAX_ITER):
+                images, targets = next_batch(run.batches)
+                data_time = time.perf_counter() - tick
+                images = [im.to(device, non_blocking=True) for im in images]
+                targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
 
-            with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
-                losses = net(images, targets)
-            total = sum(losses.values())
-            # averaged over the processes, so every process logs and judges the same numbers
-            logged = ddp.mean_over_processes({"total_loss": total, **losses}, processes)
-            if not math.isfinite(logged["total_loss"]):
-                raise PcnacycleError(
-                    f"the loss became {logged['total_loss']} at iteration {iteration}: lower SOLVER.BASE_LR, lengthen "
-                    "SOLVER.WARMUP_ITERS or enable SOLVER.CLIP_GRADIENTS"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(total).backward()
-                scaler.unscale_(optimizer)
-            else:
-                total.backward()
-            _clip_gradients(cfg, model)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            lr = s.BASE_LR * lr_factor(cfg, iteration)  # the rate this iteration used
-            scheduler.step()
+                with torch.autocast("cuda", dtype=torch.float16) if run.use_amp else nullcontext():
+                    losses = run.net(images, targets)
+                total = sum(losses.values())
+                # averaged over the processes, so every process logs and judges the same numbers
+                logged = ddp.mean_over_processes({"total_loss": total, **losses}, processes)
+                if not math.isfinite(logged["total_loss"]):
+                    raise PcnacycleError(
+                        f"the loss became {logged['total_loss']} at iteration {iteration}: lower SOLVER.BASE_LR, "
+                        "lengthen SOLVER.WARMUP_ITERS or enable SOLVER.CLIP_GRADIENTS"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(total).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    total.backward()
+                _clip_gradients(cfg, model)
+                with signals.held():  # the step is applied whole or not at all
+                    if scaler is not None:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    scheduler.step()
+                    completed, rng = iteration + 1, rng_state()
+                lr = s.BASE_LR * lr_factor(cfg, iteration)  # the rate this iteration used
 
-            done = iteration + 1
-            window.append({**logged, "time": time.perf_counter() - tick, "data_time": data_time})
-            bar.update(1)
-            bar.set_postfix(loss=f"{logged['total_loss']:.3f}", lr=f"{lr:.2e}")
-            if main and (done % s.LOG_PERIOD == 0 or done == s.MAX_ITER):
-                row = {"iteration": done, "lr": lr}
-                row.update({k: float(np.mean([w[k] for w in window])) for k in window[0]})
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
-                window.clear()
-            if done % s.CHECKPOINT_PERIOD == 0 and done != s.MAX_ITER:
-                _checkpoint(output_dir / f"model_{done:07d}.pt", model, optimizer, scheduler, scaler, done, cfg,
-                            processes)
-            if split["val"] and (done == s.MAX_ITER or (cfg.TEST.EVAL_PERIOD and done % cfg.TEST.EVAL_PERIOD == 0)):
-                if evaluate is not None:
-                    results = evaluate(model, done)
-                    model.train()
-                    metrics_file.write(json.dumps({"iteration": done, **results}) + "\n")
-                    metrics_file.flush()
-                ddp.barrier(processes)  # the others wait while process 0 evaluates
-            tick = time.perf_counter()
+                done = iteration + 1
+                window.append({**logged, "time": time.perf_counter() - tick, "data_time": data_time})
+                bar.update(1)
+                bar.set_postfix(loss=f"{logged['total_loss']:.3f}", lr=f"{lr:.2e}")
+                if main and (done % s.LOG_PERIOD == 0 or done == s.MAX_ITER):
+                    row = {"iteration": done, "lr": lr}
+                    row.update({k: float(np.mean([w[k] for w in window])) for k in window[0]})
+                    _append_row(metrics_file, row)
+                    window.clear()
+                if done % s.CHECKPOINT_PERIOD == 0 and done != s.MAX_ITER:
+                    _checkpoint(output_dir / f"model_{done:07d}.pt", model, optimizer, scheduler, scaler, done, cfg,
+                                processes)
+                if run.scored and done != s.MAX_ITER and cfg.TEST.EVAL_PERIOD > 0 and done % cfg.TEST.EVAL_PERIOD == 0:
+                    _evaluate(run, metrics_file, done)
+                tick = time.perf_counter()
 
-    final = output_dir / "model_final.pt"
-    _checkpoint(final, model, optimizer, scheduler, scaler, s.MAX_ITER, cfg, processes)
+            # The weights are safe before the final evaluation, however long that takes.
+            _checkpoint(final, model, optimizer, scheduler, scaler, s.MAX_ITER, cfg, processes)
+            log.info("saved %s", final)
+            if run.scored:
+                _evaluate(run, metrics_file, s.MAX_ITER)
+        except KeyboardInterrupt:
+            if main:
+                with signals.held():
+                    _save_at_interrupt(run, output_dir, completed, rng)
+            raise
     if main:
-        plot_loss_curve(metrics_path, output_dir / "loss_curve.png")
+        plot_loss_curve(run.metrics_path, output_dir / "loss_curve.png")
     log.info("training finished: %s", final)
     return final
+
+
+def _evaluate(run: SimpleNamespace, metrics_file, iteration: int) -> None:
+    """Score the validation images (process 0; the others wait) and log the figures to metrics.jsonl."""
+    if run.evaluate is not None:
+        _append_row(metrics_file, {"iteration": iteration, **run.evaluate(run.model, iteration)})
+        run.model.train()
+    ddp.barrier(run.processes)
+
+
+def _append_row(metrics_file, row: dict) -> None:
+    metrics_file.write(json.dumps(row) + "\n")
+    metrics_file.flush()
+
+
+def _save_at_interrupt(run: SimpleNamespace, output_dir: Path, completed: int, rng: dict) -> None:
+    """Checkpoint the ``completed`` iterations (unless there is nothing new) and say how to go on.
+
+    Only process 0 writes, with its own random state: the others may be anywhere in their
+    iteration, so no collective call is made (a resumed multi-process run warns that its random
+    draws, not its images, differ from an uninterrupted one).
+    """
+    if completed >= run.cfg.SOLVER.MAX_ITER:
+        log.warning("interrupted after training finished; %s is saved", output_dir / "model_final.pt")
+        return
+    if completed == run.start_iter:
+        log.warning("interrupted at iteration %d before any further iteration was done; nothing new to save",
+                    completed)
+        return
+    path = output_dir / f"model_{completed:07d}.pt"
+    save_checkpoint(path, run.model, run.optimizer, run.scheduler, run.scaler, completed, run.cfg, rng=rng)
+    log.warning("interrupted at iteration %d: saved %s; `pcnacycle train --resume` with the same --output "
+                "continues from there", completed, path)
+
+
+def rng_state() -> dict:
+    """Torch's random state (CPU, and every GPU when there is one), as checkpoints store it."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM, as a cluster scheduler sends, raise KeyboardInterrupt while active.
+
+    Inside :meth:`held` a signal is only noted and raised when the block
+    ends, so a block that must not be cut in half (an optimizer step with
+    its scheduler step, a checkpoint save) completes first. Only the main
+    thread can receive signals; elsewhere this does nothing.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.holding, self.pending, self.previous = False, None, {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self._SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.holding:
+            self.pending = signum
+        else:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    @contextmanager
+    def held(self):
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: int, cfg: CfgNode,

@@ -3,6 +3,12 @@
 The metrics take plain numpy data, one entry per image, aligned by image:
 ground truth ``{"masks": (N, H, W) bool, "labels": (N,) int64}``, predictions
 the same plus ``"scores": (M,) float32``. Labels are class ids ``1..K``.
+
+Instead of ``masks`` an entry may hold ``rles`` (a list of pycocotools
+compressed RLEs, one per instance) and ``shape`` ``(H, W)``: what
+:func:`pcnacycle.evaluation.loop.predict_dataset` gives, a few kilobytes per
+image where full-frame masks take megabytes per instance. Masks are encoded
+on entry, so every metric works on RLEs and gives the same figures either way.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 
 from ..errors import PcnacycleError
+from .rle import encode_masks
 
 #: Row of :func:`phase_confusion` for predictions that match no nucleus.
 SPURIOUS = "spurious"
@@ -26,13 +33,14 @@ PHASE_ACCURACY = "phase accuracy"
 class _Instances(NamedTuple):
     """The instances of one image, validated.
 
-    masks: (N, H, W) bool; labels: (N,) int64; scores: (N,) float64
-    (all ones for ground truth).
+    rles: N pycocotools RLEs; labels: (N,) int64; scores: (N,) float64
+    (all ones for ground truth); shape: the image's (H, W).
     """
 
-    masks: np.ndarray
+    rles: list
     labels: np.ndarray
     scores: np.ndarray
+    shape: tuple[int, int]
 
 
 def _check_class_names(class_names: Sequence[str]) -> list[str]:
@@ -68,6 +76,22 @@ def _as_mask_stack(masks, what: str) -> np.ndarray:
     )
 
 
+def _as_rles(entry: Mapping, what: str) -> tuple[list[dict], tuple[int, int]]:
+    """``entry["rles"]`` checked against ``entry["shape"]``, or ``entry["masks"]`` encoded."""
+    if "rles" not in entry:
+        masks = _as_mask_stack(entry["masks"], f"{what}['masks']")
+        return encode_masks(masks), tuple(masks.shape[1:])
+    shape = entry.get("shape")
+    if shape is None or len(shape) != 2:
+        raise PcnacycleError(f"{what} holds 'rles' but no 'shape' (H, W)")
+    shape = (int(shape[0]), int(shape[1]))
+    rles = list(entry["rles"])
+    for index, rle in enumerate(rles):
+        if not isinstance(rle, Mapping) or "counts" not in rle or tuple(rle.get("size", ())) != shape:
+            raise PcnacycleError(f"{what}['rles'][{index}] is not an RLE of an image of shape {shape}")
+    return rles, shape
+
+
 def _as_vector(values, length: int, what: str, kind: str) -> np.ndarray:
     values = np.asarray(values)
     if values.ndim != 1 or len(values) != length:
@@ -92,12 +116,12 @@ def _check_instances(
 ) -> _Instances:
     if not isinstance(entry, Mapping):
         raise PcnacycleError(f"{what} must be a dict, got {type(entry).__name__}")
-    keys = ("masks", "labels", "scores") if with_scores else ("masks", "labels")
-    missing = [key for key in keys if key not in entry]
+    keys = ("labels", "scores") if with_scores else ("labels",)
+    missing = [key for key in keys if key not in entry] + ([] if "masks" in entry or "rles" in entry else ["masks"])
     if missing:
         raise PcnacycleError(f"{what} lacks key(s) {missing}")
-    masks = _as_mask_stack(entry["masks"], f"{what}['masks']")
-    labels = _as_vector(entry["labels"], len(masks), f"{what}['labels']", "label")
+    rles, shape = _as_rles(entry, what)
+    labels = _as_vector(entry["labels"], len(rles), f"{what}['labels']", "label")
     if num_classes is not None and len(labels):
         bad = labels[(labels < 1) | (labels > num_classes)]
         if len(bad):
@@ -106,10 +130,10 @@ def _check_instances(
                 f"outside the class ids 1..{num_classes}"
             )
     if with_scores:
-        scores = _as_vector(entry["scores"], len(masks), f"{what}['scores']", "score")
+        scores = _as_vector(entry["scores"], len(rles), f"{what}['scores']", "score")
     else:
-        scores = np.ones(len(masks))
-    return _Instances(masks, labels, scores)
+        scores = np.ones(len(rles))
+    return _Instances(rles, labels, scores, shape)
 
 
 def _check_dataset(
@@ -130,10 +154,10 @@ def _check_dataset(
     for index, (gt_entry, pred_entry) in enumerate(zip(ground_truth, predictions)):
         gt = _check_instances(gt_entry, f"ground_truth[{index}]", num_classes, False)
         pred = _check_instances(pred_entry, f"predictions[{index}]", num_classes, True)
-        if pred.masks.shape[1:] != gt.masks.shape[1:]:
+        if pred.shape != gt.shape:
             raise PcnacycleError(
-                f"predictions[{index}]['masks'] are {pred.masks.shape[1:]} pixels "
-                f"but the ground truth of that image is {gt.masks.shape[1:]}"
+                f"predictions[{index}]['masks'] are {pred.shape} pixels "
+                f"but the ground truth of that image is {gt.shape}"
             )
         pairs.append((gt, pred))
     return pairs

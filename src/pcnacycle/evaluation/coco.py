@@ -17,50 +17,23 @@ _AREA_INDEX = {"AP": 0, "AP50": 0, "AP75": 0, "APs": 1, "APm": 2, "APl": 3}
 _IOU_OF_KEY = {"AP50": 0.5, "AP75": 0.75}
 
 
-def _mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """Bounding boxes of masks as COCO ``[x, y, w, h]`` in pixel-edge units.
-
-    A mask covering columns ``xmin..xmax`` has ``w = xmax - xmin + 1`` (the
-    box runs from the left edge of the first pixel to the right edge of the
-    last), as ``pycocotools.mask.toBbox`` does.
-
-    Parameters
-    ----------
-    masks : (N, H, W) bool ndarray
-
-    Returns
-    -------
-    (N, 4) float64 ndarray
-        All zeros for an empty mask.
-    """
-    rows = masks.any(axis=2)  # (N, H)
-    cols = masks.any(axis=1)  # (N, W)
-    height, width = masks.shape[1:]
-    y0 = rows.argmax(axis=1)
-    y1 = height - 1 - rows[:, ::-1].argmax(axis=1)
-    x0 = cols.argmax(axis=1)
-    x1 = width - 1 - cols[:, ::-1].argmax(axis=1)
-    boxes = np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], axis=1).astype(np.float64)
-    boxes[~rows.any(axis=1)] = 0.0
-    return boxes
-
-
 def _coco_annotations(instances: _Instances, image_id: int, first_id: int) -> list[dict]:
     """COCO annotation dicts of one image; ids run from ``first_id``.
 
-    Each holds the RLE ``segmentation``, ``bbox``, the mask pixel count as
-    ``mask_area``, the box area as ``box_area``, ``score`` and ``iscrowd=0``.
+    Each holds the RLE ``segmentation``, ``bbox`` (``[x, y, w, h]`` in
+    pixel-edge units, as ``pycocotools.mask.toBbox`` gives: a mask covering
+    columns ``x0..x1`` has ``w = x1 - x0 + 1``; all zeros for an empty mask),
+    the mask pixel count as ``mask_area``, the box area as ``box_area``,
+    ``score`` and ``iscrowd=0``.
     """
     from pycocotools import mask as mask_utils
 
-    if len(instances.masks) == 0:
+    rles = instances.rles
+    if not rles:
         return []
-    # encode wants (H, W, N) uint8 in Fortran order.
-    rles = mask_utils.encode(
-        np.asfortranarray(np.moveaxis(instances.masks, 0, -1).astype(np.uint8))
-    )
-    boxes = _mask_boxes(instances.masks)
-    mask_areas = instances.masks.sum(axis=(1, 2))
+    boxes = mask_utils.toBbox(rles)
+    # pycocotools' area() overflows a uint8 count (numpy >= 2) when given over 255 RLEs at once
+    mask_areas = np.concatenate([mask_utils.area(rles[i:i + 255]) for i in range(0, len(rles), 255)])
     return [
         {
             "id": first_id + i,
@@ -73,7 +46,7 @@ def _coco_annotations(instances: _Instances, image_id: int, first_id: int) -> li
             "score": float(instances.scores[i]),
             "iscrowd": 0,
         }
-        for i in range(len(instances.masks))
+        for i in range(len(rles))
     ]
 
 
@@ -147,7 +120,7 @@ def coco_metrics(ground_truth, predictions, class_names: Sequence[str]) -> dict:
     """COCO box and mask average precision, computed by pycocotools.
 
     Boxes of both ground truth and predictions are derived from their masks
-    (see :func:`_mask_boxes`). As in detectron2, the area that decides a
+    (see :func:`_coco_annotations`). As in detectron2, the area that decides a
     detection's size range is its box area for box AP and its mask area for
     mask AP; ground truth always uses its mask area.
 
@@ -181,14 +154,14 @@ def coco_metrics(ground_truth, predictions, class_names: Sequence[str]) -> dict:
 
     images, gt_annotations, dt_annotations = [], [], []
     for image_id, (gt, pred) in enumerate(pairs, start=1):
-        height, width = gt.masks.shape[1:]
+        height, width = gt.shape
         images.append({"id": image_id, "height": height, "width": width})
         # Annotation id 0 means "unmatched" inside COCOeval: ids start at 1.
         gt_annotations += _coco_annotations(gt, image_id, len(gt_annotations) + 1)
         dt_annotations += _coco_annotations(pred, image_id, len(dt_annotations) + 1)
     categories = [{"id": k, "name": name} for k, name in enumerate(names, start=1)]
     max_detections = max(
-        [100] + [max(len(gt.masks), len(pred.masks)) for gt, pred in pairs]
+        [100] + [max(len(gt.rles), len(pred.rles)) for gt, pred in pairs]
     )
 
     coco_gt = _coco_object(images, categories, _with_area(gt_annotations, "mask_area"))

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..errors import PcnacycleError
 from .checks import DETECTION, MISSED, PHASE_ACCURACY, SPURIOUS, _check_class_names, _check_dataset, _check_threshold
-from .matching import _confident, _match_from_iou, _ratio, iou_matrix
+from .matching import _confident, _instance_iou, _match_from_iou, _ratio
 
 
 def phase_confusion(
@@ -54,7 +54,7 @@ def phase_confusion(
     for gt, pred in pairs:
         pred = _confident(pred, score_threshold)
         gt_index, pred_index, _ = _match_from_iou(
-            iou_matrix(gt.masks, pred.masks), iou_threshold
+            _instance_iou(gt, pred), iou_threshold
         )
         true_class = gt.labels - 1
         predicted_class = pred.labels - 1

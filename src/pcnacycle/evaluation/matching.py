@@ -59,6 +59,17 @@ def iou_matrix(gt_masks, pred_masks) -> np.ndarray:
     )
 
 
+def _instance_iou(gt: _Instances, pred: _Instances) -> np.ndarray:
+    """(N, M) float64 IoU of every ground truth with every prediction, from their RLEs; 0 where both are empty."""
+    from pycocotools import mask as mask_utils
+
+    if not gt.rles or not pred.rles:
+        return np.zeros((len(gt.rles), len(pred.rles)))
+    # pycocotools.mask.iou(d, g, iscrowd) is (len(d), len(g)); with iscrowd 0 it is the plain, symmetric IoU
+    iou = np.asarray(mask_utils.iou(gt.rles, pred.rles, [0] * len(pred.rles)), dtype=np.float64)
+    return np.nan_to_num(iou.reshape(len(gt.rles), len(pred.rles)), nan=0.0)
+
+
 def _match_from_iou(iou: np.ndarray, iou_threshold: float):
     """StarDist's matching on a precomputed (N, M) IoU matrix: the most pairs first, then the most IoU.
 
@@ -134,7 +145,7 @@ def matching_scores(
     thresholds = [_check_threshold(t, "each of thresholds") for t in thresholds]
     # The IoU matrices do not depend on the threshold: compute each once.
     ious = [
-        iou_matrix(gt.masks, _confident(pred, score_threshold).masks)
+        _instance_iou(gt, _confident(pred, score_threshold))
         for gt, pred in pairs
     ]
     rows = []
@@ -165,7 +176,8 @@ def matching_scores(
 
 def _confident(pred: _Instances, score_threshold: float) -> _Instances:
     keep = pred.scores >= score_threshold
-    return _Instances(pred.masks[keep], pred.labels[keep], pred.scores[keep])
+    rles = [rle for rle, kept in zip(pred.rles, keep) if kept]
+    return _Instances(rles, pred.labels[keep], pred.scores[keep], pred.shape)
 
 
 def _ratio(numerator: float, denominator: float) -> float:

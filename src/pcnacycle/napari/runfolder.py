@@ -201,12 +201,13 @@ def lineage_tracks(objects: pd.DataFrame) -> tuple[np.ndarray, dict[int, list[in
     return data, graph, {"phase": codes, "phase_colour": phase_position(codes)}
 
 
-def _movie(path: Path, channel, shape: tuple[int, ...], name: str, problems: list[str]) -> np.ndarray | None:
+def _movie(path: Path, channel, shape: tuple[int, ...], name: str, problems: list[str],
+           z_project: str | None = None) -> np.ndarray | None:
     """The whole movie as (T, H, W), or None (with a problem noted) when unreadable or of another shape."""
     from ..data.movie import MovieReader
 
     try:
-        reader = MovieReader(path, channel)
+        reader = MovieReader(path, channel, z_project)  # the projection the run used (run.json)
         try:
             movie = np.stack([reader.frame(t) for t in range(reader.frames)])
         finally:
@@ -239,7 +240,7 @@ def run_layers(path: str | os.PathLike) -> list[tuple]:
         if channel not in folder.movies:
             continue
         movie = _movie(folder.movies[channel], folder.info.get(f"{channel}_channel"), folder.masks.shape,
-                       channel.upper(), folder.problems)
+                       channel.upper(), folder.problems, folder.info.get("z_project"))
         if movie is not None:
             layers.append((movie, {"name": LAYER_NAMES[channel], "colormap": colormap, "metadata": metadata,
                                    "visible": channel == "pcna", "blending": "additive"}, "image"))
