@@ -36,7 +36,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluation.evaluator import evaluate, format_evaluation
 
     results = evaluate(load_config(args.config, args.opts), args.weights, split=args.split, output=args.output,
-                       progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic)
+                       progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic,
+                       nucleus_diameter=args.nucleus_diameter, rescale=not args.no_rescale)
     print(format_evaluation(results))
 
 
@@ -50,18 +51,23 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
             raise PcnacycleError(f"--phase-minutes: unknown phase {phase!r}; use G1, S, G2, M")
         extra[f"{phase.lower()}_minutes"] = (minutes, minutes / 10)  # sd: a tenth of the mean
     if args.nucleus_radius is not None:
+        if args.randomise:
+            raise PcnacycleError("--nucleus-radius: not with --randomise, which draws the nucleus size")
         extra["nucleus_radius"] = args.nucleus_radius
+    if args.scale_texture:
+        extra["scale_texture"] = True
     out = simulate(args.output, frames=args.frames, size=tuple(args.size), cells=args.cells, seed=args.seed,
                    frame_interval=args.frame_interval, annotated_frames=args.annotated_frames, jitter=args.jitter,
                    arrested_fraction=args.arrested_fraction, overwrite=args.overwrite, progress=not args.quiet,
-                   **extra)
+                   randomise=args.randomise, **extra)
     print(out)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    print(run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet).resolve())
+    print(run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet,
+                   randomise_training=args.randomise_training).resolve())
 
 
 def _optional_config(args: argparse.Namespace):
@@ -78,7 +84,8 @@ def _cmd_annotate(args: argparse.Namespace) -> None:
 
     cfg = _optional_config(args)
     for path in preannotate(args.weights, args.images, args.output, cfg=cfg, fmt=args.format,
-                            overwrite=args.overwrite).values():
+                            overwrite=args.overwrite, nucleus_diameter=args.nucleus_diameter,
+                            rescale=not args.no_rescale).values():
         print(path)
 
 
@@ -160,6 +167,14 @@ def _cmd_convert_weights(args: argparse.Namespace) -> None:
     print(convert_detectron2(args.source, args.output, layout=layout, base=base, overrides=args.opts))
 
 
+def _scale_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """--nucleus-diameter and --no-rescale, as run has them."""
+    p.add_argument("--nucleus-diameter", type=float, metavar="PX",
+                   help=f"the {what}' nucleus diameter in pixels (default: measured on the model's detections); "
+                        "they are resized so nuclei look the size the model was trained on")
+    p.add_argument("--no-rescale", action="store_true", help=f"keep the {what} at their own size")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcnacycle",
@@ -191,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-agnostic", action="store_true",
                    help="score nuclei whatever their class (e.g. a phase model on nuclei annotated without phases)")
     p.add_argument("--output", help="folder for the reports (none written without it)")
+    _scale_arguments(p, "images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=OVERRIDES_HELP)
     p.set_defaults(func=_cmd_evaluate)
@@ -289,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-minutes", metavar="G1=M,S=M,G2=M,M=M",
                    help="mean phase durations in minutes, sd a tenth of each (default G1=540,S=420,G2=210,M=52)")
     p.add_argument("--nucleus-radius", type=float, help="equivalent radius of a G1 nucleus in pixels (default 11)")
+    p.add_argument("--scale-texture", action="store_true",
+                   help="foci and nucleoplasm grain scale with --nucleus-radius, as under another objective "
+                        "(default: they stay in pixels, as in earlier movies)")
+    p.add_argument("--randomise", action="store_true",
+                   help="draw the movie's look (nucleus size and shape, texture, foci, mitosis, camera, debris) "
+                        "from ranges that span real microscopes, seeded by --seed; simulation.json records them")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier simulation in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)
@@ -309,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace annotation files already in --output (refused by default: they may hold your "
                         "corrections)")
+    _scale_arguments(p, "images")
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=INFERENCE_OVERRIDES_HELP)
     p.set_defaults(func=_cmd_annotate)
 
@@ -342,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "Writes OUTPUT/report.html and prints its path.")
     p.add_argument("--output", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --output")
+    p.add_argument("--randomise-training", action="store_true",
+                   help="draw the training movie's look from the simulator's randomisation ranges "
+                        "(see simulate --randomise); the test movie stays the default one")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
     return parser

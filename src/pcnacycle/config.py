@@ -103,11 +103,16 @@ DEFAULTS: dict[str, Any] = {
         # gain and offset of up to this magnitude (not on "otsu").
         "ROTATE_90": False,
         "INTENSITY_JITTER": 0.0,
+        # Scale augmentation: each training image (with its masks) resized by a factor drawn
+        # log-uniformly from [low, high], so nuclei a little off the training size after `run`'s
+        # rescaling (within its 20 % tolerance) are still familiar. [1.0, 1.0]: off.
+        "RANDOM_SCALE": [1.0, 1.0],
         # Channel names of a multichannel image file, in stored order (e.g.
         # [pcna, pcna, bf]); empty: one single-channel file per channel.
         "STORED_CHANNELS": [],
-        # Median equivalent diameter (pixels) of the training nuclei, measured by `train` when 0. `run`
-        # rescales a movie whose nuclei differ in size so that the model sees them at this size.
+        # Median equivalent diameter (pixels) of the training nuclei as the network saw them (after the
+        # MIN_SIZE_TRAIN resize, if any), measured by `train` when 0. `run`, `evaluate` and `annotate`
+        # rescale inputs whose nuclei differ in size so that the network sees them at this size.
         "NUCLEUS_DIAMETER": 0.0,
     },
     "DATASETS": {
@@ -486,6 +491,9 @@ def validate(cfg: CfgNode) -> None:
     need("DATASETS.VAL_SIZE", 0 <= val < 1 or val == int(val), "a whole count of images, or a fraction below 1")
     need("INPUT.OTSU_FACTOR", 0 < cfg.INPUT.OTSU_FACTOR <= 1, "a number in (0, 1]")
     need("INPUT.INTENSITY_JITTER", 0 <= cfg.INPUT.INTENSITY_JITTER < 1, "a number in [0, 1)")
+    scales = cfg.INPUT.RANDOM_SCALE
+    need("INPUT.RANDOM_SCALE", len(scales) == 2 and 0.25 <= scales[0] <= scales[1] <= 4.0,
+         "[low, high] factors with 0.25 <= low <= high <= 4")
     need("INPUT.NUCLEUS_DIAMETER", cfg.INPUT.NUCLEUS_DIAMETER >= 0, "a number of pixels ≥ 0 (0: measure it)")
     for key in ("DATASETS.CLASS_MAP", "DATASETS.CHANNEL_DIRS"):
         need(key, all("=" in entry for entry in get_value(cfg, key)), "a list of NAME=VALUE strings")

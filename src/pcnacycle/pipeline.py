@@ -20,7 +20,6 @@ Outputs in the output folder::
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import time
@@ -29,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tifffile
-from skimage import transform
 from tqdm import tqdm
 
 from .config import CfgNode
 from .data.movie import MovieReader
 from .engine.predictor import Predictor, load_weights_path
+from .engine.scale import input_scale, predict_scaled
 from .errors import PcnacycleError
 from .io import MANIFEST_KEY, atomic_path, atomic_write, files_under, log_to_file, publish, read_manifest, write_json
 from .phases import CLASSES, PHASE_COLOURS, PHASES
@@ -48,8 +47,6 @@ log = logging.getLogger(__name__)
 #: Written last: its presence marks a complete run folder.
 RUN_MARKER = "run.json"
 DEFAULT_FRAME_INTERVAL = 10.0
-#: Nuclei within 20 % of the training size are detected at the movie's own pixel size.
-_SCALE_TOLERANCE = math.log(1.2)
 
 
 def filter_objects(result: dict, score_threshold: float, min_area: int, exclude_border: bool) -> dict:
@@ -175,7 +172,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
                                     "(use --frame-interval)", pcna_movie.path, frame_interval)
                 check_frame_interval(frame_interval)
                 class_names = list(cfg.MODEL.CLASS_NAMES)
-                scale, scale_info = input_scale(predictor, pcna_movie, dic_movie, settings)
+                scale, scale_info = movie_scale(predictor, pcna_movie, dic_movie, settings)
                 raw_labels, detections = _detect(predictor, pcna_movie, dic_movie, stage, settings, scale, progress)
                 tracked, durations, summary = analyse(detections, frame_interval, settings, class_names, progress)
                 write_outputs(stage, tracked, durations, raw_labels, frame_interval, class_names, progress)
@@ -209,79 +206,15 @@ def _frame_channels(pcna_movie: MovieReader, dic_movie: MovieReader | None, t: i
     return channels
 
 
-def _predict_scaled(predictor: Predictor, channels: dict[str, np.ndarray], scale: float) -> dict:
-    """:meth:`Predictor.predict` on the frame resized by ``scale``; the label image comes back at the frame's size."""
-    if scale == 1.0:
-        return predictor.predict(channels)
-    resized = {name: transform.rescale(image.astype(np.float32), scale, order=1, preserve_range=True,
-                                       anti_aliasing=scale < 1) for name, image in channels.items()}
-    result = predictor.predict(resized)
-    result["label_image"] = transform.resize(result["label_image"], next(iter(channels.values())).shape, order=0,
-                                             preserve_range=True, anti_aliasing=False).astype(np.int32)
-    result["boxes"] = result["boxes"] / scale
-    return result
+def movie_scale(predictor: Predictor, pcna_movie: MovieReader, dic_movie: MovieReader | None,
+                settings: RunSettings) -> tuple[float | None, dict]:
+    """:func:`~pcnacycle.engine.scale.input_scale` of a movie, measured on its first, middle and last frames."""
+    frames = sorted({0, pcna_movie.frames // 2, pcna_movie.frames - 1})
+    samples = [_frame_channels(pcna_movie, dic_movie, t) for t in frames]
+    return input_scale(predictor, samples, settings.nucleus_diameter, settings.rescale, settings.min_area)
 
 
-def input_scale(predictor: Predictor, pcna_movie: MovieReader, dic_movie: MovieReader | None,
-                settings: RunSettings) -> tuple[float, dict]:
-    """How much to resize the movie's frames so its nuclei look the size the model was trained on.
-
-    The movie's nucleus diameter is ``settings.nucleus_diameter`` or, by
-    default, the median diameter of the model's own detections on three
-    frames (measured again after a first resizing, since a model shown nuclei
-    far from its training size cuts them into pieces). Frames are left as
-    they are when the sizes agree within 20 %, when the model resizes frames
-    itself (``INPUT.MIN_SIZE_TEST`` > 0) or does not record its training
-    size (``INPUT.NUCLEUS_DIAMETER`` 0, older checkpoints).
-
-    Returns
-    -------
-    scale : float
-        Factor for the frames' sides (1.0: unchanged), between 0.25 and 4.
-    info : dict
-        ``trained_nucleus_diameter_px``, ``movie_nucleus_diameter_px``, ``scale`` and ``scale_note``.
-    """
-    cfg = predictor.cfg
-    trained = float(cfg.INPUT.get("NUCLEUS_DIAMETER", 0) or 0)
-    info = {"trained_nucleus_diameter_px": trained or None, "movie_nucleus_diameter_px": None, "scale": 1.0}
-    height, width = pcna_movie.shape
-    if settings.nucleus_diameter is not None and settings.nucleus_diameter >= min(height, width):
-        raise PcnacycleError(f"nucleus_diameter={settings.nucleus_diameter:g} px: larger than the "
-                             f"{height}×{width} frame")
-    if not settings.rescale or cfg.INPUT.MIN_SIZE_TEST or not trained:
-        info["scale_note"] = ("rescaling off" if not settings.rescale else "the model resizes frames itself"
-                              if cfg.INPUT.MIN_SIZE_TEST else "the model does not record its training nucleus size")
-        return 1.0, info
-    measured = settings.nucleus_diameter
-    if measured is None:
-        frames = sorted({0, pcna_movie.frames // 2, pcna_movie.frames - 1})
-        measured, scale = None, 1.0
-        for _ in range(2):  # measure; when far off, resize and measure again
-            areas = np.concatenate([np.bincount(_predict_scaled(predictor, _frame_channels(pcna_movie, dic_movie, t),
-                                                                scale)["label_image"].ravel())[1:]
-                                    for t in frames])
-            found = median_diameter(areas[areas >= max(settings.min_area, 1)])
-            if found is None:
-                break
-            measured = found
-            scale = float(np.clip(trained / measured, 0.25, 4.0))
-            if abs(math.log(scale)) < _SCALE_TOLERANCE:
-                break
-        if measured is None:
-            log.warning("no nucleus found on frames %s to measure their size: frames are not rescaled", frames)
-            info["scale_note"] = "no nucleus found to measure"
-            return 1.0, info
-    scale = float(np.clip(trained / measured, 0.25, 4.0))
-    if abs(math.log(scale)) < _SCALE_TOLERANCE:
-        scale = 1.0
-    info.update(movie_nucleus_diameter_px=round(measured, 2), scale=round(scale, 4),
-                scale_note="given" if settings.nucleus_diameter is not None else "measured on the model's detections")
-    log.info("nuclei about %.1f px across (%s), the model was trained on %.1f px: frames %s", measured,
-             info["scale_note"], trained, "kept as they are" if scale == 1.0 else f"resized by {scale:.3f}")
-    return scale, info
-
-
-def _detect(predictor: Predictor, pcna_movie, dic_movie, stage: Path, settings: RunSettings, scale: float,
+def _detect(predictor: Predictor, pcna_movie, dic_movie, stage: Path, settings: RunSettings, scale: float | None,
             progress: bool) -> tuple[np.ndarray, pd.DataFrame]:
     """Detections of every frame: (T, H, W) uint16 label memmap in ``stage`` and the detections table."""
     class_names = predictor.class_names
@@ -294,7 +227,7 @@ def _detect(predictor: Predictor, pcna_movie, dic_movie, stage: Path, settings: 
     tables = []
     for t in tqdm(range(frames), desc="detect", unit="frame", disable=not progress):
         channels = _frame_channels(pcna_movie, dic_movie, t)
-        result = filter_objects(_predict_scaled(predictor, channels, scale), settings.score_threshold,
+        result = filter_objects(predict_scaled(predictor, channels, scale), settings.score_threshold,
                                 settings.min_area, settings.exclude_border)
         pcna = channels["pcna"]
         if result["label_image"].max() > np.iinfo(np.uint16).max:

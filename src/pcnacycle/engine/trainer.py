@@ -334,7 +334,8 @@ def _prepare(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool
     log.info("dataset %s: %d train, %d val images", cfg.DATASETS.ROOT, len(split["train"]), len(split["val"]))
     if not cfg.INPUT.NUCLEUS_DIAMETER:
         # saved with the config and every checkpoint, so `run` can bring other movies' nuclei to this size
-        cfg.INPUT["NUCLEUS_DIAMETER"] = round(median_nucleus_diameter(cfg, train_records), 2)
+        # in the network's pixels: a model that resizes its training images saw its nuclei resized too
+        cfg.INPUT["NUCLEUS_DIAMETER"] = round(median_nucleus_diameter(cfg, train_records, network=True), 2)
         log.info("training nuclei: median diameter %.1f px (INPUT.NUCLEUS_DIAMETER)", cfg.INPUT.NUCLEUS_DIAMETER)
     scored = bool(split["val"]) and cfg.TEST.EVAL_PERIOD >= 0  # -1: never evaluate
     evaluate = None

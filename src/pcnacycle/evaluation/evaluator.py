@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.catalog import read_records
-from ..data.dataset import read_split, select
+from ..data.catalog import load_sample, read_records
+from ..data.dataset import median_nucleus_diameter, read_split, select
 from ..engine.predictor import Predictor, load_weights_path
+from ..engine.scale import input_scale
 from ..errors import PcnacycleError
 from ..io import atomic_write, write_json
 from ..report import score_table
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = True, split_file=None,
-             class_agnostic: bool = False) -> dict:
+             class_agnostic: bool = False, nucleus_diameter: float | None = None, rescale: bool = True) -> dict:
     """Score ``weights`` on a subset of ``cfg``'s dataset; write the reports to ``output``.
 
     Parameters
@@ -59,12 +60,19 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     class_agnostic : score nuclei whatever their class: every prediction and
         annotation counts as one class "nucleus" (e.g. a phase model on a
         dataset annotated without phases).
+    nucleus_diameter, rescale : as ``pcnacycle run``: images are resized so their nuclei look the
+        size the model was trained on (:func:`pcnacycle.engine.scale.input_scale`), one factor
+        for the whole split; the split's nucleus diameter is ``nucleus_diameter`` (px) or the
+        median of its annotated masks (exact, and free of an undertrained model's fragments);
+        ``rescale`` False keeps the images as they are. Scores are at the images' own pixels.
 
     Returns
     -------
     dict: ``bbox`` and ``segm`` as :func:`coco_metrics` gives, ``matching``
     (rows of :func:`matching_scores`), ``phase`` (``confusion`` and
-    ``report`` as nested dicts), ``images`` (count), ``weights``, ``split``.
+    ``report`` as nested dicts), ``images`` (count), ``weights``, ``split``, and
+    the scale (``trained_nucleus_diameter_px``, ``movie_nucleus_diameter_px``, ``scale``,
+    ``scale_note``).
     """
     weights = load_weights_path(weights)
     if output is not None:
@@ -82,7 +90,15 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         raise PcnacycleError(f"split {split!r}: expected val, train or all")
     predictor = Predictor(weights, cfg)
     cfg = predictor.cfg
-    ground_truth, predictions = predict_dataset(predictor, chosen, progress=progress)
+    if not chosen:
+        raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
+    spread = sorted({0, len(chosen) // 2, len(chosen) - 1})
+    samples = [load_sample(cfg, chosen[i])["channels"] for i in spread]
+    source = "given"
+    if nucleus_diameter is None and rescale and cfg.INPUT.get("NUCLEUS_DIAMETER", 0):
+        nucleus_diameter, source = median_nucleus_diameter(cfg, chosen) or None, "measured on the annotations"
+    scale, scale_info = input_scale(predictor, samples, nucleus_diameter, rescale, diameter_source=source)
+    ground_truth, predictions = predict_dataset(predictor, chosen, progress=progress, scale=scale)
     if not any(len(gt["labels"]) for gt in ground_truth):
         raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
 
@@ -100,6 +116,7 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         "phase": {"confusion": confusion.to_dict(orient="index"),
                   "report": report.replace({np.nan: None}).to_dict(orient="index")},
         "images": len(chosen), "weights": str(weights), "split": split, "class_agnostic": class_agnostic,
+        **scale_info,
     })
     if output is not None:
         output = Path(output)

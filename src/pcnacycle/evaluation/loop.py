@@ -8,21 +8,24 @@ from tqdm import tqdm
 
 from ..data.catalog import load_sample
 from ..engine.predictor import Predictor
+from ..engine.scale import predict_scaled
 from .coco import _COCO_SUMMARY_KEYS, coco_metrics
 from .rle import encode_label_image, encode_masks
 
 log = logging.getLogger(__name__)
 
 
-def predict_dataset(predictor: Predictor, records, progress: bool = False) -> tuple[list[dict], list[dict]]:
+def predict_dataset(predictor: Predictor, records, progress: bool = False,
+                    scale: float | None = None) -> tuple[list[dict], list[dict]]:
     """Ground truth and predictions for each record, predicted as ``pcnacycle run`` would.
 
-    Frames go through :meth:`pcnacycle.engine.predictor.Predictor.predict` at full size
-    (tiled when large, overlaps resolved, at most ``TEST.DETECTIONS_PER_IMAGE``
-    detections per tile scoring over ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``),
-    never shrunk for evaluation. Each image's masks are encoded as RLEs as
-    soon as they are read or predicted, so memory grows with the outlines,
-    not with images × instances × pixels.
+    Frames go through :meth:`pcnacycle.engine.predictor.Predictor.predict` (tiled when large,
+    overlaps resolved, at most ``TEST.DETECTIONS_PER_IMAGE`` detections per tile scoring over
+    ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``), resized by ``scale`` as
+    :func:`pcnacycle.engine.scale.predict_scaled` does (None: as the model takes them);
+    predictions come back at the images' own pixels. Each image's masks are encoded as RLEs as
+    soon as they are read or predicted, so memory grows with the outlines, not with
+    images × instances × pixels.
 
     Returns
     -------
@@ -36,7 +39,7 @@ def predict_dataset(predictor: Predictor, records, progress: bool = False) -> tu
     model.eval()
     for record in tqdm(records, desc="evaluate", unit="image", disable=not progress, leave=False):
         sample = load_sample(cfg, record)
-        result = predictor.predict(sample["channels"])
+        result = predict_scaled(predictor, sample["channels"], scale)
         shape = tuple(sample["masks"].shape[1:])
         ground_truth.append({"rles": encode_masks(sample["masks"]), "shape": shape, "labels": sample["labels"]})
         predictions.append({"rles": encode_label_image(result["label_image"], len(result["scores"])),

@@ -76,9 +76,9 @@ def _draw_harmonics(scale: float, rng: np.random.Generator) -> np.ndarray:
     return scale * (rng.normal(size=3) + 1j * rng.normal(size=3)) / np.sqrt(2) / np.array([1.0, 1.5, 2.0])
 
 
-def _draw_nucleoli(rng: np.random.Generator, radius: float) -> np.ndarray:
-    """1–4 nucleoli at normalised radius ≤ 0.6: (n, 3) = u, polar angle, sd px."""
-    count = rng.integers(1, 5)
+def _draw_nucleoli(rng: np.random.Generator, radius: float, counts: tuple[int, int]) -> np.ndarray:
+    """``counts[0]``–``counts[1]`` nucleoli at normalised radius ≤ 0.6: (n, 3) = u, polar angle, sd px."""
+    count = rng.integers(counts[0], counts[1] + 1)
     return np.column_stack([
         0.6 * np.sqrt(rng.uniform(size=count)),
         rng.uniform(0, 2 * np.pi, count),
@@ -93,5 +93,5 @@ def _new_cell(params, rng, track, parent, first_frame, y, x, radius, brightness)
         phase=_G1, frames_in_phase=0, age=0, y=y, x=x, angle=rng.uniform(0, np.pi), radius=radius,
         aspect=rng.uniform(*params.aspect_range), harmonics=_draw_harmonics(params.irregularity, rng),
         body_harmonics=_draw_harmonics(3 * params.irregularity, rng), brightness=brightness,
-        nucleoli=_draw_nucleoli(rng, radius),
+        nucleoli=_draw_nucleoli(rng, radius, params.nucleoli_count),
     )

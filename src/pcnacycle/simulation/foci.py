@@ -24,8 +24,8 @@ def _foci_stage(progress: float) -> int:
     return int(np.searchsorted(_FOCI_STAGE_ENDS, progress))
 
 
-def _draw_foci(cell: _Cell, count: int, stage: int, rng: np.random.Generator) -> np.ndarray:
-    """New foci for an S-phase stage: (count, 4) = u, polar angle, amplitude, sd px."""
+def _draw_foci(cell: _Cell, count: int, stage: int, rng: np.random.Generator, size: float = 1.0) -> np.ndarray:
+    """New foci for an S-phase stage, ``size`` times the stage's sd: (count, 4) = u, polar angle, amplitude, sd px."""
     phi = rng.uniform(0, 2 * np.pi, count)
     if stage == 0:
         u = 0.9 * np.sqrt(rng.uniform(size=count))
@@ -42,7 +42,8 @@ def _draw_foci(cell: _Cell, count: int, stage: int, rng: np.random.Generator) ->
             u[around], phi[around] = np.clip(np.hypot(y, x), 0, 0.9), np.arctan2(y, x)
     else:
         u = 0.75 * np.sqrt(rng.uniform(size=count))
-    return np.column_stack([u, phi, rng.uniform(*_FOCI_AMPLITUDE[stage], count), rng.uniform(*_FOCI_SD[stage], count)])
+    amplitude = rng.uniform(*_FOCI_AMPLITUDE[stage], count)  # drawn before the sd, as movies always were
+    return np.column_stack([u, phi, amplitude, rng.uniform(*_FOCI_SD[stage], count) * size])
 
 
 def _update_foci(cell: _Cell, params: SimulationParams, rng: np.random.Generator) -> None:
@@ -58,5 +59,8 @@ def _update_foci(cell: _Cell, params: SimulationParams, rng: np.random.Generator
     foci[:, 0] = np.clip(foci[:, 0] + rng.normal(0, 0.03, len(foci)), 0, 0.95)
     foci[:, 1] += rng.normal(0, 0.05, len(foci))
     area = math.pi * _equivalent_radius(cell, params) ** 2
-    target = rng.poisson(_FOCI_DENSITY[stage] * area / 100)
-    cell.foci = np.vstack([foci, _draw_foci(cell, max(0, target - len(foci)), stage, rng)])
+    # scaled texture: a nucleus k times larger has k times larger foci, as many of them
+    scale = params.texture_scale()
+    target = rng.poisson(_FOCI_DENSITY[stage] * (params.foci_density / scale**2) * area / 100)
+    size = params.foci_size * scale
+    cell.foci = np.vstack([foci, _draw_foci(cell, max(0, target - len(foci)), stage, rng, size)])

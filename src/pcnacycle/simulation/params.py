@@ -13,6 +13,8 @@ from ..errors import PcnacycleError
 
 MIN_SIZE = 64
 MAX_COVERAGE = 0.5
+#: Nucleus radius (px) at which the texture lengths are given.
+REFERENCE_RADIUS = 11.0
 
 
 @dataclass
@@ -60,7 +62,16 @@ class SimulationParams:
     m_ratio: float = 0.45  # mitotic cell / G2 brightness
     foci_ratio: float = 1.6  # peak of a replication focus / G1 brightness
     texture: float = 0.05  # relative sd of the faint nuclear texture
+    texture_grain: float = 1.2  # sd of the texture's smoothing, px of an 11-px-radius nucleus
     nucleolus_depth: float = 0.45  # relative dimming at a nucleolus centre
+    nucleoli_count: tuple[int, int] = (1, 4)  # fewest and most nucleoli per nucleus
+    foci_density: float = 1.0  # replication foci per nucleus / the default's
+    foci_size: float = 1.0  # sd of a replication focus / the default's
+    # texture follows nucleus_radius: foci and grain sizes scale with it and the number of
+    # foci per nucleus stays put, as under a different objective (lengths above are then
+    # those of an 11-px-radius nucleus); off, they stay in px, as in movies made before
+    scale_texture: bool = False
+    m_cytoplasm: float = 0.0  # fraction of a mitotic cell's PCNA spread diffusely over the cell body
     cell_brightness_sd: float = 0.12  # relative, PCNA expression between cells
     cytoplasm_ratio: float = 0.05  # cytoplasmic PCNA / G1 brightness
     background_photons: float = 20.0
@@ -71,6 +82,8 @@ class SimulationParams:
     illumination_falloff: float = 0.3  # relative loss at the field corners
     bleach_per_frame: float = 0.002  # relative PCNA signal loss per exposure
     defocus: float = 1.0  # sd of the Gaussian blur, px
+    bit_depth: int = 16  # the camera clips counts at 2**bit_depth - 1 (files stay uint16)
+    debris: float = 0.0  # bright unlabelled specks in the PCNA channel per 100 000 px
 
     dic_photons: float = 3000.0
     dic_contrast: float = 0.35  # relative DIC intensity at a unit height slope
@@ -79,6 +92,10 @@ class SimulationParams:
     def phase_minutes(self) -> tuple[tuple[float, float], ...]:
         """The ``(mean, sd)`` duration of G1, S, G2 and M, in that order."""
         return (self.g1_minutes, self.s_minutes, self.g2_minutes, self.m_minutes)
+
+    def texture_scale(self) -> float:
+        """Length scale of foci and grain relative to the default nucleus (1 unless ``scale_texture``)."""
+        return self.nucleus_radius / REFERENCE_RADIUS if self.scale_texture else 1.0
 
     def mean_nuclear_area(self) -> float:
         """Nuclear area in px averaged over interphase (growth is linear in area)."""
@@ -103,6 +120,20 @@ class SimulationParams:
         for name in ("speed", "turning", "read_noise", "background_photons", "defocus", "camera_offset"):
             _check_range(name, getattr(self, name), 0.0, math.inf)
         _check_range("bleach_per_frame", self.bleach_per_frame, 0.0, 0.999)
+        for name in ("texture_grain", "foci_density", "foci_size"):
+            _check_positive(name, getattr(self, name))
+        for name in ("texture", "debris", "cytoplasm_ratio"):
+            _check_range(name, getattr(self, name), 0.0, math.inf)
+        for name in ("nucleolus_depth", "m_cytoplasm", "m_ratio"):
+            _check_range(name, getattr(self, name), 0.0, 1.0)
+        count = self.nucleoli_count
+        if not (isinstance(count, (tuple, list)) and len(count) == 2 and all(_is_int(c) for c in count)
+                and 0 <= count[0] <= count[1] <= 20):
+            raise PcnacycleError(f"nucleoli_count={count!r}: must be (fewest, most), integers 0 ≤ fewest ≤ most ≤ 20")
+        if self.bit_depth not in (8, 10, 12, 14, 16):
+            raise PcnacycleError(f"bit_depth={self.bit_depth!r}: must be one of 8, 10, 12, 14, 16")
+        if not isinstance(self.scale_texture, bool):
+            raise PcnacycleError(f"scale_texture={self.scale_texture!r}: must be true or false")
         height, width = self.size
         coverage = self.cells * self.mean_nuclear_area() / (height * width)
         if coverage > MAX_COVERAGE:
@@ -132,6 +163,9 @@ class Movie:
     durations : DataFrame
         One row per track: frames and minutes seen in each phase, whether the
         movie start or end cuts the first or last phase, arrest.
+    randomisation : dict or None
+        ``{"ranges": ..., "drawn": ...}`` of a movie drawn by
+        :func:`~pcnacycle.simulation.randomise.draw_params`.
     """
 
     params: SimulationParams
@@ -141,6 +175,7 @@ class Movie:
     objects: pd.DataFrame
     tracks: pd.DataFrame
     durations: pd.DataFrame
+    randomisation: dict | None = None  # ranges and drawn values of a randomised movie
 
 
 # ------------------------------------------------------------------ validation

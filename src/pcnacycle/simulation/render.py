@@ -38,10 +38,12 @@ def _nucleus_intensity(cell: _Cell, params: SimulationParams, patch: _Patch, sco
         plate = np.exp(-((np.abs(along) - split) ** 2) / (2 * width**2)) * np.exp(-2 * (across / (0.6 * b)) ** 2)
         dimming = float(_smoothstep(3 * progress))
         level = g1 * params.g2_ratio * (1 - (1 - params.m_ratio) * dimming)
+        level *= 1 - params.m_cytoplasm * dimming  # what left for the cytoplasm (_mitotic_cytoplasm)
         return (level * profile * (1 - 0.5 * dimming * plate)).astype(np.float32)
     level = g1 * {_G1: 1.0 + 0.1 * cell.phase_progress(), _S: params.s_ratio, _G2: params.g2_ratio}[cell.phase]
     level *= _newborn(cell, params, params.daughter_brightness)
-    texture = ndi.gaussian_filter(rng.standard_normal(score.shape).astype(np.float32), 1.2)
+    grain = params.texture_grain * params.texture_scale()
+    texture = ndi.gaussian_filter(rng.standard_normal(score.shape).astype(np.float32), grain)
     texture *= params.texture / max(float(texture.std()), 1e-6)
     nucleoli = cell.nucleoli
     dy, dx = _to_offsets(nucleoli[:, 0], nucleoli[:, 1], a, b, cell.angle)
@@ -55,6 +57,15 @@ def _nucleus_intensity(cell: _Cell, params: SimulationParams, patch: _Patch, sco
         spots = _gaussian_spots(patch, dy, dx, foci[:, 2] * params.foci_ratio * g1 * ramp, foci[:, 3])
         image += profile * spots
     return image.astype(np.float32)
+
+
+def _mitotic_cytoplasm(cell: _Cell, params: SimulationParams) -> float:
+    """Diffuse PCNA photons over a mitotic cell's body once its nuclear envelope is gone (0 otherwise)."""
+    if cell.phase != _M or params.m_cytoplasm == 0:
+        return 0.0
+    dimming = float(_smoothstep(3 * cell.phase_progress()))
+    level = params.g1_photons * cell.brightness * params.g2_ratio * (1 - (1 - params.m_ratio) * dimming)
+    return params.m_cytoplasm * dimming * level
 
 
 # DIC heights in px: a spread interphase cell is a low dome with the nucleus bulging
@@ -132,6 +143,9 @@ def _render(cells: list[_Cell], params: SimulationParams, offset: np.ndarray, rn
         np.maximum(rim[region], cell_rim, out=rim[region])
         cytoplasm[region] += (params.cytoplasm_ratio * params.g1_photons * cell.brightness
                               * np.clip(1 - body, 0, 1) ** 0.5)
+        diffuse = _mitotic_cytoplasm(cell, params)
+        if diffuse:
+            cytoplasm[region] += diffuse * np.clip(1 - body, 0, 1) ** 0.5
     return _Frame(labels, pcna, cytoplasm, height, rim)
 
 
@@ -159,12 +173,27 @@ def _camera(photons: np.ndarray, params: SimulationParams, rng: np.random.Genera
     """Shot noise, gain, offset and read noise of expected photons: (H, W) uint16."""
     counts = rng.poisson(np.maximum(photons, 0)).astype(np.float32) * params.gain
     counts += params.camera_offset + rng.normal(0, params.read_noise, photons.shape).astype(np.float32)
-    return np.clip(np.round(counts), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    return np.clip(np.round(counts), 0, 2**params.bit_depth - 1).astype(np.uint16)
 
 
-def _pcna_photons(frame: _Frame, params, illumination, frame_index: int) -> np.ndarray:
-    """Expected PCNA photons: defocus blur, illumination, bleaching, autofluorescence."""
-    signal = frame.pcna + frame.cytoplasm
+def _debris(shape: tuple[int, int], params: SimulationParams, rng: np.random.Generator) -> np.ndarray:
+    """Bright specks stuck to the glass, unlabelled (none unless ``params.debris``): (H, W) float32 photons."""
+    image = np.zeros(shape, np.float32)
+    count = rng.poisson(params.debris * shape[0] * shape[1] / 1e5) if params.debris else 0
+    if count:
+        points = np.column_stack([rng.integers(0, shape[0], count), rng.integers(0, shape[1], count)])
+        sd = rng.uniform(0.5, 2.0, count) * params.texture_scale()
+        brightness = rng.uniform(0.5, 3.0, count) * params.g1_photons * 2 * np.pi * sd**2
+        for (y, x), s, b in zip(points, sd, brightness):
+            spot = np.zeros(shape, np.float32)
+            spot[y, x] = b
+            image += ndi.gaussian_filter(spot, s, truncate=3.0)
+    return image
+
+
+def _pcna_photons(frame: _Frame, params, illumination, frame_index: int, debris=0.0) -> np.ndarray:
+    """Expected PCNA photons: defocus blur, illumination, bleaching, autofluorescence, debris."""
+    signal = frame.pcna + frame.cytoplasm + debris
     if params.defocus > 0:
         signal = ndi.gaussian_filter(signal, params.defocus)
     bleach = (1 - params.bleach_per_frame) ** frame_index

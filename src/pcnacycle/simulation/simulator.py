@@ -51,7 +51,7 @@ from .foci import _update_foci
 from .lifecycle import _advance, _founders
 from .motion import _move, _separate
 from .params import Movie, SimulationParams, _check_annotated_frames
-from .render import _background_height, _camera, _dic_photons, _illumination, _pcna_photons, _render
+from .render import _background_height, _camera, _debris, _dic_photons, _illumination, _pcna_photons, _render
 from .truth import _measure, _track_tables
 from .writers import ANNOTATED_FRAMES, _check_output, _check_room, write_movie
 
@@ -72,13 +72,15 @@ def simulate_movie(params: SimulationParams, *, progress: bool = False) -> Movie
         Images ``(T, H, W)`` uint16 and the ground-truth tables.
     """
     params.validate()
-    streams = np.random.SeedSequence(params.seed).spawn(4)
-    cell_rng, render_rng, noise_rng, field_rng = (np.random.default_rng(s) for s in streams)
+    # a fifth stream for what older movies lacked keeps their first four draws, hence their pixels
+    streams = np.random.SeedSequence(params.seed).spawn(5)
+    cell_rng, render_rng, noise_rng, field_rng, debris_rng = (np.random.default_rng(s) for s in streams)
     frames, shape = params.frames, tuple(params.size)
     pad = int(math.ceil(3 * params.jitter)) + 1
     illumination = _illumination(shape, params.illumination_falloff, field_rng)
     dic_illumination = _illumination(shape, params.illumination_falloff / 3, field_rng)
     background = _background_height(shape, pad, field_rng)
+    debris = _debris(shape, params, debris_rng)
     offsets = np.clip(field_rng.normal(0, params.jitter, (frames, 2)), -3 * params.jitter, 3 * params.jitter)
     grid = tuple(g.ravel().astype(np.float64) for g in np.indices(shape))
 
@@ -100,7 +102,7 @@ def simulate_movie(params: SimulationParams, *, progress: bool = False) -> Movie
             cell.phase_frames[cell.phase] += 1
         frame = _render(cells, params, offsets[t], render_rng)
         labels[t] = frame.labels
-        pcna[t] = _camera(_pcna_photons(frame, params, illumination, t), params, noise_rng)
+        pcna[t] = _camera(_pcna_photons(frame, params, illumination, t, debris), params, noise_rng)
         shift = np.round(offsets[t]).astype(int) + pad
         dic_background = background[shift[0]: shift[0] + shape[0], shift[1]: shift[1] + shape[1]]
         dic[t] = _camera(_dic_photons(frame, params, dic_illumination, dic_background), params, noise_rng)
@@ -120,7 +122,7 @@ def simulate_movie(params: SimulationParams, *, progress: bool = False) -> Movie
 
 def simulate(output, *, frames=60, size=(512, 512), cells=40, seed=0, frame_interval=10.0,
              annotated_frames=None, jitter=0.0, arrested_fraction=0.0, overwrite=False, progress=True,
-             **params) -> Path:
+             randomise=False, **params) -> Path:
     """Simulate a PCNA movie with ground truth and write it to ``output``.
 
     Parameters are those of :class:`SimulationParams` (any of its fields may
@@ -128,6 +130,10 @@ def simulate(output, *, frames=60, size=(512, 512), cells=40, seed=0, frame_inte
     ``annotated_frames`` frames (default 25, or every frame of a shorter
     movie) go to ``annotated/`` for training. Every
     argument is checked, and the output folder too, before any work.
+    ``randomise`` (True, or a
+    :class:`~pcnacycle.simulation.randomise.RandomisationRanges`) draws the
+    movie's appearance from ranges that span real microscopes, seeded by
+    ``seed``; ``simulation.json`` records the ranges and the drawn values.
 
     Returns
     -------
@@ -141,10 +147,18 @@ def simulate(output, *, frames=60, size=(512, 512), cells=40, seed=0, frame_inte
                               seed=seed, frame_interval=frame_interval, jitter=jitter,
                               arrested_fraction=arrested_fraction, **params)
     params.validate()
+    randomisation = None
+    if randomise:
+        from .randomise import RandomisationRanges, draw_params, ranges_used
+
+        ranges = randomise if isinstance(randomise, RandomisationRanges) else RandomisationRanges()
+        randomisation = {"ranges": ranges_used(ranges, params)}
+        params, randomisation["drawn"] = draw_params(params, ranges)
     annotated_frames = min(ANNOTATED_FRAMES, frames) if annotated_frames is None else annotated_frames
     _check_annotated_frames(annotated_frames, frames)
     output = Path(output)
     _check_output(output, overwrite)
     _check_room(output, params)
     movie = simulate_movie(params, progress=progress)
+    movie.randomisation = randomisation
     return write_movie(movie, output, annotated_frames=annotated_frames, overwrite=overwrite)

@@ -198,6 +198,7 @@ def _write_files(movie: Movie, output: Path, annotated_frames: int, users: set[s
     _write_annotated(movie, output / "annotated", annotated_frames)
     write_tiff(output / "pcna.tif", movie.pcna, **movie_stack)
     write_tiff(output / "dic.tif", movie.dic, **movie_stack)
-    write_json(output / MARKER, {**asdict(movie.params), "annotated_frames": annotated_frames,
+    randomisation = {"randomisation": movie.randomisation} if movie.randomisation else {}
+    write_json(output / MARKER, {**asdict(movie.params), **randomisation, "annotated_frames": annotated_frames,
                                  "pcnacycle_version": _version(),
                                  MANIFEST_KEY: sorted((files_under(output) - users) | {MARKER})})

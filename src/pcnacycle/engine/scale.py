@@ -1,0 +1,150 @@
+"""Nucleus scale: resize inputs so their nuclei look the size the model was trained on.
+
+One function decides the factor (:func:`input_scale`) and one applies it
+(:func:`predict_scaled`), for ``run``, ``evaluate`` and ``annotate`` alike.
+
+The factor is the total resize from the input's pixels to the pixels the
+network sees. A model that resizes frames itself (``INPUT.MIN_SIZE_TEST`` > 0)
+already applies one (:func:`model_resize_factor`); when nuclei need another,
+that resize is switched off and replaced by the total one, so frames are
+resized once. ``INPUT.NUCLEUS_DIAMETER`` is in the network's pixels (after the
+training resize of ``INPUT.MIN_SIZE_TRAIN``, when there is one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from skimage import transform
+
+from ..config import CfgNode
+from ..data.dataset import resize_factor
+from ..errors import PcnacycleError
+from ..settings import median_diameter
+from .predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+#: Sizes within 20 % of the training size are left alone.
+SCALE_TOLERANCE = math.log(1.2)
+#: The most a frame is shrunk or enlarged.
+SCALE_LIMITS = (0.25, 4.0)
+
+
+def model_resize_factor(cfg: CfgNode, height: int, width: int) -> float:
+    """The factor by which the model itself resizes a ``height`` × ``width`` frame at test time."""
+    return resize_factor(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, height, width)
+
+
+@contextlib.contextmanager
+def _own_resize_off(model):
+    """Switch the model's own test-time resize off (a stand-in model without one is left alone)."""
+    resize = getattr(model, "transform", None)
+    if resize is None or not hasattr(resize, "test_size"):
+        yield
+        return
+    saved, resize.test_size = resize.test_size, 0
+    try:
+        yield
+    finally:
+        resize.test_size = saved
+
+
+def predict_scaled(predictor: Predictor, channels: dict[str, np.ndarray], scale: float | None) -> dict:
+    """:meth:`Predictor.predict` on a frame resized by ``scale`` in total; results come back at the frame's pixels.
+
+    Parameters
+    ----------
+    channels : {name: (H, W) array}, the frame's channels.
+    scale : total factor from the frame's pixels to the network's, the model's own resize
+        switched off; None: as the model takes frames by itself.
+    """
+    shape = next(iter(channels.values())).shape
+    if scale is None:
+        return predictor.predict(channels)
+    resized = {name: transform.rescale(image.astype(np.float32), scale, order=1, preserve_range=True,
+                                       anti_aliasing=scale < 1) for name, image in channels.items()}
+    with _own_resize_off(predictor.model):
+        result = predictor.predict(resized)
+    result["label_image"] = transform.resize(result["label_image"], shape, order=0, preserve_range=True,
+                                             anti_aliasing=False).astype(np.int32)
+    result["boxes"] = result["boxes"] / scale
+    return result
+
+
+def _skip_note(rescale: bool, trained: float) -> str | None:
+    if not rescale:
+        return "rescaling off"
+    if not trained:
+        return "the model does not record its training nucleus size"
+    return None
+
+
+def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], nucleus_diameter: float | None = None,
+                rescale: bool = True, min_area: int = 1, diameter_source: str = "given") -> tuple[float | None, dict]:
+    """The total factor that brings the inputs' nuclei to the size the model was trained on.
+
+    Parameters
+    ----------
+    samples : a few inputs (e.g. three frames of a movie), each ``{channel name: (H, W) array}``,
+        all of one shape.
+    nucleus_diameter : the inputs' nucleus diameter in px; None: the median diameter of the model's
+        own detections on ``samples``, measured again after a first resizing (a model shown nuclei
+        far from its training size cuts them into pieces).
+    rescale : False keeps the model's own factor whatever the nuclei measure.
+    min_area : detections smaller than this (px) are not measured.
+    diameter_source : where a given ``nucleus_diameter`` came from, for ``scale_note``.
+
+    Returns
+    -------
+    scale : float or None
+        For :func:`predict_scaled`: None (as the model takes frames by itself) when the sizes
+        agree within 20 % of the model's own factor, or when rescaling is off or impossible;
+        otherwise trained / input diameter, within :data:`SCALE_LIMITS`.
+    info : dict
+        ``trained_nucleus_diameter_px``, ``movie_nucleus_diameter_px``, ``scale`` (the total
+        factor frames of the samples' shape get), ``scale_note``.
+    """
+    if nucleus_diameter is not None and not (isinstance(nucleus_diameter, (int, float)) and nucleus_diameter > 0):
+        raise PcnacycleError(f"nucleus_diameter={nucleus_diameter!r}: must be a positive number of pixels")
+    cfg = predictor.cfg
+    height, width = next(iter(samples[0].values())).shape
+    own = model_resize_factor(cfg, height, width)
+    trained = float(cfg.INPUT.get("NUCLEUS_DIAMETER", 0) or 0)
+    info = {"trained_nucleus_diameter_px": trained or None, "movie_nucleus_diameter_px": None, "scale": own}
+    if nucleus_diameter is not None and nucleus_diameter >= min(height, width):
+        raise PcnacycleError(f"nucleus_diameter={nucleus_diameter:g} px: larger than the {height}×{width} frame")
+    note = _skip_note(rescale, trained)
+    if note:
+        info["scale_note"] = note
+        return None, info
+    measured = nucleus_diameter
+    if measured is None:
+        scale = None
+        for _ in range(2):  # measure; when far off, resize and measure again
+            areas = np.concatenate([np.bincount(predict_scaled(predictor, channels, scale)["label_image"].ravel())[1:]
+                                    for channels in samples])
+            found = median_diameter(areas[areas >= max(min_area, 1)])
+            if found is None:
+                break
+            measured = found
+            scale = float(np.clip(trained / measured, *SCALE_LIMITS))
+            if abs(math.log(scale / own)) < SCALE_TOLERANCE:
+                break
+        if measured is None:
+            log.warning("no nucleus found on %d input(s) to measure their size: inputs are not rescaled", len(samples))
+            info["scale_note"] = "no nucleus found to measure"
+            return None, info
+    scale = float(np.clip(trained / measured, *SCALE_LIMITS))
+    if abs(math.log(scale / own)) < SCALE_TOLERANCE:
+        scale = None
+    info.update(movie_nucleus_diameter_px=round(measured, 2), scale=round(own if scale is None else scale, 4),
+                scale_note=diameter_source if nucleus_diameter is not None else "measured on the model's detections")
+    log.info("nuclei about %.1f px across (%s), the model was trained on %.1f px: inputs %s", measured,
+             info["scale_note"], trained,
+             "kept as the model takes them" if scale is None else f"resized by {scale:.3f}")
+    return scale, info

@@ -1,0 +1,179 @@
+"""Nucleus scale beyond `run`: the model's own resize folded in, evaluate and annotate, scale augmentation."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+from skimage import measure, transform
+
+from conftest import draw_discs, make_dsb_folder
+from pcnacycle import annotate
+from pcnacycle.config import load_config
+from pcnacycle.data.dataset import augment, compose_channels, masks_to_boxes, random_rescale
+from pcnacycle.engine.scale import input_scale, model_resize_factor, predict_scaled
+from pcnacycle.errors import PcnacycleError
+from pcnacycle.evaluation import evaluator
+
+
+class ThresholdPredictor:
+    """A stand-in predictor: bright blobs at whatever size it is shown; resizes first as the model would
+    when its ``transform.test_size`` is set. ``seen`` collects the shapes its network was shown."""
+
+    def __init__(self, cfg, seen, test_size=0):
+        self.cfg, self.seen = cfg, seen
+        self.model = SimpleNamespace(transform=SimpleNamespace(test_size=test_size), training=False,
+                                     eval=lambda: None, train=lambda mode: None)
+
+    def predict(self, channels):
+        image = compose_channels(channels, self.cfg.INPUT.CHANNELS, self.cfg)
+        shape = image.shape[1:]
+        own = self.model.transform.test_size
+        if own:
+            factor = own / min(shape)
+            image = transform.rescale(image, (1, factor, factor), order=1, preserve_range=True)
+        self.seen.append(image.shape[1:])
+        label_image = measure.label(image[0] > 0.5).astype(np.int32)
+        if own:  # masks back at the frame's pixels, as the model's postprocess gives them
+            label_image = transform.resize(label_image, shape, order=0, preserve_range=True,
+                                           anti_aliasing=False).astype(np.int32)
+        count = int(label_image.max())
+        return {"label_image": label_image, "scores": np.linspace(0.9, 0.5, count).astype(np.float32),
+                "labels": np.ones(count, np.int64), "probs": np.ones((count, 1), np.float32),
+                "boxes": np.zeros((count, 4), np.float32)}
+
+
+def stand_in(predictor):
+    """A Predictor class whose instances are ``predictor``, whatever weights they are given."""
+    return lambda weights, cfg=None: predictor
+
+
+def disc_frame(diameter: float, size: int = 160) -> dict:
+    yy, xx = np.mgrid[:size, :size]
+    frame = np.zeros((size, size), np.float32)
+    for cy, cx in ((40, 40), (40, 110), (110, 70)):
+        frame[(yy - cy) ** 2 + (xx - cx) ** 2 <= (diameter / 2) ** 2] = 1000
+    return {"gray": frame}
+
+
+# ---------------------------------------------------------------- the model's own resize
+
+
+def test_a_model_that_resizes_frames_itself_is_rescaled_once_with_the_factor_folded_in():
+    cfg = load_config(None, ["INPUT.MIN_SIZE_TEST", "80", "INPUT.NUCLEUS_DIAMETER", "15"])
+    seen = []
+    predictor = ThresholdPredictor(cfg, seen, test_size=80)
+    assert model_resize_factor(cfg, 160, 160) == 0.5
+    # 30-px nuclei: the model's own halving already brings them to 15 px, nothing more to do
+    scale, info = input_scale(predictor, [disc_frame(30)])
+    assert scale is None and info["scale"] == 0.5 and info["movie_nucleus_diameter_px"] == pytest.approx(30, rel=0.05)
+    # 60-px nuclei: one resize by 0.25 in all, the model's own switched off meanwhile
+    seen.clear()
+    scale, info = input_scale(predictor, [disc_frame(60)])
+    assert scale == pytest.approx(0.25, rel=0.05) and info["movie_nucleus_diameter_px"] == pytest.approx(60, rel=0.05)
+    seen.clear()
+    result = predict_scaled(predictor, disc_frame(60), scale)
+    assert seen == [(40, 40)] and predictor.model.transform.test_size == 80  # restored afterwards
+    assert result["label_image"].shape == (160, 160) and result["label_image"].max() == 3
+
+
+def test_absurd_diameters_are_refused_naming_the_value():
+    cfg = load_config(None, ["INPUT.NUCLEUS_DIAMETER", "15"])
+    for bad, match in ((0.0, "nucleus_diameter=0.0"), (-2.0, "nucleus_diameter=-2.0"),
+                       (500.0, "nucleus_diameter=500 px: larger than the 160×160 frame")):
+        with pytest.raises(PcnacycleError, match=match):
+            input_scale(ThresholdPredictor(cfg, []), [disc_frame(30)], nucleus_diameter=bad)
+
+
+# ---------------------------------------------------------------- evaluate and annotate
+
+
+def test_evaluate_rescales_images_whose_nuclei_are_off_the_training_size(tmp_path, monkeypatch):
+    root = make_dsb_folder(tmp_path / "dsb", n_images=3, shape=(64, 64), rgba=False)
+    diameters = []
+    for folder in sorted(root.iterdir()):
+        areas = [(iio.imread(p) > 0).sum() for p in (folder / "masks").glob("*.png")]
+        diameters += [2 * np.sqrt(a / np.pi) for a in areas]
+    cfg = load_config(None, ["DATASETS.ROOT", str(root), "MODEL.DEVICE", "cpu",
+                             "INPUT.NUCLEUS_DIAMETER", str(2 * float(np.median(diameters))),
+                             "INPUT.MIN_SIZE_TEST", "0"])
+    seen = []
+    monkeypatch.setattr(evaluator, "Predictor", stand_in(ThresholdPredictor(cfg, seen)))
+    (tmp_path / "w.pt").write_bytes(b"stand-in")
+    results = evaluator.evaluate(cfg, tmp_path / "w.pt", split="all", progress=False, output=tmp_path / "eval")
+    assert results["scale"] == pytest.approx(2.0, rel=0.01) and results["scale_note"] == "measured on the annotations"
+    assert set(seen) == {(128, 128)}  # the detector saw every image at twice its size
+    assert results["segm"]["AP50"] > 90  # and the masks came back onto the images' own pixels
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["scale"] == pytest.approx(2.0, rel=0.01)
+    seen.clear()
+    kept = evaluator.evaluate(cfg, tmp_path / "w.pt", split="all", progress=False, rescale=False)
+    assert kept["scale"] == 1.0 and set(seen) == {(64, 64)}
+
+
+def test_annotate_rescales_and_writes_outlines_at_the_images_own_pixels(tmp_path, monkeypatch):
+    """Nuclei about 12 px across, a model trained on 24 px ones."""
+    folder = tmp_path / "data" / "pcna"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a.tif", "b.tif"):
+        discs = draw_discs((64, 64), 4, rng, radius=(5, 7))
+        tifffile.imwrite(folder / name, (discs.any(0) * 1000).astype(np.uint16))
+    cfg = load_config(None, ["DATASETS.FORMAT", "labelmask", "DATASETS.ROOT", str(tmp_path / "data"),
+                             "INPUT.CHANNELS", "[pcna]", "INPUT.MIN_SIZE_TEST", "0", "MODEL.ROI_HEADS.NUM_CLASSES", "1",
+                             "MODEL.CLASS_NAMES", "[nucleus]", "INPUT.NUCLEUS_DIAMETER", "24"])
+    seen = []
+    monkeypatch.setattr(annotate, "Predictor", stand_in(ThresholdPredictor(cfg, seen)))
+    (tmp_path / "w.pt").write_bytes(b"")
+    written = annotate.preannotate(tmp_path / "w.pt", sorted(folder.iterdir()), tmp_path / "out", cfg, fmt=["coco"])
+    assert (128, 128) in seen
+    coco = json.loads(written["coco"].read_text())
+    assert {(im["height"], im["width"]) for im in coco["images"]} == {(64, 64)}
+    xs = [x for ann in coco["annotations"] for x in ann["segmentation"][0][::2]]
+    assert len(coco["annotations"]) == 8 and max(xs) < 64
+
+
+# ---------------------------------------------------------------- scale augmentation
+
+
+def test_random_rescale_resizes_masks_by_the_factor_and_keeps_boxes_on_them():
+    masks = draw_discs((60, 80), 4, np.random.default_rng(1), radius=(5, 9))
+    image = masks.any(0)[None].astype(np.float32)
+    labels = np.arange(1, 5)
+    out, out_masks, out_labels = random_rescale(image, masks, labels, 2.0)
+    assert out.shape == (1, 120, 160) and out_masks.shape == (4, 120, 160) and out_labels.tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(out_masks.sum(axis=(1, 2)), 4 * masks.sum(axis=(1, 2)), rtol=0.1)
+    np.testing.assert_allclose(masks_to_boxes(out_masks), 2 * masks_to_boxes(masks), atol=2)
+    assert (out[0][out_masks.any(0)] > 0.5).all()  # masks still lie on their nuclei
+    small, small_masks, small_labels = random_rescale(image, masks, labels, 0.1)
+    assert small.shape == (1, 6, 8) and len(small_masks) == len(small_labels) < 4  # slivers dropped
+
+
+def test_scale_augmentation_draws_factors_in_its_range_and_is_off_by_default():
+    masks = draw_discs((64, 64), 3, np.random.default_rng(2), radius=(6, 9))
+    image = masks.any(0)[None].astype(np.float32)
+    labels = np.arange(1, 4)
+    assert load_config(None).INPUT.RANDOM_SCALE == [1.0, 1.0]
+    plain = augment(image, masks, labels, load_config(None), np.random.default_rng(0))
+    assert plain[0].shape == (1, 64, 64)
+    cfg = load_config(None, ["INPUT.RANDOM_SCALE", "[0.8, 1.25]"])
+    sides = {augment(image, masks, labels, cfg, np.random.default_rng(seed))[0].shape[1] for seed in range(20)}
+    assert len(sides) > 5 and min(sides) >= round(64 * 0.8) and max(sides) <= round(64 * 1.25)
+    with pytest.raises(PcnacycleError, match="INPUT.RANDOM_SCALE"):
+        load_config(None, ["INPUT.RANDOM_SCALE", "[2.0, 1.0]"])
+
+
+def test_training_nucleus_size_is_recorded_in_the_pixels_the_network_sees(tmp_path):
+    from pcnacycle.data.catalog import read_records
+    from pcnacycle.data.dataset import median_nucleus_diameter
+
+    root = make_dsb_folder(tmp_path / "dsb", n_images=2, shape=(64, 64), rgba=False)
+    own = load_config(None, ["DATASETS.ROOT", str(root), "INPUT.MIN_SIZE_TRAIN", "[0]"])
+    doubled = load_config(None, ["DATASETS.ROOT", str(root), "INPUT.MIN_SIZE_TRAIN", "[128]"])
+    records = read_records(own)
+    at_own_pixels = median_nucleus_diameter(own, records)
+    assert median_nucleus_diameter(own, records, network=True) == pytest.approx(at_own_pixels)
+    assert median_nucleus_diameter(doubled, records, network=True) == pytest.approx(2 * at_own_pixels)
