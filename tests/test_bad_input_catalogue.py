@@ -290,6 +290,15 @@ def correct_output_under_proc(tmp, mp):
     return ["correct", str(tmp / "out"), "--edits", str(tmp / "edits.yaml"), "--output", "/proc/pcnacycle-fixed"]
 
 
+def correct_in_place_while_a_run_writes(tmp, mp):
+    assert main(run_args(tmp)) == 0
+    (tmp / "edits.yaml").write_text("edits: []\n")
+    lock = output_lock(tmp / "out")
+    lock.__enter__()  # a second `run --overwrite` into the same folder, still writing
+    HELD_LOCKS.append(lock)
+    return ["correct", str(tmp / "out"), "--edits", str(tmp / "edits.yaml"), "--in-place"]
+
+
 # ------------------------------------------------------------------ simulate
 
 
@@ -365,6 +374,8 @@ CASES = [
     Case("demo --overwrite a folder not ours", demo_overwrite_a_folder_not_ours, 2, "not written by pcnacycle demo"),
     Case("batch --output is a file", batch_output_is_a_file, 2, "summary: exists and is not a folder"),
     Case("correct --output under /proc", correct_output_under_proc, 2, "cannot write in /proc"),
+    Case("correct --in-place while a run writes", correct_in_place_while_a_run_writes, 2,
+         "another pcnacycle process is writing there"),
     Case("simulate --frames 5", simulate_short_movie, 0, "sim"),
     Case("simulate an enormous movie", simulate_enormous_movie, 2, "100000 frames of 2048×2048"),
     Case("simulate: disk too small", simulate_disk_too_small, 2, "needed on disk"),

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..errors import PcnacycleError
 from ..io import MANIFEST_KEY, files_under, log_to_file, publish, write_json
-from ..safeguards import check_output_folder
+from ..safeguards import check_output_folder, output_lock
 from ..settings import RunSettings, load_settings
 from .edits import check_edits, read_edits, write_edits
 from .operations import FIXED_PHASE, LINEAGE_FIXED, RunState, apply_edits
@@ -205,34 +205,37 @@ def correct_run(run_dir: str | os.PathLike, edits: list[dict[str, Any]] | str | 
         if output.resolve() == run_dir.resolve() or run_dir.resolve() in output.resolve().parents:
             raise PcnacycleError(f"--output {output} is (inside) the run folder {run_dir}, which is never changed "
                                  "but with --in-place; choose another folder")
-    summary, state = load_run(run_dir)
-    try:
-        settings = settings if settings is not None else load_settings(run_dir / RUN_MARKER)
-        if in_place:
-            corrected_from, previous = _kept_name(run_dir), None
-            stage = run_dir.parent / f".{run_dir.name}.incomplete"
-            shutil.rmtree(stage, ignore_errors=True)
-            stage.mkdir()
-        else:
-            from ..pipeline import _prepare_output
-
-            corrected_from = run_dir
-            stage, previous = _prepare_output(output, [run_dir], overwrite)
+    # one writer at a time: a run or another correction into the same folder is refused, not mixed in
+    with output_lock(run_dir if in_place else output):
+        summary, state = load_run(run_dir)
         try:
-            with log_to_file(stage / "log.txt"):
-                log.info("correcting %s with %d edit(s)%s", run_dir, len(edits), f" from {source}" if source else "")
-                apply_edits(state, edits, source)
-                _write_corrected(stage, state, summary, settings, edits, corrected_from, progress)
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
-    finally:
-        state.labels.close()  # before the run folder is renamed (--in-place)
-    if in_place:
-        return _swap_in(stage, run_dir, corrected_from)
-    publish(stage, output, previous)
-    log.info("corrected run written: %s", output)
-    return output
+            settings = settings if settings is not None else load_settings(run_dir / RUN_MARKER)
+            if in_place:
+                corrected_from, previous = _kept_name(run_dir), None
+                stage = run_dir.parent / f".{run_dir.name}.incomplete"
+                shutil.rmtree(stage, ignore_errors=True)
+                stage.mkdir()
+            else:
+                from ..pipeline import _prepare_output
+
+                corrected_from = run_dir
+                stage, previous = _prepare_output(output, [run_dir], overwrite)
+            try:
+                with log_to_file(stage / "log.txt"):
+                    log.info("correcting %s with %d edit(s)%s", run_dir, len(edits),
+                             f" from {source}" if source else "")
+                    apply_edits(state, edits, source)
+                    _write_corrected(stage, state, summary, settings, edits, corrected_from, progress)
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
+        finally:
+            state.labels.close()  # before the run folder is renamed (--in-place)
+        if in_place:
+            return _swap_in(stage, run_dir, corrected_from)
+        publish(stage, output, previous)
+        log.info("corrected run written: %s", output)
+        return output
 
 
 def _write_corrected(stage: Path, state: RunState, summary: dict, settings: RunSettings,
