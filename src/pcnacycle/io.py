@@ -200,6 +200,23 @@ def move_into(source: str | os.PathLike, destination: str | os.PathLike) -> None
     source.rmdir()
 
 
+def read_yaml(path: str | os.PathLike, what: str, kind: str = "YAML"):
+    """The content of a YAML (or JSON) file the user wrote; one line naming the file when it cannot be read.
+
+    ``what`` says what the file is for ("the edits file", "run settings"),
+    ``kind`` what it should have been ("YAML", "YAML or JSON").
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PcnacycleError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise PcnacycleError(f"{path}: not a {kind} file ({str(exc).splitlines()[0]})") from None
+
+
 def publish(stage: str | os.PathLike, output: str | os.PathLike, previous: Iterable[str] | None) -> None:
     """Put a finished staging folder in place of ``output``.
 

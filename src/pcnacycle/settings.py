@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
 from .errors import PcnacycleError
+from .io import read_yaml
 from .phases import DEFAULT_PHASE_MINUTES
 
 __all__ = ["RunSettings", "load_settings"]
@@ -226,12 +226,7 @@ def load_settings(path: str | Path | None = None, **changes) -> RunSettings:
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise PcnacycleError(f"{path}: cannot read run settings ({exc.strerror or exc})") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise PcnacycleError(f"{path}: not a YAML or JSON file ({str(exc).splitlines()[0]})") from None
+        loaded = read_yaml(path, "run settings", "YAML or JSON")
         if isinstance(loaded, Mapping) and isinstance(loaded.get("settings"), Mapping):
             loaded = loaded["settings"]
         if not isinstance(loaded, Mapping):

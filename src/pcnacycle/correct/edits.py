@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from ..errors import PcnacycleError
-from ..io import write_text
+from ..io import read_yaml, write_text
 
 PHASE_NAMES = ("G1", "S", "G2", "M")
 
@@ -142,12 +142,7 @@ def read_edits(path: str | os.PathLike) -> list[dict[str, Any]]:
         One line naming the file, the edit's index and the field at fault.
     """
     path = Path(path)
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise PcnacycleError(f"{path}: cannot read the edits file ({exc.strerror or exc})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise PcnacycleError(f"{path}: not a YAML file ({str(exc).splitlines()[0]})") from None
+    loaded = read_yaml(path, "the edits file")
     if not isinstance(loaded, Mapping) or "edits" not in loaded:
         raise PcnacycleError(f"{path}: must be a YAML mapping with key 'edits' (a list of edits, each with 'op')")
     unknown = sorted(set(map(str, loaded)) - {"edits"})
