@@ -145,19 +145,27 @@ def test_a_failing_movie_is_reported_and_the_others_finish_and_a_rerun_retries_o
 
 def _edit_manifest(screen, edit):
     table = pd.read_csv(screen / "movies.csv", dtype=str, keep_default_na=False)
-    edit(table)
-    table.to_csv(screen / "movies.csv", index=False)
+    edit(table).to_csv(screen / "movies.csv", index=False)
+
+
+def _set(row, column, value):
+    """A manifest edit: one cell changed."""
+    def edit(table):
+        table = table.copy()
+        table.loc[row, column] = value
+        return table
+    return edit
 
 
 @pytest.mark.parametrize("edit, expected", [
-    (lambda t: t.drop(columns="pcna", inplace=True), "no column 'pcna'"),
-    (lambda t: t.loc.__setitem__((2, "movie"), "ctrl_1"), "row 3 (line 4), column movie: 'ctrl_1' repeats row 1"),
-    (lambda t: t.loc.__setitem__((1, "pcna"), "movies/absent.tif"), "row 2 (line 3), column pcna:"),
-    (lambda t: t.loc.__setitem__((0, "frame_interval"), "-5"), "row 1 (line 2), column frame_interval: '-5'"),
-    (lambda t: t.loc.__setitem__((1, "frame_interval"), "ten"), "row 2 (line 3), column frame_interval: 'ten'"),
-    (lambda t: t.loc.__setitem__((2, "movie"), "../escape"), "row 3 (line 4), column movie: '../escape' is not a"),
-    (lambda t: t.loc.__setitem__((0, "movie"), "summary.csv"), "row 1 (line 2), column movie: 'summary.csv'"),
-    (lambda t: t.loc.__setitem__((0, "dic"), "movies/no_dic.tif"), "row 1 (line 2), column dic:"),
+    (lambda t: t.drop(columns="pcna"), "no column 'pcna'"),
+    (_set(2, "movie", "ctrl_1"), "row 3 (line 4), column movie: 'ctrl_1' repeats row 1"),
+    (_set(1, "pcna", "movies/absent.tif"), "row 2 (line 3), column pcna:"),
+    (_set(0, "frame_interval", "-5"), "row 1 (line 2), column frame_interval: '-5'"),
+    (_set(1, "frame_interval", "ten"), "row 2 (line 3), column frame_interval: 'ten'"),
+    (_set(2, "movie", "../escape"), "row 3 (line 4), column movie: '../escape' is not a"),
+    (_set(0, "movie", "summary.csv"), "row 1 (line 2), column movie: 'summary.csv'"),
+    (_set(0, "dic", "movies/no_dic.tif"), "row 1 (line 2), column dic:"),
 ])
 def test_a_bad_manifest_is_refused_before_any_work_naming_row_and_column(detector, screen, capsys, edit,
                                                                          expected):

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator
@@ -215,6 +216,19 @@ def read_yaml(path: str | os.PathLike, what: str, kind: str = "YAML"):
         raise PcnacycleError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise PcnacycleError(f"{path}: not a {kind} file ({str(exc).splitlines()[0]})") from None
+
+
+def fresh_stage(output: str | os.PathLike) -> Path:
+    """An empty staging folder beside ``output`` (``.NAME.incomplete``), where a job writes before :func:`publish`.
+
+    What an earlier, killed job left there is removed first: a staging
+    folder is never a finished result.
+    """
+    output = Path(output)
+    stage = output.parent / f".{output.name}.incomplete"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    return stage
 
 
 def publish(stage: str | os.PathLike, output: str | os.PathLike, previous: Iterable[str] | None) -> None:

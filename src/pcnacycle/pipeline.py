@@ -35,7 +35,17 @@ from .data.movie import MovieReader
 from .engine.predictor import Predictor, load_weights_path
 from .engine.scale import input_scale, predict_scaled
 from .errors import PcnacycleError
-from .io import MANIFEST_KEY, atomic_path, atomic_write, files_under, log_to_file, publish, read_manifest, write_json
+from .io import (
+    MANIFEST_KEY,
+    atomic_path,
+    atomic_write,
+    files_under,
+    fresh_stage,
+    log_to_file,
+    publish,
+    read_manifest,
+    write_json,
+)
 from .phases import CLASSES, PHASE_COLOURS, PHASES
 from .safeguards import check_free_space, check_output_folder, output_lock, reserve_disk_space
 from .settings import RunSettings, median_diameter
@@ -95,7 +105,7 @@ _LEGACY_OUTPUTS = ("masks.tif", "objects.csv", "phases.csv", "timeline.png", "lo
                    "ctc/mask*.tif")
 
 
-def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> tuple[Path, list[str] | None]:
+def prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> tuple[Path, list[str] | None]:
     """The staging folder, and the files of the earlier run that ``overwrite`` replaces (None: no earlier run).
 
     A folder holding anything but an earlier run (its ``run.json`` lists what
@@ -111,10 +121,7 @@ def _prepare_output(output: Path, inputs: list[Path], overwrite: bool) -> tuple[
         if output.resolve() in path.resolve().parents or (previous and path.resolve() in
                                                            {(output / p).resolve() for p in previous}):
             raise PcnacycleError(f"input {path} lies inside the output folder {output}; choose another --output")
-    stage = output.parent / f".{output.name}.incomplete"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    return stage, previous
+    return fresh_stage(output), previous
 
 
 def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.PathLike, *,
@@ -159,7 +166,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
         # the detections memmap and masks.tif (at most its uncompressed size) exist together before the memmap goes
         check_free_space(output.parent, 2 * frames * height * width * np.dtype(np.uint16).itemsize,
                          f"the detections and masks of {frames} frame(s) of {height}×{width}")
-        stage, previous = _prepare_output(output, inputs, overwrite)
+        stage, previous = prepare_output(output, inputs, overwrite)
         try:
             with log_to_file(stage / "log.txt"):
                 for warning in pcna_movie.content_warnings() + (dic_movie.content_warnings() if dic_movie else []):

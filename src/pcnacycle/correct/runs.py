@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PcnacycleError
-from ..io import MANIFEST_KEY, files_under, log_to_file, publish, write_json
+from ..io import MANIFEST_KEY, files_under, fresh_stage, log_to_file, publish, write_json
 from ..safeguards import check_output_folder, output_lock
 from ..settings import RunSettings, load_settings
 from .edits import check_edits, read_edits, write_edits
@@ -212,14 +212,12 @@ def correct_run(run_dir: str | os.PathLike, edits: list[dict[str, Any]] | str | 
             settings = settings if settings is not None else load_settings(run_dir / RUN_MARKER)
             if in_place:
                 corrected_from, previous = _kept_name(run_dir), None
-                stage = run_dir.parent / f".{run_dir.name}.incomplete"
-                shutil.rmtree(stage, ignore_errors=True)
-                stage.mkdir()
+                stage = fresh_stage(run_dir)
             else:
-                from ..pipeline import _prepare_output
+                from ..pipeline import prepare_output
 
                 corrected_from = run_dir
-                stage, previous = _prepare_output(output, [run_dir], overwrite)
+                stage, previous = prepare_output(output, [run_dir], overwrite)
             try:
                 with log_to_file(stage / "log.txt"):
                     log.info("correcting %s with %d edit(s)%s", run_dir, len(edits),
