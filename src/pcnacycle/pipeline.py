@@ -352,8 +352,8 @@ def _mean_intensity(labels: np.ndarray, image: np.ndarray, count: int) -> np.nda
 
 
 def _objects_table(tracked: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
-    columns = ["frame", "track", "parent", "label", "centroid_y", "centroid_x", "area", "mean_pcna", "mean_dic",
-               "score", *[probability_column(c) for c in class_names], "predicted_phase"]
+    columns = ["frame", "track", "parent", "label", "centroid_y", "centroid_x", "area", "mean_pcna", "texture_pcna",
+               "mean_dic", "score", *[probability_column(c) for c in class_names], "predicted_phase"]
     columns = [c for c in columns if c in tracked]
     # fixed_phase, lineage_fixed: a corrected run's corrections (pcnacycle.correct), kept for the next correction
     columns += [c for c in ("phase", "arrested", "fixed_phase", "lineage_fixed") if c in tracked]

@@ -89,6 +89,9 @@ class RunSettings:
         over the movie (hybrid HMM/network "scaled likelihoods"): the
         detector's probabilities already hold its belief that most nuclei are
         G1/G2, which the model's transitions would otherwise count twice.
+    texture_evidence : float
+        Weight of the texture evidence for S (grainy PCNA foci, learnt from the
+        movie's confident calls; :func:`pcnacycle.tracking.resolve.texture_log_ratio`); 0 turns it off.
     mitosis_skip : float
         Chance that a cell divides without a frame the detector calls M (M
         shorter than a frame, or missed).
@@ -131,6 +134,7 @@ class RunSettings:
     min_probability: float = 1e-3
     emission_temperature: float = 1.0
     class_prior_correction: float = 0.5
+    texture_evidence: float = 1.0
     mitosis_skip: float = 0.3
     missed_division: float = 0.2
     division_log_area: tuple = (-0.9, 0.5)
@@ -163,6 +167,7 @@ class RunSettings:
         if self.division_distance is not None:
             _number("division_distance", self.division_distance, low=0.0)
         _number("sister_evidence", self.sister_evidence, low=0.0)
+        _number("texture_evidence", self.texture_evidence, low=0.0)
         for name in ("score_threshold", "min_mitosis_probability"):
             _number(name, getattr(self, name), low=0.0, high=1.0)
         for name in ("min_probability", "mitosis_skip", "missed_division", "jump_probability"):

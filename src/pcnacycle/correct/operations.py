@@ -258,8 +258,9 @@ def _merge(state: RunState, frame: int, labels: list[int]) -> str:
     table = state.table
     area = table.loc[[keep, other], "area"].to_numpy(np.float64) if "area" in table else np.ones(2)
     weights = area / area.sum()
-    averaged = [c for c in (*COORDINATES, "mean_pcna", "mean_dic", *map(probability_column, state.class_names))
-                if c in table]
+    # texture too, by area: not the merged nucleus' own sd/mean, but near it when the halves look alike
+    averaged = [c for c in (*COORDINATES, "mean_pcna", "texture_pcna", "mean_dic",
+                            *map(probability_column, state.class_names)) if c in table]
     merged = {c: float(np.nansum(table.loc[[keep, other], c].to_numpy(np.float64) * weights)) for c in averaged}
     if "area" in table:
         merged["area"] = int(area.sum())

@@ -26,7 +26,17 @@ with the detector's probabilities as emissions:
 * a daughter (a track with a parent) starts in M-exit or G1; a mother (a track
   with daughters) ends in G2 or M: M frames come only from M evidence, never
   from the track structure alone; other tracks may start and end anywhere;
-* frames missing inside a track (closed gaps) carry no evidence.
+* frames missing inside a track (closed gaps) carry no evidence;
+* **texture** is a second, independent look at S: PCNA gathers in
+  replication foci in S, so S nuclei are grainy (``texture_pcna``, see
+  :func:`~pcnacycle.tracking.tracker.nuclear_texture`). How grainy S and
+  non-S nuclei are differs between microscopes, so it is learnt from the
+  movie itself: the log texture of the nuclei the detector calls S
+  confidently against those it confidently calls something else, one
+  Gaussian each with a shared spread. The resulting log-likelihood ratio,
+  bounded, adds to the S emission of every nucleus, so a run of faint early-S
+  foci the detector calls G1/G2 still reads as S along the track. A movie
+  where texture does not separate the confident calls gets no texture term.
 
 A user's corrections (``pcnacycle correct``) are hard constraints: rows with a
 fixed phase allow only that phase's states (M: M or M-exit), and override the
@@ -60,7 +70,7 @@ from ..phases import CLASSES, PHASES
 from ..settings import RunSettings
 from .tracker import COORDINATES, division_evidence, probability_column, require_columns
 
-__all__ = ["estimate_phase_minutes", "phase_durations", "resolve_phases"]
+__all__ = ["estimate_phase_minutes", "phase_durations", "resolve_phases", "texture_log_ratio"]
 
 _G1, _S, _G2, _M, _M_EXIT = range(5)
 _STATE_PHASE = np.array(["G1", "S", "G2", "M", "M"])
@@ -72,6 +82,10 @@ _PRIOR_PSEUDO_COUNT = 30.0
 #: Detections on each side of a frame whose medians decide whether a change of size lasts; a sister must be
 #: seen this often (or until the movie ends) to count.
 _EVIDENCE_WINDOW = 3
+#: Texture evidence: the detector's calls it is learnt from, how many of each class it needs, its bound (log units).
+_CONFIDENT = 0.9
+_MIN_CONFIDENT = 20
+_EVIDENCE_LIMIT = 4.0
 
 
 def check_frame_interval(frame_interval) -> None:
@@ -289,10 +303,14 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
         return result
     log_a = _log_transitions(frame_interval, minutes, settings.mitosis_skip, settings.missed_division,
                              settings.jump_probability)
+    features = np.zeros((len(result), 5))  # log-likelihood ratios per row and state, besides the detector's
+    if settings.texture_evidence and "texture_pcna" in result.columns:
+        features[:, _S] += settings.texture_evidence * texture_log_ratio(
+            result["texture_pcna"].to_numpy(np.float64), result[prob_columns[1]].to_numpy(np.float64))
     splits = 0
     for attempt in range(_MAX_PASSES):
         grid = _TrackGrid(result)
-        states, restart_rows = _best_states(result, grid, log_a, settings, prob_columns, constraints)
+        states, restart_rows = _best_states(result, grid, log_a, settings, prob_columns, constraints, features)
         if not len(restart_rows) or attempt == _MAX_PASSES - 1:
             break  # the last pass's restarts stay inside their tracks, so that states match the table
         splits += len(restart_rows)
@@ -336,8 +354,12 @@ class _TrackGrid:
 
 
 def _best_states(table: pd.DataFrame, grid: _TrackGrid, log_a: np.ndarray, settings: RunSettings,
-                 prob_columns: list[str], constraints: _Constraints) -> tuple[np.ndarray, np.ndarray]:
-    """Viterbi state of every row, and the rows where the path restarts the cycle."""
+                 prob_columns: list[str], constraints: _Constraints,
+                 features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Viterbi state of every row, and the rows where the path restarts the cycle.
+
+    ``features`` (n_rows, 5) are log-likelihood ratios per state added to the detector's evidence.
+    """
     probs = table[prob_columns].to_numpy(np.float64)
     log_p = np.log(np.clip(probs, settings.min_probability, 1.0))
     if settings.class_prior_correction:
@@ -353,7 +375,7 @@ def _best_states(table: pd.DataFrame, grid: _TrackGrid, log_a: np.ndarray, setti
     log_p = np.where(np.isnan(log_p), 0.0, log_p)  # a model without a class gives no evidence for it
     steps = int(grid.lengths.max())
     log_emissions = np.zeros((grid.count, steps, 5))  # frames missing in a gap keep log 1 = no evidence
-    log_emissions[grid.index, grid.step] = log_p[:, _CLASS_OF_STATE] + constraints.clamp
+    log_emissions[grid.index, grid.step] = log_p[:, _CLASS_OF_STATE] + features + constraints.clamp
     evidence = np.full((grid.count, steps), -np.inf)  # no restart where nothing is seen
     evidence[grid.index, grid.step] = _division_evidence(table, settings)
     # a frozen track restarts only as a wrong link would: when its fixed phases leave no other path
@@ -378,6 +400,66 @@ def _best_states(table: pd.DataFrame, grid: _TrackGrid, log_a: np.ndarray, setti
         restart |= (previous == a) & (states == b)
     restart &= (grid.step > 0) & ~constraints.frozen
     return states, np.flatnonzero(restart)
+
+
+def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, confident: float = _CONFIDENT,
+                      min_count: int = _MIN_CONFIDENT, limit: float = _EVIDENCE_LIMIT) -> np.ndarray:
+    """Log-likelihood ratio of S against not-S from each nucleus' texture, learnt from the movie's confident calls.
+
+    Parameters
+    ----------
+    texture : (n,) float
+        :func:`~pcnacycle.tracking.tracker.nuclear_texture` per nucleus (NaN: none).
+    p_s : (n,) float
+        The detector's S probability per nucleus.
+
+    Returns
+    -------
+    (n,) float64
+        ``log p(texture | S) - log p(texture | not S)`` (:func:`_fitted_log_ratio`
+        on log texture) with S the nuclei with ``p_s ≥ confident`` and not-S
+        those with ``p_s ≤ 1 - confident``; all 0 when either has fewer than
+        ``min_count`` nuclei or S is not the grainier.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.log(np.asarray(texture, np.float64))
+    p_s = np.asarray(p_s, np.float64)
+    return _fitted_log_ratio(x, p_s >= confident, p_s <= 1 - confident, min_count, limit)
+
+
+def _fitted_log_ratio(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, min_count: int = _MIN_CONFIDENT,
+                     limit: float = _EVIDENCE_LIMIT) -> np.ndarray:
+    """Log-likelihood ratio of two classes from one feature, one Gaussian per class fitted to labelled examples.
+
+    Parameters
+    ----------
+    x : (n,) float
+        The feature (NaN or inf: no evidence, 0).
+    positive, negative : (n,) bool
+        Rows that are examples of each class.
+
+    Returns
+    -------
+    (n,) float64
+        ``log p(x | positive) - log p(x | negative)`` with the classes'
+        medians and one shared robust spread (so the ratio grows steadily with
+        ``x``, never turning back in a tail), bounded to ±``limit``. All 0
+        when either class has fewer than ``min_count`` examples or the
+        positive class does not lie higher.
+    """
+    x = np.asarray(x, np.float64)
+    valid = np.isfinite(x)
+    positive, negative = valid & positive, valid & negative
+    if positive.sum() < min_count or negative.sum() < min_count:
+        return np.zeros(len(x))
+    centre_pos, centre_neg = np.median(x[positive]), np.median(x[negative])
+    if centre_pos <= centre_neg:
+        return np.zeros(len(x))
+    spreads = [1.4826 * np.median(np.abs(x[rows] - centre)) for rows, centre in
+               ((positive, centre_pos), (negative, centre_neg))]
+    variance = max(float(np.mean(np.square(spreads))), 1e-6)
+    llr = (centre_pos - centre_neg) / variance * (np.where(valid, x, 0.0) - (centre_pos + centre_neg) / 2)
+    return np.where(valid, np.clip(llr, -limit, limit), 0.0)
 
 
 def _division_evidence(table: pd.DataFrame, settings: RunSettings) -> np.ndarray:

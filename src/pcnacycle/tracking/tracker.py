@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.sparse import csgraph
-from skimage import measure
+from skimage import measure, segmentation
 
 from ..errors import PcnacycleError
 from ..io import write_text, write_tiff
@@ -45,6 +45,7 @@ __all__ = [
     "ctc_tracks",
     "detections_table",
     "frame_detections",
+    "nuclear_texture",
     "pair_mitoses",
     "probability_column",
     "relabel_masks",
@@ -106,6 +107,51 @@ def division_evidence(log_area_change: np.ndarray, division_log_area=(-0.9, 0.5)
 # ------------------------------------------------------------------ detections
 
 
+def nuclear_texture(label_image: np.ndarray, intensity_image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Coefficient of variation (sd / mean) of each nucleus' intensity above the background, edge excluded.
+
+    PCNA gathers in replication foci during S phase, so S nuclei are grainy
+    and G1, G2 and mitotic nuclei smooth: this is the resolver's texture
+    evidence (:class:`~pcnacycle.settings.RunSettings` ``texture_evidence``).
+    The background is the median of the pixels outside every nucleus; the
+    one-pixel rim of each nucleus is left out (its blurred edge is no
+    texture) unless nothing would remain. Unitless, so it does not depend on
+    the camera's gain or offset.
+
+    Parameters
+    ----------
+    label_image : (H, W) int
+        0 background, objects labelled 1..N.
+    intensity_image : (H, W) number
+    labels : (n,) int
+        The labels to measure.
+
+    Returns
+    -------
+    (n,) float64
+        NaN where a nucleus is no brighter than the background.
+    """
+    labels = np.asarray(labels, np.int64)
+    if not len(labels):
+        return np.zeros(0)
+    image = np.asarray(intensity_image, np.float64)
+    outside = label_image == 0
+    image = image - (np.median(image[outside]) if outside.any() else 0.0)
+    inner = np.where(segmentation.find_boundaries(label_image, mode="inner"), 0, label_image)
+    size = int(label_image.max()) + 1
+    kept = np.bincount(inner.ravel(), minlength=size)
+    # a nucleus too small to keep anything inside its rim is measured whole
+    region = np.where(kept[label_image] > 0, inner, label_image) if (kept[labels] == 0).any() else inner
+    flat, values = region.ravel(), image.ravel()
+    count = np.maximum(np.bincount(flat, minlength=size), 1)
+    mean = np.bincount(flat, values, minlength=size) / count
+    variance = np.maximum(np.bincount(flat, values**2, minlength=size) / count - mean**2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cv = np.sqrt(variance) / mean
+    return np.where(mean[labels] > 0, cv[labels], np.nan)
+
+
+
 def frame_detections(label_image: np.ndarray, probs: np.ndarray, frame: int,
                      class_names: Sequence[str] = CLASSES, intensity_image: np.ndarray | None = None) -> pd.DataFrame:
     """Measure the nuclei of one frame and attach their phase probabilities.
@@ -121,14 +167,15 @@ def frame_detections(label_image: np.ndarray, probs: np.ndarray, frame: int,
     class_names : K names
         Column ``p_<name>`` gets the probability of class ``name``.
     intensity_image : (H, W) number, optional
-        When given, the nucleus' mean intensity becomes column ``mean_pcna``.
+        When given, the nucleus' mean intensity becomes column ``mean_pcna``
+        and its :func:`nuclear_texture` column ``texture_pcna``.
 
     Returns
     -------
     DataFrame
         One row per nucleus, sorted by label: ``frame, label, centroid_y,
-        centroid_x, area[, mean_pcna], p_<class>...`` (centroids in pixels,
-        float64; area in pixels, int64).
+        centroid_x, area[, mean_pcna, texture_pcna], p_<class>...`` (centroids
+        in pixels, float64; area in pixels, int64).
     """
     label_image = np.asarray(label_image)
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(class_names))
@@ -146,6 +193,7 @@ def frame_detections(label_image: np.ndarray, probs: np.ndarray, frame: int,
     }
     if intensity_image is not None:
         columns["mean_pcna"] = table["intensity_mean"]
+        columns["texture_pcna"] = nuclear_texture(label_image, intensity_image, labels)
     for k, name in enumerate(class_names):
         columns[probability_column(name)] = probs[labels - 1, k]
     return pd.DataFrame(columns)

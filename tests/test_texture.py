@@ -1,0 +1,117 @@
+"""Texture evidence for S: the measurement per nucleus, the ratio learnt per movie, and its use by the resolver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage as ndi
+
+from pcnacycle.phases import CLASSES
+from pcnacycle.tracking.resolve import resolve_phases, texture_log_ratio
+from pcnacycle.tracking.tracker import frame_detections, nuclear_texture
+
+
+def _disk(shape, centre, radius):
+    yy, xx = np.indices(shape)
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+def _two_nuclei(rng):
+    """A smooth nucleus (label 1) and one with bright foci (label 2), blurred, on a background of 100."""
+    labels = np.zeros((64, 128), np.int32)
+    labels[_disk(labels.shape, (32, 32), 14)] = 1
+    labels[_disk(labels.shape, (32, 96), 14)] = 2
+    signal = 400.0 * (labels > 0)
+    foci = np.zeros_like(signal)
+    points = rng.integers(-9, 10, size=(12, 2)) + (32, 96)
+    foci[points[:, 0], points[:, 1]] = 6000.0
+    image = 100.0 + ndi.gaussian_filter(signal, 1.0) + ndi.gaussian_filter(foci, 1.2) * (labels == 2)
+    return labels, image
+
+
+def test_foci_make_a_nucleus_grainy_and_a_smooth_nucleus_its_blurred_edge_does_not():
+    labels, image = _two_nuclei(np.random.default_rng(0))
+    smooth, grainy = nuclear_texture(labels, image, np.array([1, 2]))
+    whole = image[labels == 1] - 100.0
+    assert smooth < 0.05 and smooth < 0.5 * whole.std() / whole.mean()  # its blurred rim is left out
+    assert grainy > 0.2
+
+
+def test_texture_does_not_depend_on_camera_gain_or_offset():
+    labels, image = _two_nuclei(np.random.default_rng(1))
+    np.testing.assert_allclose(nuclear_texture(labels, 3.0 * image + 500.0, np.array([1, 2])),
+                               nuclear_texture(labels, image, np.array([1, 2])), rtol=1e-9)
+
+
+def test_a_nucleus_no_brighter_than_the_background_has_no_texture_and_a_tiny_one_is_measured_whole():
+    labels = np.zeros((32, 32), np.int32)
+    labels[4:14, 4:14] = 1
+    labels[20, 20] = 2  # one pixel: nothing is left inside its rim
+    image = np.full(labels.shape, 100.0)
+    image[4:14, 4:14] = 50.0  # darker than the background
+    image[20, 20] = 300.0
+    texture = nuclear_texture(labels, image, np.array([1, 2]))
+    assert np.isnan(texture[0]) and texture[1] == 0.0
+    assert nuclear_texture(labels, image, np.array([], np.int64)).shape == (0,)
+
+
+def test_frame_detections_measure_texture_with_the_intensity():
+    labels, image = _two_nuclei(np.random.default_rng(2))
+    table = frame_detections(labels, np.full((2, 3), 1 / 3), 0, intensity_image=image)
+    assert table["texture_pcna"].iloc[1] > table["texture_pcna"].iloc[0]
+    assert "texture_pcna" not in frame_detections(labels, np.full((2, 3), 1 / 3), 0).columns
+
+
+def _calls_and_texture(rng, n=200, s_share=0.4):
+    """p_S and texture of n nuclei: S grainy (log texture around -1.2), others smooth (around -2)."""
+    is_s = rng.random(n) < s_share
+    texture = np.exp(np.where(is_s, -1.2, -2.0) + rng.normal(0, 0.15, n))
+    p_s = np.where(is_s, 0.97, 0.02)
+    return is_s, texture, p_s
+
+
+def test_the_ratio_is_learnt_from_the_confident_calls_and_bounded():
+    rng = np.random.default_rng(3)
+    is_s, texture, p_s = _calls_and_texture(rng)
+    llr = texture_log_ratio(texture, p_s)
+    assert (llr[is_s] > 0).mean() > 0.99 and (llr[~is_s] < 0).mean() > 0.99
+    assert np.abs(llr).max() <= 4.0
+    # the same nuclei where the detector hesitates: the texture still speaks for them
+    unsure = texture_log_ratio(np.r_[texture, np.exp(-1.2), np.exp(-2.0)], np.r_[p_s, 0.5, 0.5])
+    assert unsure[-2] > 2 and unsure[-1] < -2
+    assert texture_log_ratio(np.r_[texture, np.nan], np.r_[p_s, 0.5])[-1] == 0.0
+
+
+@pytest.mark.parametrize("case", ["too few", "S smoother"])
+def test_no_texture_term_when_the_movie_cannot_teach_one(case):
+    rng = np.random.default_rng(4)
+    is_s, texture, p_s = _calls_and_texture(rng, n=30 if case == "too few" else 200)
+    if case == "S smoother":
+        texture = 1.0 / texture
+    assert not texture_log_ratio(texture, p_s).any()
+
+
+def _population(rng, early_s_frames, texture_weight):
+    """30 cells G1 (6) → S (10) → G2 (4); the detector calls the first ``early_s_frames`` S frames G1/G2."""
+    phases = ["G1"] * 6 + ["S"] * 10 + ["G2"] * 4
+    calls = ["G1/G2"] * 6 + ["G1/G2"] * early_s_frames + ["S"] * (10 - early_s_frames) + ["G1/G2"] * 4
+    rows = []
+    for cell in range(1, 31):
+        grain = np.where(np.array(phases) == "S", -1.2, -2.0) + rng.normal(0, 0.1, len(phases))
+        for t, (call, g) in enumerate(zip(calls, grain)):
+            probs = {c: 0.05 for c in CLASSES} | {call: 0.9}
+            rows.append({"frame": t, "track": cell, "parent": 0, "texture_pcna": np.exp(g),
+                         **{f"p_{c}": p for c, p in probs.items()}})
+    table = pd.DataFrame(rows)
+    resolved = resolve_phases(table, 30.0, texture_evidence=texture_weight, estimate_durations=False,
+                              phase_minutes={"G1": 180, "S": 300, "G2": 120, "M": 60})
+    return phases, resolved
+
+
+def test_early_s_the_detector_calls_g1_is_resolved_s_by_its_texture():
+    phases, resolved = _population(np.random.default_rng(5), early_s_frames=3, texture_weight=1.0)
+    assert (resolved.groupby("track")["phase"].agg(list) == pd.Series([phases] * 30, index=range(1, 31))).all()
+    # without the texture, the cells enter S where the detector says so: three frames late
+    _, blind = _population(np.random.default_rng(5), early_s_frames=3, texture_weight=0.0)
+    assert blind.loc[blind["track"] == 1, "phase"].tolist()[6:9] == ["G1"] * 3
