@@ -18,10 +18,16 @@ Scores: resolved phase per nucleus-frame, the detector's own class accuracy
 on the same nuclei, per-phase duration MAE and bias (complete phases of
 matched cells), division recall and precision.
 
+Three more movies, ``dev-10min``, ``dev-20min`` and ``dev-8min`` (``--movies``), are for
+development: resolver settings are chosen on them and on the demo's own test
+movie, so they are never reported as unseen. ``--settings KEY=VALUE ...``
+changes :class:`~pcnacycle.settings.RunSettings` fields for every method.
+
 Usage::
 
     .venv/bin/python benchmarks/phase_durations.py --out bench-out/phase_durations \\
-        [--model demo-output/train] [--sctrack /tmp/sctrack-venv/bin/python] [--accuracy 0.8 0.9]
+        [--model demo-output/train] [--sctrack /tmp/sctrack-venv/bin/python] [--accuracy 0.8 0.9] \\
+        [--movies dev-10min dev-20min] [--settings texture_evidence=0.5]
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from pcnacycle.evaluation.tracks import (
 )
 from pcnacycle.phases import CLASSES
 from pcnacycle.pipeline import analyse
+from pcnacycle.settings import RunSettings
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
 from pcnacycle.simulation.writers import write_movie
@@ -66,13 +73,33 @@ MOVIES = {
                         g1_minutes=(420.0, 60.0), s_minutes=(540.0, 50.0), g2_minutes=(150.0, 20.0),
                         m_minutes=(45.0, 5.0), seed=303),
 }
+#: Development movies: where resolver settings are chosen (with the demo's own test movie), never scored as
+#: unseen. dev-10min has the simulator's defaults; dev-20min other durations and smaller nuclei; dev-8min
+#: larger nuclei.
+DEV_MOVIES = {
+    "dev-10min": dict(frames=120, size=(256, 256), cells=24, frame_interval=10.0, seed=7),
+    "dev-20min": dict(frames=90, size=(288, 288), cells=30, frame_interval=20.0, nucleus_radius=9.5, speed=0.3,
+                      g1_minutes=(650.0, 60.0), s_minutes=(500.0, 50.0), g2_minutes=(250.0, 25.0),
+                      m_minutes=(60.0, 6.0), seed=9),
+    "dev-8min": dict(frames=110, size=(320, 320), cells=20, frame_interval=8.0, nucleus_radius=13.5, speed=0.2,
+                     g1_minutes=(380.0, 40.0), s_minutes=(300.0, 30.0), g2_minutes=(150.0, 15.0),
+                     m_minutes=(40.0, 5.0), seed=11),
+}
 
 
 def movie_folder(out: Path, name: str) -> Path:
     folder = out / "movies" / name
     if not (folder / "simulation.json").is_file():
-        write_movie(simulate_movie(SimulationParams(**MOVIES[name])), folder, annotated_frames=0, overwrite=True)
+        params = SimulationParams(**{**MOVIES, **DEV_MOVIES}[name])
+        write_movie(simulate_movie(params), folder, annotated_frames=0, overwrite=True)
     return folder
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """``["texture_evidence=0.5", "rescale=false"]`` → RunSettings changes (values read as YAML)."""
+    import yaml
+
+    return {key: yaml.safe_load(value) for key, value in (pair.split("=", 1) for pair in pairs)}
 
 
 def oracle_probabilities(classes: np.ndarray, accuracy: float, rng: np.random.Generator) -> np.ndarray:
@@ -166,17 +193,20 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="weights or training folder of a trained model (part b)")
     parser.add_argument("--sctrack", help="python of a venv where sc-track is installed (part c)")
     parser.add_argument("--accuracy", type=float, nargs="+", default=[0.8, 0.9])
-    parser.add_argument("--movies", nargs="+", default=list(MOVIES), choices=list(MOVIES))
+    parser.add_argument("--movies", nargs="+", default=list(MOVIES), choices=[*MOVIES, *DEV_MOVIES])
+    parser.add_argument("--settings", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="RunSettings fields to change, for the oracle and the model alike")
     args = parser.parse_args()
+    settings = RunSettings(**parse_settings(args.settings))
     results = {}
     for name in args.movies:
         folder = movie_folder(args.out, name)
         truth_objects = pd.read_csv(folder / "truth" / "objects.csv")
-        interval = MOVIES[name]["frame_interval"]
+        interval = {**MOVIES, **DEV_MOVIES}[name]["frame_interval"]
         for accuracy in args.accuracy:
             detections, labels = oracle_detections(folder, accuracy, seed=int(accuracy * 1000))
             started = time.perf_counter()
-            tracked, _, summary = analyse(detections, interval)
+            tracked, _, summary = analyse(detections, interval, settings)
             seconds = time.perf_counter() - started
             scores = score_on_truth_labels(tracked, folder)
             detections["predicted_phase"] = np.array(CLASSES)[detections[[f"p_{c}" for c in CLASSES]].to_numpy()
@@ -196,7 +226,7 @@ def main() -> None:
 
             run_dir = args.out / "runs" / name
             run(args.model, folder / "pcna.tif", run_dir, dic=folder / "dic.tif", frame_interval=interval,
-                overwrite=True, progress=False)
+                settings=settings, overwrite=True, progress=False)
             tracking = evaluate_tracks(run_dir, folder)
             phases = tracking["phases"]
             objects = pd.read_csv(run_dir / "objects.csv")

@@ -81,6 +81,20 @@ def test_a_model_that_resizes_frames_itself_is_rescaled_once_with_the_factor_fol
     assert result["label_image"].shape == (160, 160) and result["label_image"].max() == 3
 
 
+@pytest.mark.parametrize("augmented", [False, True])
+def test_nuclei_15_percent_off_are_resized_only_for_a_model_trained_with_scale_augmentation(augmented):
+    cfg = load_config(None, ["INPUT.MIN_SIZE_TEST", "0", "INPUT.NUCLEUS_DIAMETER", "20",
+                             "INPUT.RANDOM_SCALE", "[0.8, 1.25]" if augmented else "[1.0, 1.0]"])
+    scale, info = input_scale(ThresholdPredictor(cfg, []), [disc_frame(23)])
+    assert info["movie_nucleus_diameter_px"] == pytest.approx(23, rel=0.05)
+    if augmented:
+        assert scale == pytest.approx(20 / 23, rel=0.05)
+    else:
+        assert scale is None and info["scale"] == 1.0
+    # 5 % off is left alone either way
+    assert input_scale(ThresholdPredictor(cfg, []), [disc_frame(21)])[0] is None
+
+
 def test_absurd_diameters_are_refused_naming_the_value():
     cfg = load_config(None, ["INPUT.NUCLEUS_DIAMETER", "15"])
     for bad, match in ((0.0, "nucleus_diameter=0.0"), (-2.0, "nucleus_diameter=-2.0"),

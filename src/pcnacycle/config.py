@@ -105,7 +105,7 @@ DEFAULTS: dict[str, Any] = {
         "INTENSITY_JITTER": 0.0,
         # Scale augmentation: each training image (with its masks) resized by a factor drawn
         # log-uniformly from [low, high], so nuclei a little off the training size after `run`'s
-        # rescaling (within its 20 % tolerance) are still familiar. [1.0, 1.0]: off.
+        # rescaling (within its 10 % tolerance) are still familiar. [1.0, 1.0]: off.
         "RANDOM_SCALE": [1.0, 1.0],
         # Channel names of a multichannel image file, in stored order (e.g.
         # [pcna, pcna, bf]); empty: one single-channel file per channel.

@@ -29,10 +29,19 @@ from .predictor import Predictor
 
 log = logging.getLogger(__name__)
 
-#: Sizes within 20 % of the training size are left alone.
-SCALE_TOLERANCE = math.log(1.2)
+#: Sizes within 10 % of the training size are left alone; 20 % for a model trained without scale augmentation
+#: (``INPUT.RANDOM_SCALE`` [1, 1]), which reads a resized frame's interpolated pixels as texture and calls smooth
+#: nuclei S (BENCHMARKS.md, "Nucleus scale"): for it, resizing pays only when nuclei are far off.
+SCALE_TOLERANCE = math.log(1.1)
+UNAUGMENTED_SCALE_TOLERANCE = math.log(1.2)
 #: The most a frame is shrunk or enlarged.
 SCALE_LIMITS = (0.25, 4.0)
+
+
+def scale_tolerance(cfg: CfgNode) -> float:
+    """The largest |log(input / trained nucleus size)| left alone, for a model of this config."""
+    augmented = tuple(cfg.INPUT.get("RANDOM_SCALE", (1.0, 1.0))) != (1.0, 1.0)
+    return SCALE_TOLERANCE if augmented else UNAUGMENTED_SCALE_TOLERANCE
 
 
 def model_resize_factor(cfg: CfgNode, height: int, width: int) -> float:
@@ -103,7 +112,7 @@ def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], 
     -------
     scale : float or None
         For :func:`predict_scaled`: None (as the model takes frames by itself) when the sizes
-        agree within 20 % of the model's own factor, or when rescaling is off or impossible;
+        agree within :func:`scale_tolerance` of the model's own factor, or when rescaling is off or impossible;
         otherwise trained / input diameter, within :data:`SCALE_LIMITS`.
     info : dict
         ``trained_nucleus_diameter_px``, ``movie_nucleus_diameter_px``, ``scale`` (the total
@@ -118,6 +127,7 @@ def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], 
     info = {"trained_nucleus_diameter_px": trained or None, "movie_nucleus_diameter_px": None, "scale": own}
     if nucleus_diameter is not None and nucleus_diameter >= min(height, width):
         raise PcnacycleError(f"nucleus_diameter={nucleus_diameter:g} px: larger than the {height}×{width} frame")
+    tolerance = scale_tolerance(cfg)
     note = _skip_note(rescale, trained)
     if note:
         info["scale_note"] = note
@@ -133,14 +143,14 @@ def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], 
                 break
             measured = found
             scale = float(np.clip(trained / measured, *SCALE_LIMITS))
-            if abs(math.log(scale / own)) < SCALE_TOLERANCE:
+            if abs(math.log(scale / own)) < tolerance:
                 break
         if measured is None:
             log.warning("no nucleus found on %d input(s) to measure their size: inputs are not rescaled", len(samples))
             info["scale_note"] = "no nucleus found to measure"
             return None, info
     scale = float(np.clip(trained / measured, *SCALE_LIMITS))
-    if abs(math.log(scale / own)) < SCALE_TOLERANCE:
+    if abs(math.log(scale / own)) < tolerance:
         scale = None
     info.update(movie_nucleus_diameter_px=round(measured, 2), scale=round(own if scale is None else scale, 4),
                 scale_note=diameter_source if nucleus_diameter is not None else "measured on the model's detections")
