@@ -1,17 +1,19 @@
 """Seconds per frame and peak memory of ``pcnacycle run`` on long 1024² movies (issue 10, item 3).
 
-Simulates one movie of ``--frames`` 1024 × 1024 frames (PCNA and DIC; its
-parameters differ from the simulator's defaults: 15-min frames, 90 cells) and
-runs ``pcnacycle run`` on its first N frames for each N of ``--lengths``, each
-in a fresh process measured with ``resource.getrusage`` (peak resident set
-size of the child: the whole run, detection, tracking, resolving and writing).
-The movie is read frame by frame from its TIFF, and masks are written frame by
-frame, so the peak should not grow with the movie's length.
+The movie is real: CTC Fluo-N2DH-GOWT1 sequence 02 (92 frames of 1024 × 1024,
+mouse ES cell nuclei) played forwards and backwards (0…91, 90…0, 1…91, …)
+to ``--lengths`` frames, so that every cell moves on continuously. For each
+length, ``pcnacycle run`` runs in a fresh process under a small wrapper that
+reports the peak resident set size of that process (``ru_maxrss``): the whole
+run, detection, tracking, resolving and writing. Frames are read one at a time
+from the TIFF and masks written one at a time, so the peak should not grow with
+the length. GOWT1 has one channel; the demo's model, which takes PCNA and DIC,
+is given the same movie as both (phases are meaningless here, memory is not).
 
 Usage (from the repository root)::
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src .venv/bin/python benchmarks/run_memory.py \\
-        --weights demo-output/train --out bench-out/run_memory [--frames 500] [--lengths 50 500]
+    OMP_NUM_THREADS=2 PYTHONPATH=src .venv/bin/python benchmarks/run_memory.py --weights demo-output/train \\
+        --gowt1 ../shared/data/ctc/Fluo-N2DH-GOWT1/02 --out bench-out/run_memory [--lengths 100 500]
 """
 
 from __future__ import annotations
@@ -26,74 +28,57 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from pcnacycle.simulation.params import SimulationParams
-from pcnacycle.simulation.simulator import simulate_movie
-from pcnacycle.simulation.writers import write_movie
-
-MOVIE = dict(size=(1024, 1024), cells=90, frame_interval=15.0, seed=505)
-
-
-def movie(out: Path, frames: int) -> Path:
-    folder = out / f"movie-{frames}"
-    if not (folder / "simulation.json").is_file():
-        write_movie(simulate_movie(SimulationParams(frames=frames, **MOVIE)), folder, annotated_frames=0,
-                    overwrite=True)
-    return folder
-
-
-def first_frames(folder: Path, length: int, out: Path) -> tuple[Path, Path]:
-    """The first ``length`` frames of the movie's PCNA and DIC, as their own TIFFs (copied frame by frame)."""
-    paths = []
-    for channel in ("pcna", "dic"):
-        path = out / f"{channel}-{length}.tif"
-        if not path.is_file():
-            with tifffile.TiffFile(folder / f"{channel}.tif") as source:
-                pages = (source.pages[t].asarray() for t in range(length))
-                first = source.pages[0]
-                tifffile.imwrite(path, pages, shape=(length, *first.shape), dtype=first.dtype,
-                                 imagej=True, metadata={"axes": "TYX", "finterval": MOVIE["frame_interval"] * 60,
-                                                        "unit": "um"})
-        paths.append(path)
-    return paths[0], paths[1]
-
-
 #: Runs a command and prints its peak resident set size (KiB): a wrapper per run, so that each run's peak is
 #: its own (``RUSAGE_CHILDREN`` keeps the largest child a process ever waited for).
 _PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
          "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def measure(weights: str, pcna: Path, dic: Path, run_dir: Path) -> dict:
-    command = [sys.executable, "-m", "pcnacycle", "run", "--weights", weights, "--pcna", str(pcna), "--dic",
-               str(dic), "--output", str(run_dir), "--frame-interval", str(MOVIE["frame_interval"]), "--overwrite"]
+def ping_pong(count: int, length: int) -> np.ndarray:
+    """Frame indices 0…count-1, back to 0, forth again…, ``length`` of them (no frame twice in a row)."""
+    cycle = np.r_[np.arange(count), np.arange(count - 2, 0, -1)]
+    return np.resize(cycle, length)
+
+
+def write_movie(source: Path, length: int, path: Path) -> None:
+    frames = sorted(source.glob("t*.tif"))
+    order = ping_pong(len(frames), length)
+    pages = (tifffile.imread(frames[i]) for i in order)
+    first = tifffile.imread(frames[0])
+    tifffile.imwrite(path, pages, shape=(length, *first.shape), dtype=first.dtype, imagej=True,
+                     metadata={"axes": "TYX"})
+
+
+def measure(weights: str, pcna: Path, run_dir: Path) -> dict:
+    # GOWT1 has one channel: a model that also takes DIC (the demo's) is given the same movie as its DIC
+    command = [sys.executable, "-m", "pcnacycle", "run", "--weights", weights, "--pcna", str(pcna), "--dic", str(pcna),
+               "--output", str(run_dir), "--frame-interval", "5", "--overwrite"]
     started = time.perf_counter()
     peak_kib = int(subprocess.run([sys.executable, "-c", _PEAK, *command], check=True, capture_output=True,
                                   text=True).stdout.split()[-1])
     seconds = time.perf_counter() - started
     info = json.loads((run_dir / "run.json").read_text())
-    return {"seconds": round(seconds, 1), "peak_rss_mib": round(peak_kib / 1024), "frames": info["frames"],
-            "nuclei": info["nuclei"], "tracks": info["tracks"]}
+    return {"seconds": round(seconds, 1), "seconds_per_frame": round(seconds / info["frames"], 2),
+            "peak_rss_mib": round(peak_kib / 1024), "frames": info["frames"], "nuclei": info["nuclei"],
+            "tracks": info["tracks"], "scale": info.get("scale")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", required=True)
+    parser.add_argument("--gowt1", type=Path, required=True, help="the Fluo-N2DH-GOWT1/02 folder (t000.tif...)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--frames", type=int, default=500)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[50, 500])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[100, 500])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    folder = movie(args.out, args.frames)
-    print(f"simulated {args.frames} frames in {time.perf_counter() - started:.0f} s", flush=True)
     results = {}
-    for length in sorted(args.lengths):
-        pcna, dic = first_frames(folder, length, args.out)
-        results[length] = measure(args.weights, pcna, dic, args.out / f"run-{length}")
-        results[length]["seconds_per_frame"] = round(results[length]["seconds"] / length, 2)
+    for length in args.lengths:
+        movie = args.out / f"gowt1-{length}.tif"
+        if not movie.is_file():
+            write_movie(args.gowt1, length, movie)
+        results[length] = measure(args.weights, movie, args.out / f"run-{length}")
         print(length, results[length], flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    print(json.dumps({"pixels": int(np.prod(MOVIE["size"])), **{str(k): v for k, v in results.items()}}))
 
 
 if __name__ == "__main__":

@@ -151,7 +151,6 @@ def nuclear_texture(label_image: np.ndarray, intensity_image: np.ndarray, labels
     return np.where(mean[labels] > 0, cv[labels], np.nan)
 
 
-
 def frame_detections(label_image: np.ndarray, probs: np.ndarray, frame: int,
                      class_names: Sequence[str] = CLASSES, intensity_image: np.ndarray | None = None) -> pd.DataFrame:
     """Measure the nuclei of one frame and attach their phase probabilities.
