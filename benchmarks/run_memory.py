@@ -13,7 +13,8 @@ is given the same movie as both (phases are meaningless here, memory is not).
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=2 PYTHONPATH=src .venv/bin/python benchmarks/run_memory.py --weights demo-output/train \\
-        --gowt1 ../shared/data/ctc/Fluo-N2DH-GOWT1/02 --out bench-out/run_memory [--lengths 100 500]
+        --gowt1 ../shared/data/ctc/Fluo-N2DH-GOWT1/02 --out bench-out/run_memory [--lengths 100 500] \\
+        [--nucleus-diameter 60]
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ def write_movie(source: Path, length: int, path: Path) -> None:
                      metadata={"axes": "TYX"})
 
 
-def measure(weights: str, pcna: Path, run_dir: Path) -> dict:
+def measure(weights: str, pcna: Path, run_dir: Path, nucleus_diameter: float | None) -> dict:
     # GOWT1 has one channel: a model that also takes DIC (the demo's) is given the same movie as its DIC
     command = [sys.executable, "-m", "pcnacycle", "run", "--weights", weights, "--pcna", str(pcna), "--dic", str(pcna),
                "--output", str(run_dir), "--frame-interval", "5", "--overwrite"]
+    if nucleus_diameter:
+        command += ["--nucleus-diameter", str(nucleus_diameter)]
     started = time.perf_counter()
     peak_kib = int(subprocess.run([sys.executable, "-c", _PEAK, *command], check=True, capture_output=True,
                                   text=True).stdout.split()[-1])
@@ -69,6 +72,8 @@ def main() -> None:
     parser.add_argument("--gowt1", type=Path, required=True, help="the Fluo-N2DH-GOWT1/02 folder (t000.tif...)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--lengths", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--nucleus-diameter", type=float,
+                        help="passed to run (a model trained on other nuclei may misjudge GOWT1's, e.g. 60)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -76,7 +81,7 @@ def main() -> None:
         movie = args.out / f"gowt1-{length}.tif"
         if not movie.is_file():
             write_movie(args.gowt1, length, movie)
-        results[length] = measure(args.weights, movie, args.out / f"run-{length}")
+        results[length] = measure(args.weights, movie, args.out / f"run-{length}", args.nucleus_diameter)
         print(length, results[length], flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
 

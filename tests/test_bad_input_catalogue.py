@@ -353,7 +353,7 @@ CASES = [
     Case("run --output below a file", output_below_a_file, 2, "notes.txt is not a folder"),
     Case("run: disk too small", disk_too_small, 2, "needed on disk"),
     Case("run: disk full at the detections", disk_full_at_the_detections, 2,
-         "detections.npy: No space left on device"),
+         "detections.raw: No space left on device"),
     Case("run: disk full mid-write", disk_full_mid_write, 2, "No space left on device; free some space"),
     Case("run: another run writing", another_run_writing, 2, "another pcnacycle process is writing there"),
     Case("run: bad weights file", bad_weights_file, 2, "fake.pt: not a PyTorch weights file that loads safely"),

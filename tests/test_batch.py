@@ -118,7 +118,7 @@ def test_a_failing_movie_is_reported_and_the_others_finish_and_a_rerun_retries_o
     (screen / "movies" / "ctrl_2.tif").write_bytes(b"not a TIFF at all")
     # what a kill -9 leaves: a half-written staging folder of a movie in flight
     (screen / "out" / ".drug_1.incomplete").mkdir(parents=True)
-    (screen / "out" / ".drug_1.incomplete" / "detections.npy").write_bytes(b"half")
+    (screen / "out" / ".drug_1.incomplete" / "detections.raw").write_bytes(b"half")
     monkeypatch.setattr(batch, "run_batch", functools.partial(batch.run_batch, processes=False))
     args = ["batch", "--weights", str(screen / "weights.pt"), "--manifest", str(screen / "movies.csv"),
             "--output", str(screen / "out"), "--workers", "1", "--quiet"]

@@ -65,7 +65,7 @@ def test_run_reproduces_tracks_and_phase_durations_of_the_truth(oracle, movie_fi
     for name in ("masks.tif", "objects.csv", "phases.csv", "ctc/res_track.txt", "ctc/mask000.tif",
                  "timeline.png", "run.json", "log.txt"):
         assert (out / name).is_file(), name
-    assert not (out / "detections.npy").exists() and not (out.parent / ".out.incomplete").exists()
+    assert not (out / "detections.raw").exists() and not (out.parent / ".out.incomplete").exists()
 
     masks = tifffile.imread(out / "masks.tif")
     assert masks.shape == movie.labels.shape and masks.dtype == np.uint16
@@ -374,3 +374,14 @@ def test_run_on_a_z_stack_records_the_projection(threshold_model, tmp_path):
     assert (summary["z_project"], summary["z_planes"]) == ("max", 3)
     assert tifffile.imread(out / "masks.tif").shape == (3, 160, 160)
     assert len(pd.read_csv(out / "objects.csv")) == 9  # three nuclei in each of three frames
+
+
+def test_label_frames_are_stored_and_read_back_one_at_a_time(tmp_path):
+    from pcnacycle.pipeline import LabelFrames
+
+    frames = LabelFrames(tmp_path / "detections.raw", (3, 4, 5))
+    image = np.arange(20, dtype=np.uint16).reshape(4, 5) * 3000  # up to 57000: the whole uint16 range
+    frames[1] = image
+    np.testing.assert_array_equal(frames[1], image)
+    assert not frames[0].any() and not frames[2].any() and frames[2].shape == (4, 5)
+    assert (tmp_path / "detections.raw").stat().st_size == 3 * 4 * 5 * 2

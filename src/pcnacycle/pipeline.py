@@ -183,8 +183,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
                 raw_labels, detections = _detect(predictor, pcna_movie, dic_movie, stage, settings, scale, progress)
                 tracked, durations, summary = analyse(detections, frame_interval, settings, class_names, progress)
                 write_outputs(stage, tracked, durations, raw_labels, frame_interval, class_names, progress)
-                del raw_labels
-                (stage / "detections.npy").unlink()
+                raw_labels.path.unlink()
                 summary.update(scale_info)
                 summary.update({"weights": str(weights), "pcna": str(pcna_movie.path),
                                 "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
@@ -223,14 +222,13 @@ def movie_scale(predictor: Predictor, pcna_movie: MovieReader, dic_movie: MovieR
 
 def _detect(predictor: Predictor, pcna_movie, dic_movie, stage: Path, settings: RunSettings, scale: float | None,
             progress: bool) -> tuple[np.ndarray, pd.DataFrame]:
-    """Detections of every frame: (T, H, W) uint16 label memmap in ``stage`` and the detections table."""
+    """Detections of every frame: (T, H, W) uint16 :class:`LabelFrames` in ``stage`` and the detections table."""
     class_names = predictor.class_names
     frames, (height, width) = pcna_movie.frames, pcna_movie.shape
     # Per-frame detection labels wait on disk for the relabelling after
     # tracking, so the movie is never held twice in memory.
-    raw_labels = np.lib.format.open_memmap(stage / "detections.npy", mode="w+", dtype=np.uint16,
-                                           shape=(frames, height, width))
-    reserve_disk_space(stage / "detections.npy")
+    raw_labels = LabelFrames(stage / "detections.raw", (frames, height, width))
+    reserve_disk_space(raw_labels.path)
     tables = []
     for t in tqdm(range(frames), desc="detect", unit="frame", disable=not progress):
         channels = _frame_channels(pcna_movie, dic_movie, t)
@@ -246,10 +244,34 @@ def _detect(predictor: Predictor, pcna_movie, dic_movie, stage: Path, settings: 
                              if dic_movie is not None else np.nan)
         table["predicted_phase"] = [class_names[k - 1] for k in result["labels"]]
         tables.append(table)
-    raw_labels.flush()
     detections = pd.concat(tables, ignore_index=True)
     log.info("detected %d nuclei in %d frames", len(detections), frames)
     return raw_labels, detections
+
+
+class LabelFrames:
+    """(T, H, W) uint16 label frames in a file, written and read one frame at a time.
+
+    Plain reads and writes, not a memory map: the pages of a memory-mapped
+    file that a run has touched count in its resident memory until it ends,
+    which made a 500-frame 1024² run's peak grow by 0.8 GB (BENCHMARKS.md,
+    "Memory of long runs").
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int, int]):
+        self.path, self.shape = Path(path), tuple(shape)
+        self._frame_bytes = shape[1] * shape[2] * np.dtype(np.uint16).itemsize
+        with open(self.path, "wb") as handle:
+            handle.truncate(shape[0] * self._frame_bytes)
+
+    def __setitem__(self, t: int, image: np.ndarray) -> None:
+        with open(self.path, "r+b") as handle:
+            handle.seek(t * self._frame_bytes)
+            handle.write(np.ascontiguousarray(image, np.uint16).tobytes())
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return np.fromfile(self.path, np.uint16, count=self.shape[1] * self.shape[2],
+                           offset=t * self._frame_bytes).reshape(self.shape[1:])
 
 
 def nucleus_diameter(detections: pd.DataFrame) -> float | None:
@@ -325,7 +347,7 @@ def write_outputs(folder: Path, tracked: pd.DataFrame, durations: pd.DataFrame |
                   frame_interval: float, class_names=CLASSES, progress: bool = False) -> None:
     """Write ``objects.csv``, ``phases.csv``, ``masks.tif``, ``ctc/`` and ``timeline.png`` into ``folder``.
 
-    ``label_frames`` is a (T, H, W) array (a memmap is fine) of the raw
+    ``label_frames`` is a (T, H, W) array (or :class:`LabelFrames`) of the raw
     detection labels, the ``label`` column of ``tracked``.
     """
     frames, height, width = label_frames.shape

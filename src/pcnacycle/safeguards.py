@@ -168,10 +168,11 @@ def os_error_message(exc: OSError, output: str | os.PathLike | None = None) -> s
 def reserve_disk_space(path: str | os.PathLike) -> None:
     """Give the file at ``path`` its disk blocks now (``posix_fallocate``).
 
-    A memory-mapped file is created sparse: on a full disk the first write to
-    an unbacked page kills the process with SIGBUS, no message and no clean-up.
-    Reserved blocks turn that into an ``OSError`` (ENOSPC) here, before any
-    work, which the command line reports as one line.
+    A file made by ``truncate`` is sparse: on a full disk it would fail at
+    some later write, after minutes of work (and a memory-mapped one kills
+    the process with SIGBUS, no message and no clean-up). Reserved blocks turn
+    that into an ``OSError`` (ENOSPC) here, before any work, which the
+    command line reports as one line.
     """
     if not hasattr(os, "posix_fallocate"):  # macOS, Windows: nothing to reserve with
         return
