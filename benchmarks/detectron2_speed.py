@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle  # noqa: F401  (detectron2_parity imports it at module level)
 import platform
 import sys
 import tempfile

@@ -85,12 +85,13 @@ DEV_MOVIES = {
                      g1_minutes=(380.0, 40.0), s_minutes=(300.0, 30.0), g2_minutes=(150.0, 15.0),
                      m_minutes=(40.0, 5.0), seed=11),
 }
+ALL_MOVIES = {**MOVIES, **DEV_MOVIES}
 
 
 def movie_folder(out: Path, name: str) -> Path:
     folder = out / "movies" / name
     if not (folder / "simulation.json").is_file():
-        params = SimulationParams(**{**MOVIES, **DEV_MOVIES}[name])
+        params = SimulationParams(**ALL_MOVIES[name])
         write_movie(simulate_movie(params), folder, annotated_frames=0, overwrite=True)
     return folder
 
@@ -193,7 +194,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="weights or training folder of a trained model (part b)")
     parser.add_argument("--sctrack", help="python of a venv where sc-track is installed (part c)")
     parser.add_argument("--accuracy", type=float, nargs="+", default=[0.8, 0.9])
-    parser.add_argument("--movies", nargs="+", default=list(MOVIES), choices=[*MOVIES, *DEV_MOVIES])
+    parser.add_argument("--movies", nargs="+", default=list(MOVIES), choices=list(ALL_MOVIES))
     parser.add_argument("--settings", nargs="*", default=[], metavar="KEY=VALUE",
                         help="RunSettings fields to change, for the oracle and the model alike")
     args = parser.parse_args()
@@ -202,7 +203,7 @@ def main() -> None:
     for name in args.movies:
         folder = movie_folder(args.out, name)
         truth_objects = pd.read_csv(folder / "truth" / "objects.csv")
-        interval = {**MOVIES, **DEV_MOVIES}[name]["frame_interval"]
+        interval = ALL_MOVIES[name]["frame_interval"]
         for accuracy in args.accuracy:
             detections, labels = oracle_detections(folder, accuracy, seed=int(accuracy * 1000))
             started = time.perf_counter()

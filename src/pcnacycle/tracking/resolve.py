@@ -416,49 +416,28 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, confident: float = _
     Returns
     -------
     (n,) float64
-        ``log p(texture | S) - log p(texture | not S)`` (:func:`_fitted_log_ratio`
-        on log texture) with S the nuclei with ``p_s ≥ confident`` and not-S
-        those with ``p_s ≤ 1 - confident``; all 0 when either has fewer than
-        ``min_count`` nuclei or S is not the grainier.
+        ``log p(texture | S) - log p(texture | not S)``, one Gaussian of log
+        texture per class fitted to the nuclei with ``p_s ≥ confident`` (S)
+        and ``p_s ≤ 1 - confident`` (not S): the classes' medians and one
+        shared robust spread, so the ratio grows steadily with texture, never
+        turning back in a tail; bounded to ±``limit``, 0 where texture is
+        missing. All 0 when either class has fewer than ``min_count`` nuclei
+        or S is not the grainier.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.log(np.asarray(texture, np.float64))
     p_s = np.asarray(p_s, np.float64)
-    return _fitted_log_ratio(x, p_s >= confident, p_s <= 1 - confident, min_count, limit)
-
-
-def _fitted_log_ratio(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, min_count: int = _MIN_CONFIDENT,
-                     limit: float = _EVIDENCE_LIMIT) -> np.ndarray:
-    """Log-likelihood ratio of two classes from one feature, one Gaussian per class fitted to labelled examples.
-
-    Parameters
-    ----------
-    x : (n,) float
-        The feature (NaN or inf: no evidence, 0).
-    positive, negative : (n,) bool
-        Rows that are examples of each class.
-
-    Returns
-    -------
-    (n,) float64
-        ``log p(x | positive) - log p(x | negative)`` with the classes'
-        medians and one shared robust spread (so the ratio grows steadily with
-        ``x``, never turning back in a tail), bounded to ±``limit``. All 0
-        when either class has fewer than ``min_count`` examples or the
-        positive class does not lie higher.
-    """
-    x = np.asarray(x, np.float64)
     valid = np.isfinite(x)
-    positive, negative = valid & positive, valid & negative
-    if positive.sum() < min_count or negative.sum() < min_count:
+    s_phase, other = valid & (p_s >= confident), valid & (p_s <= 1 - confident)
+    if s_phase.sum() < min_count or other.sum() < min_count:
         return np.zeros(len(x))
-    centre_pos, centre_neg = np.median(x[positive]), np.median(x[negative])
-    if centre_pos <= centre_neg:
+    centre_s, centre_other = np.median(x[s_phase]), np.median(x[other])
+    if centre_s <= centre_other:
         return np.zeros(len(x))
     spreads = [1.4826 * np.median(np.abs(x[rows] - centre)) for rows, centre in
-               ((positive, centre_pos), (negative, centre_neg))]
+               ((s_phase, centre_s), (other, centre_other))]
     variance = max(float(np.mean(np.square(spreads))), 1e-6)
-    llr = (centre_pos - centre_neg) / variance * (np.where(valid, x, 0.0) - (centre_pos + centre_neg) / 2)
+    llr = (centre_s - centre_other) / variance * (np.where(valid, x, 0.0) - (centre_s + centre_other) / 2)
     return np.where(valid, np.clip(llr, -limit, limit), 0.0)
 
 
