@@ -75,7 +75,7 @@ def test_dumped_config_loads_back_identically(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["stage1_dsb2018", "stage1_dsb2018_cpu", "stage2_deepcell", "stage2_deepcell_cpu",
-                                  "stage3_pcna", "stage3_pcna_cpu"])
+                                  "stage3_pcna", "stage3_pcna_cpu", "stage3_real_cpu"])
 def test_every_shipped_config_loads_and_builds(name):
     from pcnacycle.modeling.model import build_model
 
@@ -83,6 +83,16 @@ def test_every_shipped_config_loads_and_builds(name):
     model = build_model(cfg)
     assert model.backbone.body.conv1.in_channels == len(cfg.INPUT.CHANNELS)
     assert model.roi_heads.box_predictor.cls_score.out_features == cfg.MODEL.ROI_HEADS.NUM_CLASSES + 1
+
+
+def test_the_real_movie_stage3_takes_the_whole_stage1_cpu_model_but_its_class_predictors():
+    from pcnacycle.modeling.model import build_model
+
+    stage1 = build_model(load_config("stage1_dsb2018_cpu")).state_dict()
+    stage3 = build_model(load_config("stage3_real_cpu")).state_dict()
+    differ = {k for k in stage1 if stage1[k].shape != stage3[k].shape}
+    assert stage1.keys() == stage3.keys()
+    assert differ and all(k.startswith("roi_heads.") and "predictor" in k for k in differ)
 
 
 def test_stage_configs_carry_the_reports_solver_lines():

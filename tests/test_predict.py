@@ -141,3 +141,24 @@ def test_resize_transform_sizes_and_maps_boxes_back():
     transform.train()
     torch.manual_seed(0)
     assert {transform.resize(torch.rand(1, 64, 80))[0].shape[-2] for _ in range(20)} == {32, 48}
+
+
+def test_a_cpu_model_runs_channels_last_and_finds_what_the_default_layout_finds(trained_run):
+    import copy
+
+    from pcnacycle.engine.predictor import Predictor
+
+    predictor = Predictor(trained_run)
+    conv = predictor.model.backbone.body.layer1[0].conv1.weight  # (64, 64, 3, 3): the layouts differ
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    default = Predictor.from_model(copy.deepcopy(predictor.model).to(memory_format=torch.contiguous_format),
+                                   predictor.cfg)
+    image = discs_image((128, 128), radius=7, spacing=24).astype(np.float32)
+    with torch.no_grad():
+        fast = predictor.model([torch.from_numpy(image)])[0]
+        plain = default.model([torch.from_numpy(image)])[0]
+    assert len(plain["scores"]) > 0
+    order_fast, order_plain = torch.argsort(fast["scores"]), torch.argsort(plain["scores"])
+    torch.testing.assert_close(fast["scores"][order_fast], plain["scores"][order_plain], atol=1e-4, rtol=0)
+    torch.testing.assert_close(fast["boxes"][order_fast], plain["boxes"][order_plain], atol=1e-2, rtol=0)
+    torch.testing.assert_close(fast["masks"][order_fast], plain["masks"][order_plain], atol=1e-3, rtol=0)

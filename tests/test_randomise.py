@@ -165,3 +165,69 @@ def test_simulate_command_randomises_on_request_and_refuses_a_fixed_nucleus_size
     assert record["scale_texture"] and "drawn" in record["randomisation"]
     assert main([*args[:2], str(tmp_path / "s"), *args[3:], "--randomise", "--nucleus-radius", "5"]) == 2
     assert "--nucleus-radius: not with --randomise" in capsys.readouterr().err
+
+
+def _set_args(tmp_path, *extra):
+    return ["simulate", "--output", str(tmp_path / "set"), "--frames", "3", "--size", "64", "64", "--cells", "3",
+            "--annotated-frames", "2", "--seed", "20", "--movies", "2", "--randomise", "--quiet", *extra]
+
+
+def test_several_randomised_movies_pool_their_annotated_frames_into_one_dataset(tmp_path):
+    import pandas as pd
+
+    from pcnacycle.cli import main
+    from pcnacycle.config import load_config
+    from pcnacycle.data.labelmask import read_labelmask_records
+    from pcnacycle.io import read_image
+
+    assert main(_set_args(tmp_path)) == 0
+    pool = tmp_path / "set" / "annotated"
+    drawn = [json.loads((tmp_path / "set" / f"movie_{s}" / "simulation.json").read_text())["randomisation"]["drawn"]
+             for s in (20, 21)]
+    assert drawn[0]["nucleus_diameter"] != drawn[1]["nucleus_diameter"]  # each movie its own look
+    classes = pd.read_csv(pool / "classes.csv")
+    for seed in (20, 21):
+        own = tmp_path / "set" / f"movie_{seed}" / "annotated"
+        own_classes = pd.read_csv(own / "classes.csv")
+        for frame in sorted(p.stem for p in (own / "labels").glob("*.tif")):
+            pooled = f"movie_{seed}_{frame}"
+            for channel in ("labels", "pcna"):
+                assert np.array_equal(read_image(pool / channel / f"{pooled}.tif"),
+                                      read_image(own / channel / f"{frame}.tif"))
+            assert (classes[classes.image == pooled]["class"].tolist()
+                    == own_classes[own_classes.image == frame]["class"].tolist())
+    via = json.loads((pool / "via_region_data.json").read_text())
+    assert sorted(v["filename"] for v in via.values()) == sorted(p.name for p in (pool / "pcna").glob("*.tif"))
+    records = read_labelmask_records(pool, load_config("stage3_pcna_cpu", ["INPUT.CHANNELS", "[pcna, dic]"]))
+    assert len(records) == 4  # two annotated frames of each movie, read as one label-mask dataset
+
+
+def test_a_set_is_replaced_only_with_overwrite_and_keeps_the_users_files(tmp_path, capsys):
+    from pcnacycle.cli import main
+
+    def movies(count, *extra):
+        args = _set_args(tmp_path, *extra)
+        args[args.index("--movies") + 1] = str(count)
+        return args
+
+    assert main(movies(3)) == 0
+    (tmp_path / "set" / "notes.txt").write_text("mine")
+    assert main(movies(2)) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "set" / "movie_22").is_dir()
+    assert main(movies(2, "--overwrite")) == 0
+    assert not (tmp_path / "set" / "movie_22").exists()  # what the earlier, larger set wrote is gone
+    assert len(list((tmp_path / "set" / "annotated" / "labels").glob("*.tif"))) == 4
+    assert (tmp_path / "set" / "notes.txt").read_text() == "mine"
+    # a single movie is not written over a set: the set's files are not a movie's to replace
+    assert main(movies(1, "--overwrite")) == 2
+    assert "simulation.json" in capsys.readouterr().err
+
+
+def test_a_set_of_no_movies_is_refused(tmp_path, capsys):
+    from pcnacycle.cli import main
+
+    args = _set_args(tmp_path)
+    args[args.index("--movies") + 1] = "0"
+    assert main(args) == 2
+    assert "movies=0" in capsys.readouterr().err and not (tmp_path / "set").exists()

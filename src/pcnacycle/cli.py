@@ -43,7 +43,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from .settings import parse_phase_minutes
-    from .simulation.simulator import simulate
+    from .simulation.simulator import simulate, simulate_movies
 
     extra = {}
     for phase, minutes in (parse_phase_minutes(args.phase_minutes) if args.phase_minutes else {}).items():
@@ -56,10 +56,14 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         extra["nucleus_radius"] = args.nucleus_radius
     if args.scale_texture:
         extra["scale_texture"] = True
-    out = simulate(args.output, frames=args.frames, size=tuple(args.size), cells=args.cells, seed=args.seed,
-                   frame_interval=args.frame_interval, annotated_frames=args.annotated_frames, jitter=args.jitter,
-                   arrested_fraction=args.arrested_fraction, overwrite=args.overwrite, progress=not args.quiet,
-                   randomise=args.randomise, **extra)
+    common = dict(frames=args.frames, size=tuple(args.size), cells=args.cells, seed=args.seed,
+                  frame_interval=args.frame_interval, annotated_frames=args.annotated_frames, jitter=args.jitter,
+                  arrested_fraction=args.arrested_fraction, overwrite=args.overwrite, progress=not args.quiet,
+                  randomise=args.randomise, **extra)
+    if args.movies == 1:
+        out = simulate(args.output, **common)
+    else:
+        out = simulate_movies(args.output, args.movies, **common)
     print(out)
 
 
@@ -311,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--randomise", action="store_true",
                    help="draw the movie's look (nucleus size and shape, texture, foci, mitosis, camera, debris) "
                         "from ranges that span real microscopes, seeded by --seed; simulation.json records them")
+    p.add_argument("--movies", type=int, default=1,
+                   help="simulate this many movies (seeds SEED, SEED+1, ...) in OUTPUT/movie_<seed>/ and pool their "
+                        "annotated frames in OUTPUT/annotated/ for training; with --randomise each draws its own look "
+                        "(default 1: one movie in OUTPUT)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier simulation in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_simulate)

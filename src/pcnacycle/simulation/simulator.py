@@ -45,6 +45,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..errors import PcnacycleError
+from ..io import MANIFEST_KEY, files_under, read_manifest, remove_outputs, write_json
 from ..phases import PHASE_CLASS, PHASES
 from .cells import _Cell
 from .foci import _update_foci
@@ -53,7 +54,7 @@ from .motion import _move, _separate
 from .params import Movie, SimulationParams, _check_annotated_frames
 from .render import _background_height, _camera, _debris, _dic_photons, _illumination, _pcna_photons, _render
 from .truth import _measure, _track_tables
-from .writers import ANNOTATED_FRAMES, _check_output, _check_room, write_movie
+from .writers import ANNOTATED_FRAMES, _check_output, _check_room, pool_annotated, write_movie
 
 
 def simulate_movie(params: SimulationParams, *, progress: bool = False) -> Movie:
@@ -162,3 +163,50 @@ def simulate(output, *, frames=60, size=(512, 512), cells=40, seed=0, frame_inte
     movie = simulate_movie(params, progress=progress)
     movie.randomisation = randomisation
     return write_movie(movie, output, annotated_frames=annotated_frames, overwrite=overwrite)
+
+
+#: Written last in a folder of several movies, listing every file written: its presence marks a complete set.
+SET_MARKER = "movies.json"
+
+
+def simulate_movies(output, movies: int, *, seed: int = 0, overwrite: bool = False, progress: bool = True,
+                    **kwargs) -> Path:
+    """Several movies, and their annotated frames pooled into one training dataset.
+
+    Movie ``k`` gets seed ``seed + k`` and goes to ``output/movie_<seed + k>/``
+    (a folder as :func:`simulate` writes it); ``output/annotated/`` pools
+    their annotated frames (:func:`~pcnacycle.simulation.writers.pool_annotated`),
+    ready for ``DATASETS.ROOT``. With ``randomise`` each movie draws its own
+    look, so a model trained on the pool sees as many microscopes as movies.
+    Other keyword arguments are those of :func:`simulate`.
+
+    ``movies.json`` is written last and lists every file, so that
+    ``overwrite`` replaces only what an earlier set wrote. When a movie
+    fails, what this call wrote is removed again.
+
+    Returns
+    -------
+    pathlib.Path
+        The output folder.
+    """
+    if isinstance(movies, bool) or not isinstance(movies, int) or movies < 1:
+        raise PcnacycleError(f"movies={movies!r}: must be a whole number of movies, 1 or more")
+    output = Path(output)
+    _check_output(output, overwrite)
+    if output.is_dir() and any(output.iterdir()):
+        previous = read_manifest(output, SET_MARKER)
+        (output / SET_MARKER).unlink(missing_ok=True)
+        remove_outputs(output, previous)
+    output.mkdir(parents=True, exist_ok=True)
+    users = files_under(output)
+    names = [f"movie_{seed + k}" for k in range(movies)]
+    try:
+        for name, movie_seed in zip(names, range(seed, seed + movies)):
+            simulate(output / name, seed=movie_seed, progress=progress, **kwargs)
+        pool_annotated({name: output / name / "annotated" for name in names}, output / "annotated")
+        write_json(output / SET_MARKER, {"movies": names, "seeds": list(range(seed, seed + movies)),
+                                         MANIFEST_KEY: sorted((files_under(output) - users) | {SET_MARKER})})
+    except BaseException:
+        remove_outputs(output, files_under(output) - users)
+        raise
+    return output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -202,3 +204,33 @@ def _write_files(movie: Movie, output: Path, annotated_frames: int, users: set[s
     write_json(output / MARKER, {**asdict(movie.params), **randomisation, "annotated_frames": annotated_frames,
                                  "pcnacycle_version": _version(),
                                  MANIFEST_KEY: sorted((files_under(output) - users) | {MARKER})})
+
+
+def pool_annotated(sources: dict[str, Path], destination: Path) -> None:
+    """Pool several movies' ``annotated/`` folders into one training dataset.
+
+    Every file keeps its sub-folder (``pcna/``, ``dic/``, ``labels/``) and is
+    renamed ``<movie>_<name>``; ``classes.csv`` and ``via_region_data.json``
+    are merged under the new names, so the pool reads as one label-mask or
+    VIA 2 dataset (``DATASETS.ROOT``).
+
+    Parameters
+    ----------
+    sources : {movie name: annotated folder}
+    destination : folder to create; it must not exist yet.
+    """
+    classes, via = [], {}
+    for movie, folder in sources.items():
+        for name in sorted(files_under(folder) - {"classes.csv", "via_region_data.json"}):
+            path = Path(name)
+            target = destination / path.parent / f"{movie}_{path.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / name, target)
+        table = pd.read_csv(folder / "classes.csv")
+        classes.append(table.assign(image=movie + "_" + table["image"].astype(str)))
+        for entry in json.loads((folder / "via_region_data.json").read_text()).values():
+            filename = f"{movie}_{entry['filename']}"
+            via[f"{filename}{entry['size']}"] = {**entry, "filename": filename}
+    table = pd.concat(classes, ignore_index=True) if classes else pd.DataFrame(columns=["image", "label", "class"])
+    write_text(destination / "classes.csv", table.to_csv(index=False))
+    write_json(destination / "via_region_data.json", via)
