@@ -191,3 +191,32 @@ def test_training_nucleus_size_is_recorded_in_the_pixels_the_network_sees(tmp_pa
     at_own_pixels = median_nucleus_diameter(own, records)
     assert median_nucleus_diameter(own, records, network=True) == pytest.approx(at_own_pixels)
     assert median_nucleus_diameter(doubled, records, network=True) == pytest.approx(2 * at_own_pixels)
+
+
+def discs_of(diameters, size: int = 240) -> dict:
+    """A frame with one bright disc of each diameter, on a grid 60 px apart."""
+    yy, xx = np.mgrid[:size, :size]
+    frame = np.zeros((size, size), np.float32)
+    for k, diameter in enumerate(diameters):
+        cy, cx = 30 + 60 * (k // 4), 30 + 60 * (k % 4)
+        frame[(yy - cy) ** 2 + (xx - cx) ** 2 <= (diameter / 2) ** 2] = 1000
+    return {"gray": frame}
+
+
+def test_the_size_estimate_says_how_far_it_can_be_trusted(caplog):
+    cfg = load_config(None, ["INPUT.MIN_SIZE_TEST", "0", "INPUT.NUCLEUS_DIAMETER", "20"])
+    _, info = input_scale(ThresholdPredictor(cfg, []), [discs_of([20] * 12)])
+    assert info["nuclei_measured"] == 12 and info["estimate_reliable"]
+    assert info["nucleus_diameter_quartiles_px"] == pytest.approx([20, 20], rel=0.05)
+    assert "unreliable" not in caplog.text
+    # pieces of every size, as a model that cuts nuclei up gives them: measured, but not trusted
+    _, info = input_scale(ThresholdPredictor(cfg, []), [discs_of([6, 8, 10, 12, 16, 20, 26, 32, 38, 44, 50, 56])])
+    assert info["nuclei_measured"] == 12 and not info["estimate_reliable"]
+    assert "nucleus size estimate is unreliable (12 nuclei measured" in caplog.text
+    caplog.clear()
+    # too few nuclei to tell
+    _, info = input_scale(ThresholdPredictor(cfg, []), [disc_frame(20)])
+    assert info["nuclei_measured"] == 3 and not info["estimate_reliable"] and "unreliable" in caplog.text
+    # a diameter the user gives is not an estimate
+    _, info = input_scale(ThresholdPredictor(cfg, []), [disc_frame(20)], nucleus_diameter=20.0)
+    assert "estimate_reliable" not in info

@@ -36,6 +36,9 @@ SCALE_TOLERANCE = math.log(1.1)
 UNAUGMENTED_SCALE_TOLERANCE = math.log(1.2)
 #: The most a frame is shrunk or enlarged.
 SCALE_LIMITS = (0.25, 4.0)
+#: A measured nucleus size is trusted from this many nuclei, whose middle half spans at most this factor.
+MIN_MEASURED = 10
+MAX_QUARTILE_RATIO = 2.0
 
 
 def scale_tolerance(cfg: CfgNode) -> float:
@@ -85,6 +88,26 @@ def predict_scaled(predictor: Predictor, channels: dict[str, np.ndarray], scale:
     return result
 
 
+def estimate_reliability(areas: np.ndarray) -> dict:
+    """How far a nucleus size measured from these detection ``areas`` (px) can be trusted.
+
+    Reliable when at least :data:`MIN_MEASURED` nuclei were measured and the
+    middle half of their diameters lies within a factor :data:`MAX_QUARTILE_RATIO`
+    (a model that cuts nuclei into pieces of every size spreads them wider).
+
+    Returns
+    -------
+    dict
+        ``nuclei_measured`` (int), ``nucleus_diameter_quartiles_px`` ([q25, q75]),
+        ``estimate_reliable`` (bool).
+    """
+    diameters = 2 * np.sqrt(np.asarray(areas, np.float64) / np.pi)
+    low, high = (float(q) for q in np.percentile(diameters, [25, 75]))
+    reliable = len(diameters) >= MIN_MEASURED and high <= MAX_QUARTILE_RATIO * low
+    return {"nuclei_measured": int(len(diameters)), "nucleus_diameter_quartiles_px": [round(low, 2), round(high, 2)],
+            "estimate_reliable": bool(reliable)}
+
+
 def _skip_note(rescale: bool, trained: float) -> str | None:
     if not rescale:
         return "rescaling off"
@@ -116,7 +139,9 @@ def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], 
         otherwise trained / input diameter, within :data:`SCALE_LIMITS`.
     info : dict
         ``trained_nucleus_diameter_px``, ``movie_nucleus_diameter_px``, ``scale`` (the total
-        factor frames of the samples' shape get), ``scale_note``.
+        factor frames of the samples' shape get), ``scale_note``; when measured, also
+        :func:`estimate_reliability`'s ``nuclei_measured``, ``nucleus_diameter_quartiles_px`` and
+        ``estimate_reliable`` (a warning is logged when it is False).
     """
     if nucleus_diameter is not None and not (isinstance(nucleus_diameter, (int, float)) and nucleus_diameter > 0):
         raise PcnacycleError(f"nucleus_diameter={nucleus_diameter!r}: must be a positive number of pixels")
@@ -134,14 +159,15 @@ def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], 
         return None, info
     measured = nucleus_diameter
     if measured is None:
-        scale = None
+        scale, measured_areas = None, None
         for _ in range(2):  # measure; when far off, resize and measure again
             areas = np.concatenate([np.bincount(predict_scaled(predictor, channels, scale)["label_image"].ravel())[1:]
                                     for channels in samples])
-            found = median_diameter(areas[areas >= max(min_area, 1)])
+            areas = areas[areas >= max(min_area, 1)]
+            found = median_diameter(areas)
             if found is None:
                 break
-            measured = found
+            measured, measured_areas = found, areas
             scale = float(np.clip(trained / measured, *SCALE_LIMITS))
             if abs(math.log(scale / own)) < tolerance:
                 break
@@ -149,6 +175,12 @@ def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], 
             log.warning("no nucleus found on %d input(s) to measure their size: inputs are not rescaled", len(samples))
             info["scale_note"] = "no nucleus found to measure"
             return None, info
+        info.update(estimate_reliability(measured_areas))
+        if not info["estimate_reliable"]:
+            low, high = info["nucleus_diameter_quartiles_px"]
+            log.warning("the nucleus size estimate is unreliable (%d nuclei measured, diameters %.1f-%.1f px between "
+                        "the quartiles): look at the masks, and give the diameter (--nucleus-diameter) if they are "
+                        "wrong", info["nuclei_measured"], low, high)
     scale = float(np.clip(trained / measured, *SCALE_LIMITS))
     if abs(math.log(scale / own)) < tolerance:
         scale = None
