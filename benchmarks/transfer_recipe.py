@@ -134,7 +134,7 @@ def gowt1_scale(model: Path, movie: Path) -> dict:
 
     predictor = Predictor(model)
     frames = tifffile.imread(movie, key=range(3))
-    return input_scale(predictor, [{"pcna": frame} for frame in frames])[1]
+    return input_scale(predictor, [{"pcna": frame, "gray": frame} for frame in frames])[1]
 
 
 def main(argv=None) -> int:
@@ -150,6 +150,9 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-gowt1", nargs="*", default=[], choices=MODELS,
                         help="models not run on GOWT1 (their size estimate only is recorded): a model that "
                              "misjudges the nucleus size can enlarge the frames 4x and take an hour")
+    parser.add_argument("--gowt1-diameter", type=float,
+                        help="give GOWT1's nucleus diameter to run (--nucleus-diameter) instead of letting it measure; "
+                             "results go to gowt1_run_given/ and are reported apart")
     args = parser.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -178,18 +181,20 @@ def main(argv=None) -> int:
         if name in args.skip_gowt1:
             scores["gowt1"] = {"skipped": gowt1_scale(model, out / "gowt1_02.tif")}
         else:
-            run = where / "gowt1_run"
+            given = ["--nucleus-diameter", args.gowt1_diameter] if args.gowt1_diameter else []
+            suffix = "_given" if given else ""
+            run = where / f"gowt1_run{suffix}"
             if not (run / "run.json").exists():
                 started = time.time()
                 sh(*PCNACYCLE, "run", "--quiet", "--weights", model, "--pcna", out / "gowt1_02.tif", "--output", run,
-                   "--frame-interval", 5, "--overwrite")
-                (where / "gowt1_run_seconds.txt").write_text(f"{time.time() - started:.0f}\n")
-            tracks = where / "gowt1_eval"
+                   "--frame-interval", 5, "--overwrite", *given)
+                (where / f"gowt1_run{suffix}_seconds.txt").write_text(f"{time.time() - started:.0f}\n")
+            tracks = where / f"gowt1_eval{suffix}"
             if not (tracks / "track_eval.json").exists():
                 sh(*PCNACYCLE, "evaluate-tracks", "--pred", run, "--gt", f"{args.gowt1}_GT", "--output", tracks)
             record = json.loads((run / "run.json").read_text())
             scale_keys = ("trained_nucleus_diameter_px", "movie_nucleus_diameter_px", "scale", "scale_note")
-            scores["gowt1"] = {"tracks": json.loads((tracks / "track_eval.json").read_text()),
+            scores["gowt1" + suffix] = {"tracks": json.loads((tracks / "track_eval.json").read_text()),
                                "scale": {k: record.get(k) for k in scale_keys},
                                "matching": matching_f1(run, Path(f"{args.gowt1}_GT"))}
         if name != "stage1":
@@ -200,7 +205,8 @@ def main(argv=None) -> int:
             scores["sim_random_test"] = json.loads((sim / "eval.json").read_text())
         if args.pcnadeep_figure:
             scores["pcnadeep_panel"] = pcnadeep_panel_scores(model, args.pcnadeep_figure)
-    path = out / ("results.json" if args.models == MODELS else f"results_{'_'.join(args.models)}.json")
+    path = out / ("results" + ("" if args.models == MODELS else "_" + "_".join(args.models))
+                  + ("_gowt1_given" if args.gowt1_diameter else "") + ".json")
     path.write_text(json.dumps(results, indent=1, default=str))
     print(json.dumps(results, indent=1, default=str)[:6000])
     return 0
