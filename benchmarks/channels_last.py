@@ -25,21 +25,9 @@ import numpy as np
 import torch
 
 from pcnacycle.engine.predictor import Predictor
+from pcnacycle.evaluation.tracks import match_frame
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
-
-
-def matched_objects(a: np.ndarray, b: np.ndarray) -> dict[int, tuple[int, float]]:
-    """Each object of label image ``a`` → (the object of ``b`` it overlaps most, their IoU)."""
-    both = (a > 0) & (b > 0)
-    pairs, overlap = np.unique(np.c_[a[both], b[both]], axis=0, return_counts=True)
-    area_a, area_b = np.bincount(a.ravel()), np.bincount(b.ravel())
-    best: dict[int, tuple[int, float]] = {}
-    for (x, y), count in zip(pairs.tolist(), overlap.tolist()):
-        iou = count / (area_a[x] + area_b[y] - count)
-        if iou > best.get(x, (0, 0.0))[1]:
-            best[x] = (y, iou)
-    return best
 
 
 def main(argv=None) -> int:
@@ -54,9 +42,10 @@ def main(argv=None) -> int:
     fast = Predictor(args.weights)
     plain = Predictor.from_model(copy.deepcopy(fast.model).to(memory_format=torch.contiguous_format), fast.cfg)
     found_fast, found_plain = fast.predict(channels), plain.predict(channels)
-    best = matched_objects(found_plain["label_image"], found_fast["label_image"])
+    # one-to-one by decreasing IoU, every overlapping pair considered
+    matched = match_frame(found_plain["label_image"], found_fast["label_image"], threshold=0.0)
     probs = [float(np.abs(found_plain["probs"][x - 1] - found_fast["probs"][y - 1]).max())
-             for x, (y, _) in best.items()]
+             for x, y in zip(matched["truth"], matched["pred"])]
     times = {"channels_last": [], "contiguous": []}
     for _ in range(args.repeats):
         for name, predictor in (("contiguous", plain), ("channels_last", fast)):
@@ -67,7 +56,7 @@ def main(argv=None) -> int:
     print(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "weights": args.weights, "threads": args.threads, "torch": torch.__version__,
         "objects": {"contiguous": len(found_plain["scores"]), "channels_last": len(found_fast["scores"])},
-        "matched": len(best), "min_mask_iou": round(min((iou for _, iou in best.values()), default=float("nan")), 4),
+        "matched": len(matched), "min_mask_iou": round(float(matched["iou"].min()), 4) if len(matched) else None,
         "max_prob_difference": max(probs, default=float("nan")),
         "seconds": seconds, "speed_up": round(seconds["contiguous"] / seconds["channels_last"], 2),
     }, indent=1))

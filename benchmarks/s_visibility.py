@@ -1,9 +1,8 @@
 """How much of S a simulated movie hides: S frames whose replication foci are below half contrast (issue 14).
 
 The simulator fades foci in over the first 8 % of S and out over its last 8 %
-(``simulation/render.py``: contrast ``smoothstep(p / 0.08) * smoothstep((1 - p) / 0.08)``
-at phase progress ``p``), so the first and last frames of S look like G1 or G2 to any
-method that reads the image. For every complete S phase of a simulated movie's truth
+(``simulation.render.foci_contrast``), so the first and last frames of S look like
+G1 or G2 to any method that reads the image. For every complete S phase of a simulated movie's truth
 (G1 before it, G2 after it in the same cell), this counts the frames where the foci are
 at less than half their contrast, and reports their mean in minutes: the S bias a
 method would show that calls S exactly from half-contrast foci on.
@@ -22,16 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pcnacycle.simulation.geometry import _smoothstep
-
-FADE = 0.08  # simulation/render.py
+from pcnacycle.simulation.render import foci_contrast
 
 
 def hidden_frames(s_frames: int) -> int:
     """Frames of an S phase of ``s_frames`` frames whose foci are below half contrast."""
     progress = (np.arange(s_frames) + 0.5) / s_frames  # cells.py: phase_progress
-    contrast = _smoothstep(progress / FADE) * _smoothstep((1 - progress) / FADE)
-    return int((contrast < 0.5).sum())
+    return int((foci_contrast(progress) < 0.5).sum())
 
 
 def main(argv=None) -> int:

@@ -194,12 +194,15 @@ def pcnadeep_panel(path: Path) -> list[dict]:
     figure's label for every nucleus kept (checked by eye on an overlay).
     """
     grey, labels = pcnadeep_panel_labels(path)
-    keys = {}
-    for region in measure.regionprops(labels):
-        saturated = (grey[labels == region.label] >= 250).mean()
-        keys[region.label] = {"source": "pcnaDeep figure (PCNA, display-scaled)",
-                              "phase": "S" if saturated > 0.10 else "G1/G2"}
+    keys = {label: {"source": "pcnaDeep figure (PCNA, display-scaled)", "phase": phase}
+            for label, phase in pcnadeep_panel_phases(grey, labels).items()}
     return label_stats(grey, labels, keys)
+
+
+def pcnadeep_panel_phases(grey: np.ndarray, labels: np.ndarray) -> dict[int, str]:
+    """The figure's phase of each nucleus: S when over 10 % of its pixels are saturated, else G1/G2."""
+    return {region.label: "S" if (grey[labels == region.label] >= 250).mean() > 0.10 else "G1/G2"
+            for region in measure.regionprops(labels)}
 
 
 def summary(rows: list[dict]) -> pd.DataFrame:

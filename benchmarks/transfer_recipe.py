@@ -109,13 +109,13 @@ def matching_f1(run: Path, truth: Path) -> dict:
 
 def pcnadeep_panel_scores(model: Path, figure: Path) -> dict:
     """Nuclei of pcnaDeep's figure panel found at IoU 0.5, and the phases called for the matched ones."""
-    from texture_stats import pcnadeep_panel_labels
+    from texture_stats import pcnadeep_panel_labels, pcnadeep_panel_phases
 
     from pcnacycle.engine.predictor import Predictor
     from pcnacycle.engine.scale import input_scale, predict_scaled
 
     grey, labels = pcnadeep_panel_labels(figure)
-    truth_phase = {r: "S" if (grey[labels == r] >= 250).mean() > 0.10 else "G1/G2" for r in np.unique(labels)[1:]}
+    truth_phase = pcnadeep_panel_phases(grey, labels)
     predictor = Predictor(model)
     channels = {name: grey for name in ("pcna", "gray", "dic")}
     scale, info = input_scale(predictor, [channels])

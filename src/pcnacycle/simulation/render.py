@@ -21,6 +21,16 @@ from .geometry import (
 )
 from .params import SimulationParams
 
+#: Fraction of S over which replication foci emerge at its start, and fade out at its end.
+FOCI_FADE = 0.08
+
+
+def foci_contrast(progress):
+    """Contrast of S-phase foci (0 to 1) at this fraction of S elapsed (scalar or array)."""
+    progress = np.asarray(progress, np.float64)
+    contrast = _smoothstep(progress / FOCI_FADE) * _smoothstep((1 - progress) / FOCI_FADE)
+    return float(contrast) if contrast.ndim == 0 else contrast
+
 
 def _nucleus_intensity(cell: _Cell, params: SimulationParams, patch: _Patch, score, along, across,
                        a: float, b: float, rng: np.random.Generator) -> np.ndarray:
@@ -52,8 +62,7 @@ def _nucleus_intensity(cell: _Cell, params: SimulationParams, patch: _Patch, sco
     if len(cell.foci):
         foci = cell.foci
         dy, dx = _to_offsets(foci[:, 0], foci[:, 1], a, b, cell.angle)
-        # foci emerge at the start of S and fade out at its end
-        ramp = float(_smoothstep(cell.phase_progress() / 0.08) * _smoothstep((1 - cell.phase_progress()) / 0.08))
+        ramp = foci_contrast(cell.phase_progress())
         spots = _gaussian_spots(patch, dy, dx, foci[:, 2] * params.foci_ratio * g1 * ramp, foci[:, 3])
         image += profile * spots
     return image.astype(np.float32)

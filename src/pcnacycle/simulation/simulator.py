@@ -45,7 +45,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..errors import PcnacycleError
-from ..io import MANIFEST_KEY, files_under, read_manifest, remove_outputs, write_json
+from ..io import MANIFEST_KEY, files_under, remove_outputs, write_json
 from ..phases import PHASE_CLASS, PHASES
 from .cells import _Cell
 from .foci import _update_foci
@@ -54,7 +54,7 @@ from .motion import _move, _separate
 from .params import Movie, SimulationParams, _check_annotated_frames
 from .render import _background_height, _camera, _debris, _dic_photons, _illumination, _pcna_photons, _render
 from .truth import _measure, _track_tables
-from .writers import ANNOTATED_FRAMES, _check_output, _check_room, pool_annotated, write_movie
+from .writers import ANNOTATED_FRAMES, _check_output, _check_room, _prepare_output, pool_annotated, write_movie
 
 
 def simulate_movie(params: SimulationParams, *, progress: bool = False) -> Movie:
@@ -192,13 +192,7 @@ def simulate_movies(output, movies: int, *, seed: int = 0, overwrite: bool = Fal
     if isinstance(movies, bool) or not isinstance(movies, int) or movies < 1:
         raise PcnacycleError(f"movies={movies!r}: must be a whole number of movies, 1 or more")
     output = Path(output)
-    _check_output(output, overwrite)
-    if output.is_dir() and any(output.iterdir()):
-        previous = read_manifest(output, SET_MARKER)
-        (output / SET_MARKER).unlink(missing_ok=True)
-        remove_outputs(output, previous)
-    output.mkdir(parents=True, exist_ok=True)
-    users = files_under(output)
+    users = _prepare_output(output, overwrite, marker=SET_MARKER, legacy=())
     names = [f"movie_{seed + k}" for k in range(movies)]
     try:
         for name, movie_seed in zip(names, range(seed, seed + movies)):

@@ -49,18 +49,19 @@ def _check_room(output: Path, params: SimulationParams) -> None:
     check_free_space(output, 3 * stack, f"the movies and ground truth of {what}")
 
 
-def _prepare_output(output: Path, overwrite: bool) -> set[str]:
-    """Check the output folder, remove what an earlier simulation wrote there, create it.
+def _prepare_output(output: Path, overwrite: bool, marker: str = MARKER,
+                    legacy: tuple[str, ...] = _LEGACY_OUTPUTS) -> set[str]:
+    """Check the output folder, remove what an earlier simulation (with this ``marker``) wrote there, create it.
 
     Returns the files left in the folder (the user's), so that the manifest
     lists only what this simulation writes.
     """
     _check_output(output, overwrite)
     if output.is_dir() and any(output.iterdir()):
-        previous = read_manifest(output, MARKER, _LEGACY_OUTPUTS)
+        previous = read_manifest(output, marker, legacy)
         # the marker of a complete folder goes first; stale frames of a longer
         # earlier movie would contradict the new truth
-        (output / MARKER).unlink(missing_ok=True)
+        (output / marker).unlink(missing_ok=True)
         remove_outputs(output, previous)
     output.mkdir(parents=True, exist_ok=True)
     return files_under(output)
@@ -216,7 +217,7 @@ def pool_annotated(sources: dict[str, Path], destination: Path) -> None:
 
     Parameters
     ----------
-    sources : {movie name: annotated folder}
+    sources : {movie name: annotated folder}, at least one
     destination : folder to create; it must not exist yet.
     """
     classes, via = [], {}
@@ -231,6 +232,5 @@ def pool_annotated(sources: dict[str, Path], destination: Path) -> None:
         for entry in json.loads((folder / "via_region_data.json").read_text()).values():
             filename = f"{movie}_{entry['filename']}"
             via[f"{filename}{entry['size']}"] = {**entry, "filename": filename}
-    table = pd.concat(classes, ignore_index=True) if classes else pd.DataFrame(columns=["image", "label", "class"])
-    write_text(destination / "classes.csv", table.to_csv(index=False))
+    write_text(destination / "classes.csv", pd.concat(classes, ignore_index=True).to_csv(index=False))
     write_json(destination / "via_region_data.json", via)
