@@ -75,7 +75,7 @@ def load_model(weights: str | os.PathLike, cfg: CfgNode | None = None) -> tuple[
     device = resolve_device(cfg.MODEL.DEVICE)
     model.to(device).eval()
     if device.type == "cpu":
-        # oneDNN convolves channels-last tensors without reordering them: 1.07-1.2x faster on CPU, the same
+        # oneDNN convolves channels-last tensors without reordering them: 1.15-1.22x faster on CPU, the same
         # masks and probabilities to 2e-5 (BENCHMARKS.md, "Detection speed against detectron2 itself")
         model.to(memory_format=torch.channels_last)
     return model, cfg
