@@ -9,11 +9,16 @@ size (detectron2's test resize and pcnacycle's switched off), eval mode,
 no gradients. The parity benchmark shows the two compute the same
 detections from the same weights, so equal speed means equal accuracy.
 
-Timed: detectron2 ``model([{"image": ...}])`` (its masks pasted into the
-frame) and :meth:`pcnacycle.Predictor.predict` on the converted weights
-(label image, boxes, scores, class probabilities), whose model runs in
-channels-last memory format on a CPU; then the same Predictor with the
-model in the default (contiguous) layout. detectron2 is never a dependency: put its
+Timed in turns (median wall and CPU seconds of ``--repeats``): detectron2 ``model([{"image": ...}])``
+(its masks pasted into the frame) and :meth:`pcnacycle.Predictor.predict` on
+the converted weights (label image, boxes, scores, class probabilities) as it
+loads on a CPU (frozen batch norms folded into the convolutions, channels-last
+memory format), the same compiled (``torch.compile``, not adopted; its
+compilation on the first frame is reported apart), the same with its backbone, FPN and RPN head
+exported by ``export_onnx`` and run by ONNX Runtime (``run --onnx``), then the same weights without folding,
+channels-last and in the default (contiguous) layout. The folded, compiled
+and ONNX models' objects are matched to the unfolded contiguous one's and compared
+(mask IoU, scores, probabilities). detectron2 is never a dependency: put its
 source and its pure-Python dependencies on PYTHONPATH (see
 ``benchmarks/detectron2_parity.py``).
 
@@ -38,21 +43,30 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from detectron2_parity import CLASSES, _commit, build_detectron2  # noqa: E402
+from inference_speed import compile_convolutions  # noqa: E402
 
-from pcnacycle.engine.predictor import Predictor  # noqa: E402
+from pcnacycle.engine.predictor import Predictor, export_onnx  # noqa: E402
+from pcnacycle.evaluation.tracks import match_frame  # noqa: E402
 from pcnacycle.modeling.convert_weights import SourceLayout, convert_detectron2  # noqa: E402
+from pcnacycle.modeling.model import build_model, read_checkpoint  # noqa: E402
 from pcnacycle.simulation.params import SimulationParams  # noqa: E402
 from pcnacycle.simulation.simulator import simulate_movie  # noqa: E402
 
 
-def median_seconds(call, repeats: int) -> tuple[float, object]:
-    call()  # warm-up
-    times, result = [], None
+def seconds_in_turns(calls: dict, repeats: int) -> dict[str, dict]:
+    """Median wall and CPU seconds of each call (CPU: all threads of this process), the calls timed in turns so
+    that load on the machine hits all alike."""
+    times = {name: {"wall": [], "cpu": []} for name in calls}
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times)), result
+        for name, call in calls.items():
+            started, cpu = time.perf_counter(), time.process_time()
+            call()
+            times[name]["wall"].append(time.perf_counter() - started)
+            times[name]["cpu"].append(time.process_time() - cpu)
+    return {name: {"seconds": round(float(np.median(t["wall"])), 2),
+                   "cpu_seconds": round(float(np.median(t["cpu"])), 2),
+                   "all_seconds": [round(x, 2) for x in t["wall"]]}
+            for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -73,8 +87,7 @@ def main(argv=None) -> int:
                "threads": args.threads, "torch": torch.__version__, "detectron2_commit": _commit(args.detectron2),
                "config": args.config, "input": "simulated PCNA frame 1200x1200, 250 cells"}
     with torch.no_grad():
-        seconds, out = median_seconds(lambda: d2_model(d2_input), args.repeats)
-    results["detectron2"] = {"seconds": round(seconds, 2), "detections": len(out[0]["instances"])}
+        d2_out = d2_model(d2_input)
     state = {k: v for k, v in d2_model.state_dict().items() if not k.startswith("pixel_")}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -82,15 +95,48 @@ def main(argv=None) -> int:
         layout = SourceLayout(classes=CLASSES, channels=["pcna", "pcna", "dic"],
                               pixel_mean=list(d2_cfg.MODEL.PIXEL_MEAN), pixel_std=list(d2_cfg.MODEL.PIXEL_STD))
         convert_detectron2(tmp / "model_final.pth", tmp / "model.pt", layout=layout)
-        predictor = Predictor(tmp / "model.pt")
+        loaded = Predictor(tmp / "model.pt")
+        compiled = compile_convolutions(Predictor(tmp / "model.pt"))
+        export_onnx(tmp / "model.pt")
+        onnx = Predictor(tmp / "model.pt", onnx=tmp / "model.onnx")
+        converted, _ = read_checkpoint(tmp / "model.pt")
+    # as each loads: norms folded, channels-last (but in ONNX Runtime)
+    variants = {"pcnacycle": loaded, "pcnacycle compiled": compiled, "pcnacycle onnx": onnx}
+    for name, memory_format in (("pcnacycle unfolded", torch.channels_last),
+                                ("pcnacycle unfolded contiguous", torch.contiguous_format)):
+        model = build_model(loaded.cfg)
+        model.load_state_dict(converted)
+        variants[name] = Predictor.from_model(model.eval().to(memory_format=memory_format), loaded.cfg)
+    channels = {"pcna": gray, "dic": gray}
+    found = {}
+    for name, predictor in variants.items():
         predictor.model.transform.test_size = 0  # the frame at its own size, as detectron2 got it
-        channels = {"pcna": gray, "dic": gray}
-        seconds, out = median_seconds(lambda: predictor.predict(channels), args.repeats)
-        results["pcnacycle"] = {"seconds": round(seconds, 2), "detections": int(len(out["scores"]))}
-        predictor.model.to(memory_format=torch.contiguous_format)  # the layout before channels-last was adopted
-        seconds, out = median_seconds(lambda: predictor.predict(channels), args.repeats)
-        results["pcnacycle contiguous"] = {"seconds": round(seconds, 2), "detections": int(len(out["scores"]))}
-    results["speed-up"] = round(results["detectron2"]["seconds"] / results["pcnacycle"]["seconds"], 2)
+        started = time.perf_counter()
+        found[name] = predictor.predict(channels)  # also the warm-up, and the compilation of the compiled one
+        results[f"first frame, {name}"] = round(time.perf_counter() - started, 1)
+    calls = {"detectron2": lambda: d2_model(d2_input)}
+    calls.update({name: (lambda p=predictor: p.predict(channels)) for name, predictor in variants.items()})
+    with torch.no_grad():
+        seconds = seconds_in_turns(calls, args.repeats)
+    results.update(seconds)
+    results["detectron2"]["detections"] = len(d2_out[0]["instances"])
+    for name in variants:
+        results[name]["detections"] = int(len(found[name]["scores"]))
+        for key in ("seconds", "cpu_seconds"):
+            results[name][f"speed-up ({key})"] = round(seconds["detectron2"][key] / seconds[name][key], 2)
+    # folding and compiling change only the rounding: the same objects, masks and probabilities as the unfolded
+    # model (which computes detectron2's detections: benchmarks/detectron2_parity.py)
+    reference = found["pcnacycle unfolded contiguous"]
+    for name in ("pcnacycle", "pcnacycle compiled", "pcnacycle onnx"):
+        matched = match_frame(reference["label_image"], found[name]["label_image"], threshold=0.0)
+        results[f"{name} against unfolded contiguous"] = {
+            "objects": [len(reference["scores"]), len(found[name]["scores"])], "matched": len(matched),
+            "min_mask_iou": round(float(matched["iou"].min()), 4) if len(matched) else None,
+            "max_score_difference": float(np.abs(reference["scores"][matched["truth"] - 1]
+                                                 - found[name]["scores"][matched["pred"] - 1]).max(initial=0)),
+            "max_prob_difference": float(np.abs(reference["probs"][matched["truth"] - 1]
+                                                - found[name]["probs"][matched["pred"] - 1]).max(initial=0)),
+        }
     print(json.dumps(results, indent=1))
     return 0
 

@@ -112,7 +112,7 @@ def stand_in_predictor(cfg, detect, loaded=None):
     from pcnacycle.engine.predictor import Predictor
 
     class StandIn(Predictor):
-        def __init__(self, weights, cfg_given=None):
+        def __init__(self, weights, cfg_given=None, onnx=None):
             if loaded is not None:
                 loaded.append(weights)
             self.weights, self.model, self.cfg = weights, None, cfg if cfg_given is None else cfg_given

@@ -24,7 +24,7 @@ from pcnacycle.modeling.convert_weights import (
     read_detectron2_checkpoint,
 )
 from pcnacycle.modeling.detectron2_layout import Detectron2AnchorGenerator, paste_in_box_aligned
-from pcnacycle.modeling.model import build_model, load_weights
+from pcnacycle.modeling.model import build_model, load_weights, read_checkpoint
 
 SMALL_HEADS = ["MODEL.DEVICE", "cpu", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.ROI_BOX_HEAD.FC_DIM", "32",
                "MODEL.ROI_MASK_HEAD.CONV_DIM", "16", "INPUT.MIN_SIZE_TEST", "0"]
@@ -131,13 +131,14 @@ def test_channels_map_by_name_onto_the_configs(pcnadeep_file, tmp_path):
                                             "MODEL.ROI_HEADS.NUM_CLASSES", "3"])
     out = convert_detectron2(pcnadeep_file, tmp_path / "model.pt", layout=pcnadeep_layout(), base=base)
     d2 = read_detectron2_checkpoint(pcnadeep_file)["backbone.bottom_up.stem.conv1.weight"]
-    model, cfg = load_model(out)
-    first = model.state_dict()["backbone.body.conv1.weight"]
+    _, cfg = load_model(out)
+    converted, _ = read_checkpoint(out)  # the file's tensors (a loaded model has its norms folded in)
+    first = converted["backbone.body.conv1.weight"]
     torch.testing.assert_close(first[:, 0], d2[:, 2])  # dic: the bright-field channel
     torch.testing.assert_close(first[:, 1], d2[:, 0] + d2[:, 1])  # pcna: both PCNA channels (stds equal)
     assert cfg.MODEL.PIXEL_MEAN == pytest.approx([123.675, (103.53 + 116.28) / 2])
     assert cfg.MODEL.CLASS_NAMES == ["S", "M", "G1/G2"]  # the config's class order
-    cls = model.state_dict()["roi_heads.box_predictor.cls_score.weight"]
+    cls = converted["roi_heads.box_predictor.cls_score.weight"]
     source = read_detectron2_checkpoint(pcnadeep_file)["roi_heads.box_predictor.cls_score.weight"]
     assert torch.equal(cls, source[[4, 1, 2, 0, 3]])
 

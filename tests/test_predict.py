@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
+import tifffile
 import torch
 from skimage.measure import label, regionprops
 from skimage.transform import resize
@@ -162,3 +165,143 @@ def test_a_cpu_model_runs_channels_last_and_finds_what_the_default_layout_finds(
     torch.testing.assert_close(fast["scores"][order_fast], plain["scores"][order_plain], atol=1e-4, rtol=0)
     torch.testing.assert_close(fast["boxes"][order_fast], plain["boxes"][order_plain], atol=1e-2, rtol=0)
     torch.testing.assert_close(fast["masks"][order_fast], plain["masks"][order_plain], atol=1e-3, rtol=0)
+
+
+def _frozen_bn_model(seed=0):
+    """A small FrozenBN Mask R-CNN in eval mode whose norms have non-trivial statistics."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    from pcnacycle.modeling.model import build_model
+
+    cfg = load_config(None, ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.FPN.OUT_CHANNELS",
+                             "32", "MODEL.ROI_BOX_HEAD.FC_DIM", "64", "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
+                             "INPUT.MIN_SIZE_TEST", "0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+                             "MODEL.DEVICE", "cpu"])
+    torch.manual_seed(seed)
+    model = build_model(cfg).eval()
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            n = module.weight.numel()
+            module.weight.copy_(torch.rand(n) + 0.5)
+            module.bias.copy_(torch.randn(n) * 0.1)
+            module.running_mean.copy_(torch.randn(n) * 0.1)
+            module.running_var.copy_(torch.rand(n) + 0.5)
+    return model, cfg
+
+
+def test_folding_batch_norms_into_convolutions_keeps_the_features_and_detections():
+    import copy
+
+    from torchvision.ops import FrozenBatchNorm2d
+
+    from pcnacycle.modeling.inference import fold_batch_norms
+
+    model, _ = _frozen_bn_model()
+    norms = sum(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
+    folded_model = copy.deepcopy(model)
+    # ResNet-18: the stem, two per block (8 blocks) and three downsample norms
+    assert fold_batch_norms(folded_model) == norms == 1 + 2 * 8 + 3
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in folded_model.modules())
+    image = torch.from_numpy(discs_image((128, 128), radius=7, spacing=24))
+    with torch.no_grad():
+        features = model.backbone(image[None])
+        folded_features = folded_model.backbone(image[None])
+        for level in features:
+            torch.testing.assert_close(folded_features[level], features[level], atol=1e-4, rtol=1e-4)
+        plain, folded = model([image])[0], folded_model([image])[0]
+    assert len(plain["scores"]) > 0
+    torch.testing.assert_close(folded["scores"], plain["scores"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(folded["boxes"], plain["boxes"], atol=1e-2, rtol=0)
+    torch.testing.assert_close(folded["class_probs"], plain["class_probs"], atol=1e-4, rtol=0)
+
+
+def test_folding_needs_eval_mode_and_leaves_group_norm_models_alone(trained_run):
+    from pcnacycle.modeling.inference import fold_batch_norms
+
+    model, _ = _frozen_bn_model()
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batch_norms(model.train())
+    from pcnacycle.engine.predictor import Predictor
+
+    gn = Predictor(trained_run).model  # the default GroupNorm: nothing to fold
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in gn.modules())
+    assert fold_batch_norms(gn) == 0
+
+
+def test_a_predictor_folds_a_frozen_bn_checkpoint_and_finds_the_same_nuclei(tmp_path):
+    from torchvision.ops import FrozenBatchNorm2d
+
+    from pcnacycle.engine.predictor import Predictor, predict_image
+
+    model, cfg = _frozen_bn_model()
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, tmp_path / "model.pt")
+    predictor = Predictor(tmp_path / "model.pt")
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in predictor.model.modules())
+    image = discs_image((128, 128), radius=7, spacing=24)
+    found, expected = predictor.predict(image), predict_image(model, image, cfg)
+    assert len(expected["scores"]) > 0
+    np.testing.assert_allclose(found["scores"], expected["scores"], atol=1e-4)
+    np.testing.assert_allclose(found["probs"], expected["probs"], atol=1e-4)
+    assert (found["label_image"] != expected["label_image"]).mean() < 1e-3
+
+
+@pytest.fixture(scope="module")
+def onnx_export(trained_run, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    from pcnacycle.engine.predictor import export_onnx
+
+    return export_onnx(trained_run, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+def test_a_model_run_from_its_onnx_export_finds_the_same_nuclei(trained_run, onnx_export):
+    from pcnacycle.engine.predictor import Predictor
+    from pcnacycle.modeling.onnx_runtime import OnnxBackbone
+
+    assert onnx_export["max_difference"] < 1e-3
+    eager, exported = Predictor(trained_run), Predictor(trained_run, onnx=onnx_export["output"])
+    assert isinstance(exported.model.backbone, OnnxBackbone)
+    # a frame of another size than the export traced: the file takes any height and width
+    image = discs_image((96, 160), radius=7, spacing=24)
+    found, expected = exported.predict(image), eager.predict(image)
+    assert len(expected["scores"]) > 0
+    np.testing.assert_allclose(found["scores"], expected["scores"], atol=1e-4)
+    np.testing.assert_allclose(found["probs"], expected["probs"], atol=1e-4)
+    assert (found["label_image"] != expected["label_image"]).mean() < 1e-3
+
+
+def test_an_onnx_file_is_refused_with_other_weights_and_never_overwritten(trained_run, onnx_export, tmp_path,
+                                                                         capsys):
+    from pcnacycle import cli
+    from pcnacycle.engine.predictor import Predictor, export_onnx
+    from pcnacycle.errors import PcnacycleError
+
+    other = sorted(trained_run.glob("model_0*.pt"))[0]  # an earlier checkpoint of the same run
+    with pytest.raises(PcnacycleError, match="exported from other weights"):
+        Predictor(other, onnx=onnx_export["output"])
+    before = Path(onnx_export["output"]).read_bytes()
+    with pytest.raises(PcnacycleError, match="exists; give --overwrite"):
+        export_onnx(other, onnx_export["output"])
+    assert Path(onnx_export["output"]).read_bytes() == before
+    movie = tmp_path / "movie.tif"
+    tifffile.imwrite(movie, np.zeros((2, 64, 64), np.uint16))
+    assert cli.main(["run", "--weights", str(other), "--pcna", str(movie), "--output", str(tmp_path / "out"),
+                     "--onnx", onnx_export["output"], "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exported from other weights" in err[0]
+    assert not (tmp_path / "out").exists()
+    assert cli.main(["run", "--weights", str(trained_run), "--pcna", str(movie), "--output", str(tmp_path / "out"),
+                     "--onnx", str(tmp_path / "absent.onnx"), "--quiet"]) == 2
+    assert "ONNX file not found" in capsys.readouterr().err
+
+
+def test_export_onnx_writes_beside_the_checkpoint_by_default(trained_run, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    from pcnacycle import cli
+
+    shutil.copy(trained_run / "model_final.pt", tmp_path / "model_final.pt")
+    assert cli.main(["export-onnx", "--weights", str(tmp_path)]) == 0
+    assert (tmp_path / "model_final.onnx").is_file()
+    assert "model_final.onnx" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.partial"))

@@ -156,16 +156,16 @@ _MODEL_LOCK = threading.Lock()
 _MODEL_CACHE: dict[tuple, object] = {}
 
 
-def worker_model(weights: Path):
-    """A :class:`~pcnacycle.engine.predictor.Predictor` for ``weights``, loaded once per worker process and
-    reused for every movie."""
+def worker_model(weights: Path, onnx: str | None = None):
+    """A :class:`~pcnacycle.engine.predictor.Predictor` for ``weights`` (and ``onnx``: see Predictor), loaded
+    once per worker process and reused for every movie."""
     from . import pipeline
 
-    key = (str(weights.resolve()), weights.stat().st_mtime_ns)
+    key = (str(weights.resolve()), weights.stat().st_mtime_ns, onnx)
     with _MODEL_LOCK:
         if key not in _MODEL_CACHE:
             _MODEL_CACHE.clear()
-            _MODEL_CACHE[key] = pipeline.Predictor(weights)
+            _MODEL_CACHE[key] = pipeline.Predictor(weights, onnx=onnx)
         return _MODEL_CACHE[key]
 
 
@@ -186,7 +186,8 @@ def detector_threads(torch_threads: int | dict | None) -> int | None:
     return max(1, usable_cores() // running)
 
 
-def process_movie(movie: Movie, weights: str, output: str, settings, torch_threads: int | dict | None) -> dict:
+def process_movie(movie: Movie, weights: str, output: str, settings, torch_threads: int | dict | None,
+                  onnx: str | None = None) -> dict:
     """Run one movie into ``output/<movie>``; never raises, so one bad movie cannot stop the batch.
 
     Returns
@@ -209,7 +210,7 @@ def process_movie(movie: Movie, weights: str, output: str, settings, torch_threa
         path = load_weights_path(weights)
         pipeline.run(path, movie.pcna, Path(output) / movie.name, dic=movie.dic,
                      frame_interval=movie.frame_interval, settings=settings,
-                     progress=False, predictor=worker_model(path))
+                     progress=False, predictor=worker_model(path, onnx))
         status, error = "done", None
     except PcnacycleError as exc:
         status, error = "failed", str(exc)
@@ -316,8 +317,8 @@ def _threads_on_hosts(client) -> dict[str, int]:
 
 
 def run_batch(weights: str | os.PathLike, manifest: str | os.PathLike, output: str | os.PathLike, *,
-              workers: int | None = None, scheduler: str | None = None, settings=None, progress: bool = True,
-              processes: bool = True) -> dict[str, dict]:
+              workers: int | None = None, scheduler: str | None = None, settings=None,
+              onnx: str | os.PathLike | None = None, progress: bool = True, processes: bool = True) -> dict[str, dict]:
     """Run every movie of ``manifest`` into ``output/<movie>`` on Dask and summarise them.
 
     Parameters
@@ -327,6 +328,8 @@ def run_batch(weights: str | os.PathLike, manifest: str | os.PathLike, output: s
     output : folder for the run folders and the summaries (made if missing).
     workers, scheduler, processes : see :func:`connect`.
     settings : :class:`~pcnacycle.settings.RunSettings` for every movie.
+    onnx : run each worker's backbone, FPN and RPN head from this ONNX file (see
+        :class:`~pcnacycle.engine.predictor.Predictor`), reachable at the same path from every worker.
 
     Returns
     -------
@@ -353,7 +356,8 @@ def run_batch(weights: str | os.PathLike, manifest: str | os.PathLike, output: s
     output.mkdir(parents=True, exist_ok=True)  # only now: bad input and an absent scheduler leave nothing
     if pending:
         try:
-            results.update(_run_movies(client, pending, weights, output, settings, torch_threads, progress))
+            results.update(_run_movies(client, pending, weights, output, settings, torch_threads,
+                                       str(Path(onnx).resolve()) if onnx else None, progress))
         finally:
             client.close()
             if cluster is not None:
@@ -367,13 +371,13 @@ def run_batch(weights: str | os.PathLike, manifest: str | os.PathLike, output: s
 
 
 def _run_movies(client, pending: list[Movie], weights: Path, output: Path, settings, torch_threads,
-                progress: bool) -> dict[str, dict]:
+                onnx: str | None, progress: bool) -> dict[str, dict]:
     """Submit every pending movie; each one's result as it completes, failures logged at once."""
     from dask.distributed import as_completed
     from tqdm import tqdm
 
     futures = {client.submit(process_movie, movie, str(weights), str(output.resolve()), settings, torch_threads,
-                             key=f"pcnacycle-movie-{movie.name}-{time.time_ns()}", pure=False): movie
+                             onnx, key=f"pcnacycle-movie-{movie.name}-{time.time_ns()}", pure=False): movie
                for movie in pending}
     results = {}
     bar = tqdm(as_completed(futures), total=len(futures), desc="movies", unit="movie", disable=not progress)

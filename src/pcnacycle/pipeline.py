@@ -189,6 +189,7 @@ def run(weights: str | os.PathLike, pcna: str | os.PathLike, output: str | os.Pa
                                 "dic": str(dic_movie.path) if dic_movie else None, "frame_interval": frame_interval,
                                 "pcna_channel": pcna_channel, "dic_channel": dic_channel,
                                 "z_project": pcna_movie.z_project, "z_planes": pcna_movie.planes,
+                                "onnx": str(predictor.onnx) if getattr(predictor, "onnx", None) else None,
                                 "settings": settings.to_dict(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
                 summary[MANIFEST_KEY] = sorted(files_under(stage) | {RUN_MARKER})
                 write_json(stage / RUN_MARKER, summary)

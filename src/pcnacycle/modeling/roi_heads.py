@@ -21,6 +21,10 @@ class PhaseRoIHeads(RoIHeads):
     def forward(self, features, proposals, image_shapes, targets=None):
         # torchvision's forward builds the result dicts from the (boxes, scores, labels) that
         # postprocess_detections returns; the probabilities of the same call join them here.
+        if not self.training:
+            # RoIAlign reads contiguous maps: convert channels-last ones (the CPU default) once for both poolers,
+            # not once per pooler
+            features = {name: level.contiguous() for name, level in features.items()}
         self._pending_probs = []
         try:
             result, losses = super().forward(features, proposals, image_shapes, targets)
