@@ -282,6 +282,8 @@ def test_an_onnx_file_is_refused_with_other_weights_and_never_overwritten(traine
     with pytest.raises(PcnacycleError, match="exists; give --overwrite"):
         export_onnx(other, onnx_export["output"])
     assert Path(onnx_export["output"]).read_bytes() == before
+    with pytest.raises(PcnacycleError, match="is a folder"):
+        export_onnx(trained_run, tmp_path, overwrite=True)
     movie = tmp_path / "movie.tif"
     tifffile.imwrite(movie, np.zeros((2, 64, 64), np.uint16))
     assert cli.main(["run", "--weights", str(other), "--pcna", str(movie), "--output", str(tmp_path / "out"),

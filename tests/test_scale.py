@@ -60,6 +60,67 @@ def disc_frame(diameter: float, size: int = 160) -> dict:
     return {"gray": frame}
 
 
+class FragmentingPredictor(ThresholdPredictor):
+    """As a model shown nuclei far above its training size: blobs wider than ``whole_up_to`` px in the image it
+    is shown come back as 8×8-px pieces (pieces of a fixed size in its pixels, as chromatin grain)."""
+
+    whole_up_to = 40
+
+    def predict(self, channels):
+        result = super().predict(channels)
+        labels = result["label_image"]
+        cut = np.zeros_like(labels)
+        yy, xx = np.indices(labels.shape)
+        for region in measure.regionprops(labels):
+            inside = labels == region.label
+            if region.equivalent_diameter_area > self.whole_up_to:
+                cut[inside] = (yy[inside] // 8) * labels.shape[1] + xx[inside] // 8 + 1
+            else:
+                cut[inside] = labels.shape[0] * labels.shape[1] + region.label
+        cut = measure.label(cut, background=0, connectivity=1).astype(np.int32)
+        count = int(cut.max())
+        result.update(label_image=cut, scores=np.full(count, 0.9, np.float32), labels=np.ones(count, np.int64),
+                      probs=np.ones((count, 1), np.float32), boxes=np.zeros((count, 4), np.float32))
+        return result
+
+
+def discs_grid(diameter: float, size: int = 512, count: int = 4) -> dict:
+    """``count`` × ``count`` discs of ``diameter`` px on a ``size``² frame."""
+    yy, xx = np.mgrid[:size, :size]
+    frame = np.zeros((size, size), np.float32)
+    for cy in np.linspace(size / (2 * count), size - size / (2 * count), count):
+        for cx in np.linspace(size / (2 * count), size - size / (2 * count), count):
+            frame[(yy - cy) ** 2 + (xx - cx) ** 2 <= (diameter / 2) ** 2] = 1000
+    return {"gray": frame}
+
+
+def test_nuclei_the_model_cuts_into_pieces_are_measured_whole_on_shrunk_frames(monkeypatch):
+    from pcnacycle.engine import scale as scale_module
+
+    cfg = load_config(None, ["INPUT.NUCLEUS_DIAMETER", "25", "INPUT.MIN_SIZE_TEST", "0"])
+    frame = discs_grid(60)
+    # measured as the model takes the frame: 8-px pieces, and the frame would be enlarged, not shrunk
+    monkeypatch.setattr(scale_module, "SEARCH_STEPS", (1.0,))
+    scale, info = input_scale(FragmentingPredictor(cfg, []), [frame])
+    assert info["movie_nucleus_diameter_px"] < 15 and scale > 1
+    # shrunk until the pieces become whole nuclei, whose size in the frame's pixels then stays put
+    monkeypatch.undo()
+    scale, info = input_scale(FragmentingPredictor(cfg, []), [frame])
+    assert info["movie_nucleus_diameter_px"] == pytest.approx(60, rel=0.1)
+    assert scale == pytest.approx(25 / 60, rel=0.1) and "shrunk" in info["scale_note"]
+    assert info["estimate_reliable"]
+
+
+def test_whole_nuclei_are_measured_as_the_model_takes_them_without_searching_further():
+    cfg = load_config(None, ["INPUT.NUCLEUS_DIAMETER", "25", "INPUT.MIN_SIZE_TEST", "0"])
+    seen = []
+    scale, info = input_scale(ThresholdPredictor(cfg, seen), [discs_grid(20)])
+    assert info["movie_nucleus_diameter_px"] == pytest.approx(20, rel=0.05) and scale == pytest.approx(1.25, rel=0.05)
+    assert "shrunk" not in info["scale_note"]
+    # the model's own scale, one step down (they agree: the nuclei are whole), then the enlarged frame
+    assert [shape[0] for shape in seen[:2]] == [512, 362] and len(seen) == 3 and seen[2][0] > 600
+
+
 # ---------------------------------------------------------------- the model's own resize
 
 

@@ -288,6 +288,8 @@ def export_onnx(weights: str | os.PathLike, output: str | os.PathLike | None = N
     """
     weights = load_weights_path(weights)
     output = Path(output) if output is not None else weights.with_suffix(".onnx")
+    if output.is_dir():
+        raise PcnacycleError(f"{output}: is a folder; --output names the ONNX file to write")
     if output.exists() and not overwrite:
         raise PcnacycleError(f"{output}: exists; give --overwrite to replace it")
     if not output.parent.is_dir():

@@ -39,6 +39,12 @@ SCALE_LIMITS = (0.25, 4.0)
 #: A measured nucleus size is trusted from this many nuclei, whose middle half spans at most this factor.
 MIN_MEASURED = 10
 MAX_QUARTILE_RATIO = 2.0
+#: Shrink steps tried, from the model's own scale down, when looking for nuclei larger than they look: a model
+#: shown nuclei far above its training size cuts them into pieces, and their size in the input's pixels stops
+#: changing only once frames are shrunk enough for it to see them whole (BENCHMARKS.md, "Nucleus size, blind").
+SEARCH_STEPS = (1.0, 2 ** -0.5, 0.5, 2 ** -1.5, 0.25)
+#: Two consecutive steps agree on a size when their medians differ by less than this (a log ratio).
+PLATEAU_TOLERANCE = math.log(1.2)
 
 
 def scale_tolerance(cfg: CfgNode) -> float:
@@ -108,6 +114,54 @@ def estimate_reliability(areas: np.ndarray) -> dict:
             "estimate_reliable": bool(reliable)}
 
 
+def _measured_areas(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], scale: float | None,
+                    min_area: int, cache: dict | None = None) -> np.ndarray:
+    """Areas (input pixels) of the nuclei the model finds on ``samples`` resized by ``scale`` (None: its own);
+    ``cache`` keeps them by scale, so that no scale is measured twice."""
+    if cache is not None and scale in cache:
+        return cache[scale]
+    areas = np.concatenate([np.bincount(predict_scaled(predictor, channels, scale)["label_image"].ravel())[1:]
+                            for channels in samples])
+    areas = areas[areas >= max(min_area, 1)]
+    if cache is not None:
+        cache[scale] = areas
+    return areas
+
+
+def search_larger_nuclei(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], own: float,
+                         min_area: int = 1, cache: dict | None = None) -> tuple[float, np.ndarray] | None:
+    """The nucleus diameter (input px) of inputs whose nuclei the model sees whole only once they are shrunk.
+
+    The samples are measured at the model's own scale ``own`` times each of
+    :data:`SEARCH_STEPS` in turn, until two consecutive steps find the same
+    median diameter in input pixels (within :data:`PLATEAU_TOLERANCE`, at
+    least :data:`MIN_MEASURED` nuclei in each): whole nuclei keep their size
+    when shrunk, pieces do not. A step with fewer nuclei ends the search.
+
+    Returns
+    -------
+    None when the first two steps already agree (the nuclei are whole as the
+    model takes them) or no two steps agree; otherwise the geometric mean of
+    the two agreeing diameters and the areas measured at the larger of the two
+    scales.
+    """
+    previous = None
+    for i, step in enumerate(SEARCH_STEPS):
+        scale = float(np.clip(own * step, *SCALE_LIMITS))
+        areas = _measured_areas(predictor, samples, None if step == 1 else scale, min_area, cache)
+        if len(areas) < MIN_MEASURED:  # too few to tell, and shrinking finds no more
+            return None
+        diameter = median_diameter(areas)
+        if previous is not None and abs(math.log(diameter / previous[0])) < PLATEAU_TOLERANCE:
+            if i == 1:
+                return None
+            log.info("nuclei measured %.1f px at scale %.3f and %.1f px at %.3f: whole only when shrunk",
+                     previous[0], previous[2], diameter, scale)
+            return math.sqrt(diameter * previous[0]), previous[1]
+        previous = (diameter, areas, scale)
+    return None
+
+
 def _skip_note(rescale: bool, trained: float) -> str | None:
     if not rescale:
         return "rescaling off"
@@ -125,8 +179,9 @@ def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], 
     samples : a few inputs (e.g. three frames of a movie), each ``{channel name: (H, W) array}``,
         all of one shape.
     nucleus_diameter : the inputs' nucleus diameter in px; None: the median diameter of the model's
-        own detections on ``samples``, measured again after a first resizing (a model shown nuclei
-        far from its training size cuts them into pieces).
+        own detections on ``samples``: where the size stops changing as they are shrunk
+        (:func:`search_larger_nuclei`), else as the model takes them, measured again after a first
+        resizing.
     rescale : False keeps the model's own factor whatever the nuclei measure.
     min_area : detections smaller than this (px) are not measured.
     diameter_source : where a given ``nucleus_diameter`` came from, for ``scale_note``.
@@ -157,20 +212,23 @@ def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], 
     if note:
         info["scale_note"] = note
         return None, info
-    measured = nucleus_diameter
+    measured, searched = nucleus_diameter, None
     if measured is None:
-        scale, measured_areas = None, None
-        for _ in range(2):  # measure; when far off, resize and measure again
-            areas = np.concatenate([np.bincount(predict_scaled(predictor, channels, scale)["label_image"].ravel())[1:]
-                                    for channels in samples])
-            areas = areas[areas >= max(min_area, 1)]
-            found = median_diameter(areas)
-            if found is None:
-                break
-            measured, measured_areas = found, areas
-            scale = float(np.clip(trained / measured, *SCALE_LIMITS))
-            if abs(math.log(scale / own)) < tolerance:
-                break
+        cache = {}
+        searched = search_larger_nuclei(predictor, samples, own, min_area, cache)
+        if searched is not None:
+            measured, measured_areas = searched
+        else:
+            scale, measured_areas = None, None
+            for _ in range(2):  # measure; when far off, resize and measure again
+                areas = _measured_areas(predictor, samples, scale, min_area, cache)
+                found = median_diameter(areas)
+                if found is None:
+                    break
+                measured, measured_areas = found, areas
+                scale = float(np.clip(trained / measured, *SCALE_LIMITS))
+                if abs(math.log(scale / own)) < tolerance:
+                    break
         if measured is None:
             log.warning("no nucleus found on %d input(s) to measure their size: inputs are not rescaled", len(samples))
             info["scale_note"] = "no nucleus found to measure"
@@ -184,8 +242,10 @@ def input_scale(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], 
     scale = float(np.clip(trained / measured, *SCALE_LIMITS))
     if abs(math.log(scale / own)) < tolerance:
         scale = None
+    note = (diameter_source if nucleus_diameter is not None else "measured on the model's detections"
+            + (" of shrunk frames" if searched is not None else ""))
     info.update(movie_nucleus_diameter_px=round(measured, 2), scale=round(own if scale is None else scale, 4),
-                scale_note=diameter_source if nucleus_diameter is not None else "measured on the model's detections")
+                scale_note=note)
     log.info("nuclei about %.1f px across (%s), the model was trained on %.1f px: inputs %s", measured,
              info["scale_note"], trained,
              "kept as the model takes them" if scale is None else f"resized by {scale:.3f}")

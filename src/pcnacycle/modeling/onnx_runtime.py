@@ -51,12 +51,18 @@ class ConvolutionalPart(nn.Module):
         return (*features, *objectness, *deltas)
 
 
-def _runtime():
+def _require(module: str):
+    """``module`` imported, or a clear error saying how to install it."""
+    import importlib
+
     try:
-        import onnxruntime
+        return importlib.import_module(module)
     except ImportError:
-        raise PcnacycleError('ONNX Runtime is not installed: pip install "pcnacycle[onnx]"') from None
-    return onnxruntime
+        raise PcnacycleError(f'{module} is not installed: pip install "pcnacycle[onnx]"') from None
+
+
+def _runtime():
+    return _require("onnxruntime")
 
 
 def write_onnx(model: nn.Module, weights: str | os.PathLike, output: str | os.PathLike, channels: int,
@@ -75,9 +81,7 @@ def write_onnx(model: nn.Module, weights: str | os.PathLike, output: str | os.Pa
     largest absolute difference between ONNX Runtime's and PyTorch's outputs
     on a random example of another size than the traced one.
     """
-    import onnx
-
-    runtime = _runtime()
+    onnx, runtime = _require("onnx"), _runtime()
     output = Path(output)
     part = ConvolutionalPart(model).eval().to("cpu", memory_format=torch.contiguous_format)
     names = ([f"features_{n}" for n in _LEVELS] + [f"objectness_{n}" for n in _LEVELS]
