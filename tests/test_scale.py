@@ -111,6 +111,17 @@ def test_nuclei_the_model_cuts_into_pieces_are_measured_whole_on_shrunk_frames(m
     assert info["estimate_reliable"]
 
 
+def test_the_search_ends_at_the_shrink_limit_instead_of_measuring_one_scale_twice():
+    cfg = load_config(None, ["INPUT.NUCLEUS_DIAMETER", "25", "INPUT.MIN_SIZE_TEST", "256"])
+    predictor = FragmentingPredictor(cfg, [], test_size=256)  # halves 512-px frames itself
+    predictor.whole_up_to = 0  # pieces at every scale: no size at which two scales agree
+    _, info = input_scale(predictor, [discs_grid(60)])
+    assert "shrunk" not in info["scale_note"]
+    # 0.5 (its own), 0.354, then 0.25, the limit, measured once; then the earlier estimate (which enlarges)
+    sizes = [shape[0] for shape in predictor.seen]
+    assert sizes[:3] == [256, 181, 128] and sizes.count(128) == 1
+
+
 def test_whole_nuclei_are_measured_as_the_model_takes_them_without_searching_further():
     cfg = load_config(None, ["INPUT.NUCLEUS_DIAMETER", "25", "INPUT.MIN_SIZE_TEST", "0"])
     seen = []

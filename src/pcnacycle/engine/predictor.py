@@ -295,8 +295,6 @@ def export_onnx(weights: str | os.PathLike, output: str | os.PathLike | None = N
     if not output.parent.is_dir():
         raise PcnacycleError(f"{output.parent}: folder not found (--output)")
     model, cfg = load_model(weights, cfg)
-    if next(model.parameters()).device.type != "cpu":
-        model.to("cpu")
     return write_onnx(model, weights, output, len(cfg.INPUT.CHANNELS))
 
 

@@ -148,6 +148,8 @@ def search_larger_nuclei(predictor: Predictor, samples: Sequence[dict[str, np.nd
     previous = None
     for i, step in enumerate(SEARCH_STEPS):
         scale = float(np.clip(own * step, *SCALE_LIMITS))
+        if previous is not None and scale == previous[2]:  # at the shrink limit: nothing new to measure
+            return None
         areas = _measured_areas(predictor, samples, None if step == 1 else scale, min_area, cache)
         if len(areas) < MIN_MEASURED:  # too few to tell, and shrinking finds no more
             return None

@@ -71,7 +71,8 @@ def write_onnx(model: nn.Module, weights: str | os.PathLike, output: str | os.Pa
 
     Parameters
     ----------
-    model : an inference model as :func:`pcnacycle.engine.predictor.load_model` gives it.
+    model : an inference model as :func:`pcnacycle.engine.predictor.load_model` gives it; it is left on the
+        CPU in the default memory layout, as exported.
     channels : number of input channels (``len(INPUT.CHANNELS)``).
     example_size : (H, W) of the tracing input, a multiple of 32; the file takes any height and width.
 
@@ -105,7 +106,6 @@ def write_onnx(model: nn.Module, weights: str | os.PathLike, output: str | os.Pa
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
-    model.to(memory_format=torch.channels_last)  # back as load_model left it on a CPU
     return {"output": str(output), "weights_sha256": sha, "max_difference": difference}
 
 
