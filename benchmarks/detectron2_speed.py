@@ -43,30 +43,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from detectron2_parity import CLASSES, _commit, build_detectron2  # noqa: E402
-from inference_speed import compile_convolutions  # noqa: E402
+from inference_speed import compile_convolutions, same_detections, seconds_in_turns  # noqa: E402
 
 from pcnacycle.engine.predictor import Predictor, export_onnx  # noqa: E402
-from pcnacycle.evaluation.tracks import match_frame  # noqa: E402
 from pcnacycle.modeling.convert_weights import SourceLayout, convert_detectron2  # noqa: E402
 from pcnacycle.modeling.model import build_model, read_checkpoint  # noqa: E402
 from pcnacycle.simulation.params import SimulationParams  # noqa: E402
 from pcnacycle.simulation.simulator import simulate_movie  # noqa: E402
-
-
-def seconds_in_turns(calls: dict, repeats: int) -> dict[str, dict]:
-    """Median wall and CPU seconds of each call (CPU: all threads of this process), the calls timed in turns so
-    that load on the machine hits all alike."""
-    times = {name: {"wall": [], "cpu": []} for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            started, cpu = time.perf_counter(), time.process_time()
-            call()
-            times[name]["wall"].append(time.perf_counter() - started)
-            times[name]["cpu"].append(time.process_time() - cpu)
-    return {name: {"seconds": round(float(np.median(t["wall"])), 2),
-                   "cpu_seconds": round(float(np.median(t["cpu"])), 2),
-                   "all_seconds": [round(x, 2) for x in t["wall"]]}
-            for name, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -128,15 +111,7 @@ def main(argv=None) -> int:
     # model (which computes detectron2's detections: benchmarks/detectron2_parity.py)
     reference = found["pcnacycle unfolded contiguous"]
     for name in ("pcnacycle", "pcnacycle compiled", "pcnacycle onnx"):
-        matched = match_frame(reference["label_image"], found[name]["label_image"], threshold=0.0)
-        results[f"{name} against unfolded contiguous"] = {
-            "objects": [len(reference["scores"]), len(found[name]["scores"])], "matched": len(matched),
-            "min_mask_iou": round(float(matched["iou"].min()), 4) if len(matched) else None,
-            "max_score_difference": float(np.abs(reference["scores"][matched["truth"] - 1]
-                                                 - found[name]["scores"][matched["pred"] - 1]).max(initial=0)),
-            "max_prob_difference": float(np.abs(reference["probs"][matched["truth"] - 1]
-                                                - found[name]["probs"][matched["pred"] - 1]).max(initial=0)),
-        }
+        results[f"{name} against unfolded contiguous"] = same_detections(reference, found[name])
     print(json.dumps(results, indent=1))
     return 0
 

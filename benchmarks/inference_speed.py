@@ -42,6 +42,33 @@ from pcnacycle.simulation.simulator import simulate_movie
 VARIANTS = ("contiguous", "channels_last", "compiled", "onnx")
 
 
+def seconds_in_turns(calls: dict, repeats: int) -> dict[str, dict]:
+    """Median wall and CPU seconds of each call (CPU: all threads of this process), the calls timed in turns so
+    that load on the machine hits all alike."""
+    times = {name: {"wall": [], "cpu": []} for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            started, cpu = time.perf_counter(), time.process_time()
+            call()
+            times[name]["wall"].append(time.perf_counter() - started)
+            times[name]["cpu"].append(time.process_time() - cpu)
+    return {name: {"seconds": round(float(np.median(t["wall"])), 2),
+                   "cpu_seconds": round(float(np.median(t["cpu"])), 2),
+                   "all_seconds": [round(x, 2) for x in t["wall"]]}
+            for name, t in times.items()}
+
+
+def same_detections(reference: dict, found: dict) -> dict:
+    """Two predictions of one frame compared: objects matched one-to-one by decreasing mask IoU (every
+    overlapping pair considered), their lowest IoU and largest score and class-probability differences."""
+    matched = match_frame(reference["label_image"], found["label_image"], threshold=0.0)
+    truth, pred = matched["truth"] - 1, matched["pred"] - 1
+    return {"objects": [len(reference["scores"]), len(found["scores"])], "matched": len(matched),
+            "min_mask_iou": round(float(matched["iou"].min()), 4) if len(matched) else None,
+            "max_score_difference": float(np.abs(reference["scores"][truth] - found["scores"][pred]).max(initial=0)),
+            "max_prob_difference": float(np.abs(reference["probs"][truth] - found["probs"][pred]).max(initial=0))}
+
+
 def compile_convolutions(predictor: Predictor) -> Predictor:
     """``predictor`` with its backbone, FPN and RPN head compiled by ``torch.compile`` on their first call."""
     for module in (predictor.model.backbone, predictor.model.rpn.head):
@@ -86,26 +113,12 @@ def main(argv=None) -> int:
             results[f"first frame, {name}"] = round(time.perf_counter() - started, 1)
         reference = args.variants[0]
         for name in args.variants[1:]:
-            # one-to-one by decreasing IoU, every overlapping pair considered
-            matched = match_frame(found[reference]["label_image"], found[name]["label_image"], threshold=0.0)
-            results[f"{name} against {reference}"] = {
-                "objects": [len(found[reference]["scores"]), len(found[name]["scores"])], "matched": len(matched),
-                "min_mask_iou": round(float(matched["iou"].min()), 4) if len(matched) else None,
-                "max_prob_difference": float(np.abs(found[reference]["probs"][matched["truth"] - 1]
-                                                    - found[name]["probs"][matched["pred"] - 1]).max(initial=0)),
-            }
-        times = {name: {"wall": [], "cpu": []} for name in predictors}
-        for _ in range(args.repeats):
-            for name, predictor in predictors.items():
-                started, cpu = time.perf_counter(), time.process_time()
-                predictor.predict(channels)
-                times[name]["wall"].append(time.perf_counter() - started)
-                times[name]["cpu"].append(time.process_time() - cpu)
-    for name, t in times.items():
-        results[name] = {"seconds": round(float(np.median(t["wall"])), 2),
-                         "cpu_seconds": round(float(np.median(t["cpu"])), 2),
-                         f"speed-up against {reference}": round(float(np.median(times[reference]["wall"])
-                                                                      / np.median(t["wall"])), 2)}
+            results[f"{name} against {reference}"] = same_detections(found[reference], found[name])
+        seconds = seconds_in_turns({name: (lambda p=predictor: p.predict(channels))
+                                    for name, predictor in predictors.items()}, args.repeats)
+    for name, timed in seconds.items():
+        results[name] = {**timed, f"speed-up against {reference}": round(seconds[reference]["seconds"]
+                                                                         / timed["seconds"], 2)}
     print(json.dumps(results, indent=1))
     return 0
 

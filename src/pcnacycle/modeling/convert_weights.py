@@ -23,7 +23,6 @@ model zoo ships them) becomes a pcnacycle checkpoint that
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
@@ -34,6 +33,7 @@ import numpy as np
 
 from ..config import CfgNode, config_from_dict, get_default_config, merge_overrides, set_value, validate
 from ..errors import PcnacycleError
+from ..io import file_sha256
 from .detectron2_names import detectron2_to_pcnacycle_name, pcnacycle_to_detectron2_name
 
 log = logging.getLogger(__name__)
@@ -496,7 +496,8 @@ def convert_detectron2(source: str | os.PathLike, output: str | os.PathLike, lay
     converted, settings = detectron2_to_pcnacycle(state, layout, class_names, channels)
     cfg = converted_config({**DETECTRON2_DEFAULTS, **layout.config, **settings}, base, overrides)
     checkpoint = {"model": converted, "config": cfg.to_dict(),
-                  "converted_from": {"file": str(source.resolve()), "sha256": _sha256(source), "format": "detectron2",
+                  "converted_from": {"file": str(source.resolve()), "sha256": file_sha256(source),
+                                     "format": "detectron2",
                                      "classes": layout.classes, "channels": layout.channels, "fold": layout.fold,
                                      "pixel_mean": layout.pixel_mean, "pixel_std": layout.pixel_std}}
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -537,10 +538,3 @@ def _check_layout(state: dict, layout: SourceLayout, source: Path) -> None:
             raise PcnacycleError(f"{source}: the checkpoint takes {in_channels} input channels, but {len(values)} "
                                  f"{what} were given ({values})")
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -13,7 +13,6 @@ with other weights. Needs ``pip install "pcnacycle[onnx]"``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -23,19 +22,11 @@ import torch
 from torch import nn
 
 from ..errors import PcnacycleError
+from ..io import atomic_path, file_sha256
 
 #: ONNX metadata key holding the SHA-256 of the checkpoint the file was exported from.
 WEIGHTS_SHA256 = "pcnacycle_weights_sha256"
 _LEVELS = ("0", "1", "2", "3", "pool")  # the FPN's output names, as BackboneWithFPN gives them
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ConvolutionalPart(nn.Module):
@@ -61,10 +52,6 @@ def _require(module: str):
         raise PcnacycleError(f'{module} is not installed: pip install "pcnacycle[onnx]"') from None
 
 
-def _runtime():
-    return _require("onnxruntime")
-
-
 def write_onnx(model: nn.Module, weights: str | os.PathLike, output: str | os.PathLike, channels: int,
                 example_size: tuple[int, int] = (256, 256)) -> dict:
     """Write the convolutional part of ``model`` (loaded from ``weights``) to ``output`` as ONNX, and check it.
@@ -82,14 +69,13 @@ def write_onnx(model: nn.Module, weights: str | os.PathLike, output: str | os.Pa
     largest absolute difference between ONNX Runtime's and PyTorch's outputs
     on a random example of another size than the traced one.
     """
-    onnx, runtime = _require("onnx"), _runtime()
+    onnx, runtime = _require("onnx"), _require("onnxruntime")
     output = Path(output)
     part = ConvolutionalPart(model).eval().to("cpu", memory_format=torch.contiguous_format)
     names = ([f"features_{n}" for n in _LEVELS] + [f"objectness_{n}" for n in _LEVELS]
              + [f"deltas_{n}" for n in _LEVELS])
     example = torch.rand(1, channels, *example_size)
-    partial = output.with_name(output.name + ".partial")
-    try:
+    with atomic_path(output) as partial:
         with torch.no_grad():
             torch.onnx.export(part, (example,), partial, input_names=["images"], output_names=names,
                               dynamic_axes={"images": {2: "height", 3: "width"}}, opset_version=17, dynamo=False)
@@ -103,9 +89,6 @@ def write_onnx(model: nn.Module, weights: str | os.PathLike, output: str | os.Pa
         with torch.no_grad():
             expected = part(check)
         difference = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
     return {"output": str(output), "weights_sha256": sha, "max_difference": difference}
 
 
@@ -113,7 +96,7 @@ class _OnnxConvolutions:
     """One ONNX Runtime session; the backbone computes all outputs and leaves the RPN head's for it."""
 
     def __init__(self, path: Path, threads: int):
-        runtime = _runtime()
+        runtime = _require("onnxruntime")
         options = runtime.SessionOptions()
         options.intra_op_num_threads = threads
         options.graph_optimization_level = runtime.GraphOptimizationLevel.ORT_ENABLE_ALL
