@@ -10,7 +10,9 @@ resolver's prior (:data:`pcnacycle.settings.DEFAULT_PHASE_MINUTES`). On each:
     drawn from U(0.45, 0.95), the rest split at random). This isolates
     tracking + resolving (:func:`pcnacycle.pipeline.analyse`, default settings).
 (b) **a trained model** (``--model``, e.g. the demo's ``demo-output/train``):
-    ``pcnacycle run`` on the whole movie, scored by ``evaluate-tracks``.
+    ``pcnacycle run`` on the whole movie, scored by ``evaluate-tracks``; or, with
+    ``--resolve-again OUT``, the runs of an earlier ``--out`` tracked and resolved again
+    (``pcnacycle correct`` with no edit), to measure a resolver change on the same detections.
 (c) **SC-Track** on the same oracle detections (``--sctrack PYTHON``, the
     interpreter of a venv with ``sc-track``; see ``benchmarks/sctrack_oracle.py``).
 
@@ -195,13 +197,16 @@ def main() -> None:
     parser.add_argument("--sctrack", help="python of a venv where sc-track is installed (part c)")
     parser.add_argument("--accuracy", type=float, nargs="+", default=[0.8, 0.9])
     parser.add_argument("--movies", nargs="+", default=list(MOVIES), choices=list(ALL_MOVIES))
+    parser.add_argument("--resolve-again", type=Path, metavar="OUT",
+                        help="instead of running --model, resolve the runs an earlier --out holds (OUT/runs/<movie>) "
+                             "again with today's tracker and resolver: the detections as they were saved")
     parser.add_argument("--settings", nargs="*", default=[], metavar="KEY=VALUE",
                         help="RunSettings fields to change, for the oracle and the model alike")
     args = parser.parse_args()
     settings = RunSettings(**parse_settings(args.settings))
     results = {}
     for name in args.movies:
-        folder = movie_folder(args.out, name)
+        folder = movie_folder(args.resolve_again or args.out, name)
         truth_objects = pd.read_csv(folder / "truth" / "objects.csv")
         interval = ALL_MOVIES[name]["frame_interval"]
         for accuracy in args.accuracy:
@@ -222,12 +227,16 @@ def main() -> None:
                 sc = run_sctrack(args.sctrack, folder, detections, labels, args.out / "sctrack" / f"{name}-{accuracy}")
                 results[f"{name} SC-Track {accuracy}"] = sc
                 print(name, "SC-Track", accuracy, summarise(sc), flush=True)
-        if args.model:
+        if args.model or args.resolve_again:
+            from pcnacycle.correct.runs import correct_run
             from pcnacycle.pipeline import run
 
             run_dir = args.out / "runs" / name
-            run(args.model, folder / "pcna.tif", run_dir, dic=folder / "dic.tif", frame_interval=interval,
-                settings=settings, overwrite=True, progress=False)
+            if args.resolve_again:
+                correct_run(args.resolve_again / "runs" / name, [], output=run_dir, settings=settings, overwrite=True)
+            else:
+                run(args.model, folder / "pcna.tif", run_dir, dic=folder / "dic.tif", frame_interval=interval,
+                    settings=settings, overwrite=True, progress=False)
             tracking = evaluate_tracks(run_dir, folder)
             phases = tracking["phases"]
             objects = pd.read_csv(run_dir / "objects.csv")

@@ -7,7 +7,14 @@ Three models, each scored on the same three things:
 * ``stage3_from_stage1``: stage 3 (``configs/stage3_real_cpu.yaml``: grey PCNA input, 600
   iterations) started from the stage-1 weights, on the annotated frames of 12 randomised simulated
   movies (``pcnacycle simulate --movies 12 --randomise``);
-* ``stage3_scratch``: the same stage 3 from scratch, to show what stage 1 brings.
+* ``stage3_scratch``: the same stage 3 from scratch, to show what stage 1 brings;
+* ``stage3_with_nuclei``: ``stage3_from_stage1`` with stage 1's training images of DSB2018 mixed in
+  as nuclei without phases (``DATASETS.NUCLEI_ONLY``, a quarter of the draws, stage 1's split, so
+  its val images stay unseen), all resized by one factor (``SIZE_MATCH dataset``);
+* ``stage3_with_nuclei_per_image``: the same with each DSB2018 image resized to the training
+  nucleus size on its own (``SIZE_MATCH image``, the default);
+* ``stage3_with_nuclei_long``: ``stage3_with_nuclei_per_image`` trained 1 / (1 - 0.25) times as long,
+  so that it draws as many phase-annotated images as ``stage3_from_stage1``.
 
 Scores: (1) DSB2018 val (the 100 images of stage 1's split), class-agnostic segm AP50 —
 does the model keep real nuclei?; (2) CTC Fluo-N2DH-GOWT1 02 (real mouse ES cells,
@@ -47,7 +54,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pcnacycle.evaluation.tracks import match_frame
 
 PCNACYCLE = [sys.executable, "-m", "pcnacycle"]
-MODELS = ["stage1", "stage3_scratch", "stage3_from_stage1"]
+MODELS = ["stage1", "stage3_scratch", "stage3_from_stage1", "stage3_with_nuclei", "stage3_with_nuclei_per_image",
+          "stage3_with_nuclei_long"]
 
 
 def sh(*args, cwd=None) -> str:
@@ -156,7 +164,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    if {"stage1", "stage3_from_stage1"} & set(args.models) and not (args.stage1 / "model_final.pt").exists():
+    needs_stage1 = set(args.models) - {"stage3_scratch"}
+    if needs_stage1 and not (args.stage1 / "model_final.pt").exists():
         sh("benchmarks/stage1_cpu.sh", args.stage1, "SOLVER.MAX_ITER", 2000, "SOLVER.STEPS", "[1600]")
     simulate_set(out / "sim_random_train", 12, 101, 5)
     simulate_set(out / "sim_random_test", 4, 201, 4)
@@ -165,10 +174,18 @@ def main(argv=None) -> int:
     if "stage3_from_stage1" in args.models:
         train_stage3(out / "stage3_from_stage1", out / "sim_random_train" / "annotated", args.iterations,
                      "MODEL.WEIGHTS", args.stage1 / "model_final.pt")
+    mixed = (("stage3_with_nuclei", "dataset", args.iterations),
+             ("stage3_with_nuclei_per_image", "image", args.iterations),
+             ("stage3_with_nuclei_long", "image", round(args.iterations / 0.75)))
+    for name, size_match, iterations in mixed:
+        if name in args.models:
+            train_stage3(out / name, out / "sim_random_train" / "annotated", iterations,
+                         "MODEL.WEIGHTS", args.stage1 / "model_final.pt", "DATASETS.NUCLEI_ONLY.ROOT", args.dsb,
+                         "DATASETS.NUCLEI_ONLY.SPLIT_FILE", args.stage1 / "split.json",
+                         "DATASETS.NUCLEI_ONLY.SIZE_MATCH", size_match)
     gowt1_stack(args.gowt1, out / "gowt1_02.tif")
     results = {"date": time.strftime("%Y-%m-%d"), "iterations": args.iterations}
-    folders = {"stage1": args.stage1, "stage3_scratch": out / "stage3_scratch",
-               "stage3_from_stage1": out / "stage3_from_stage1"}
+    folders = {"stage1": args.stage1, **{name: out / name for name in MODELS[1:]}}
     for name, model in ((name, folders[name]) for name in args.models):
         where = out / "eval" / name
         scores = results[name] = {}

@@ -83,6 +83,23 @@ def test_the_ratio_is_learnt_from_the_confident_calls_and_bounded():
     assert texture_log_ratio(np.r_[texture, np.nan], np.r_[p_s, 0.5])[-1] == 0.0
 
 
+def test_smooth_s_calls_weaken_smoothness_as_evidence_against_s_but_not_foci_as_evidence_for_it():
+    """A quarter of the confident S calls are smooth (S nuclei whose foci are not yet visible): a smooth
+    nucleus then weighs no more than log(1/4) against S, while a grainy one speaks for S as before."""
+    rng = np.random.default_rng(6)
+    is_s, texture, p_s = _calls_and_texture(rng, n=400)
+    clean = texture_log_ratio(texture, p_s)
+    smooth_s = is_s & (rng.random(len(is_s)) < 0.25)
+    texture_with_hidden_foci = np.where(smooth_s, np.exp(-2.0 + rng.normal(0, 0.15, len(is_s))), texture)
+    mixed = texture_log_ratio(texture_with_hidden_foci, p_s)
+    smooth = ~is_s
+    assert clean[smooth].min() == -4.0  # with no smooth S call, smoothness is strong evidence
+    share = smooth_s.sum() / is_s.sum()
+    assert mixed[smooth].min() >= np.log(share) - 0.05 and np.median(mixed[smooth]) < np.log(share) + 0.1
+    grainy = is_s & ~smooth_s
+    assert np.median(mixed[grainy]) > 2 and np.median(mixed[grainy]) > np.median(clean[grainy]) - 0.5
+
+
 @pytest.mark.parametrize("case", ["too few", "S smoother"])
 def test_no_texture_term_when_the_movie_cannot_teach_one(case):
     rng = np.random.default_rng(4)

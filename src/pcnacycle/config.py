@@ -134,8 +134,24 @@ DEFAULTS: dict[str, Any] = {
         # "CHANNEL=FOLDER" (relative to ROOT) where a channel's files are;
         # by default <ROOT>/<channel>/, or ROOT itself for the annotated channel.
         "CHANNEL_DIRS": [],
+        # A second dataset of nuclei annotated without phases (e.g. DSB2018), mixed into training so that a
+        # phase model keeps segmenting real nuclei while it learns phases from simulated ones: its nuclei teach
+        # "nucleus, not background", boxes and masks, never a phase. ROOT "": none. SPLIT_FILE: a split.json
+        # whose "train" images alone are used (e.g. the stage-1 run's, keeping its val images unseen); "": all.
+        # FRACTION: the share of training images drawn from it. With INPUT.MIN_SIZE_TRAIN [0] its images are
+        # resized so that its nuclei have the phase dataset's median size (INPUT.NUCLEUS_DIAMETER): SIZE_MATCH
+        # "image", each image by its own median nucleus (measured best: BENCHMARKS.md, "Real nuclei kept"), or
+        # "dataset", one factor for all (their spread of sizes kept, as `run` resizes a movie).
+        "NUCLEI_ONLY": {"ROOT": "", "FORMAT": "dsb2018", "SPLIT_FILE": "", "FRACTION": 0.25, "SIZE_MATCH": "image"},
     },
-    "DATALOADER": {"NUM_WORKERS": 2},
+    "DATALOADER": {
+        "NUM_WORKERS": 2,
+        # detectron2's keys: "RepeatFactorTrainingSampler" repeats each training image by its rarest class
+        # (LVIS's rule: max over its classes of max(1, sqrt(REPEAT_THRESHOLD / share of images holding the
+        # class))), so that rare classes such as M are seen more often.
+        "SAMPLER_TRAIN": "TrainingSampler",
+        "REPEAT_THRESHOLD": 0.0,
+    },
     "SOLVER": {
         "IMS_PER_BATCH": 16,
         "BASE_LR": 0.001,
@@ -181,6 +197,9 @@ _CHOICES: dict[str, tuple] = {
     "INPUT.RANDOM_FLIP": ("none", "horizontal", "vertical", "both"),
     "INPUT.CROP.TYPE": ("relative", "relative_range", "absolute"),
     "DATASETS.FORMAT": ("dsb2018", "labelmask", "deepcell", "via2", "coco", "arrays"),
+    "DATASETS.NUCLEI_ONLY.FORMAT": ("dsb2018", "labelmask", "deepcell", "via2", "coco"),
+    "DATASETS.NUCLEI_ONLY.SIZE_MATCH": ("dataset", "image"),
+    "DATALOADER.SAMPLER_TRAIN": ("TrainingSampler", "RepeatFactorTrainingSampler"),
     "DATASETS.SPLIT_BY": ("group", "image"),
     "SOLVER.WARMUP_METHOD": ("linear", "constant"),
     "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": ("norm", "value"),
@@ -188,7 +207,7 @@ _CHOICES: dict[str, tuple] = {
 
 # Keys that hold a path: relative paths in a YAML file are resolved against
 # the file's folder, so a config works from any working directory.
-_PATH_KEYS = ("MODEL.WEIGHTS", "DATASETS.ROOT")
+_PATH_KEYS = ("MODEL.WEIGHTS", "DATASETS.ROOT", "DATASETS.NUCLEI_ONLY.ROOT", "DATASETS.NUCLEI_ONLY.SPLIT_FILE")
 
 
 class CfgNode(dict):
@@ -497,7 +516,9 @@ def validate(cfg: CfgNode) -> None:
     need("INPUT.NUCLEUS_DIAMETER", cfg.INPUT.NUCLEUS_DIAMETER >= 0, "a number of pixels ≥ 0 (0: measure it)")
     for key in ("DATASETS.CLASS_MAP", "DATASETS.CHANNEL_DIRS"):
         need(key, all("=" in entry for entry in get_value(cfg, key)), "a list of NAME=VALUE strings")
+    need("DATASETS.NUCLEI_ONLY.FRACTION", 0 < cfg.DATASETS.NUCLEI_ONLY.FRACTION < 1, "a fraction in (0, 1)")
     need("DATALOADER.NUM_WORKERS", cfg.DATALOADER.NUM_WORKERS >= 0, "an integer >= 0")
+    need("DATALOADER.REPEAT_THRESHOLD", 0 <= cfg.DATALOADER.REPEAT_THRESHOLD <= 1, "a fraction of images, 0 to 1")
     solver = cfg.SOLVER
     need("SOLVER.BASE_LR", solver.BASE_LR > 0, "a positive number")
     need("SOLVER.MOMENTUM", 0 <= solver.MOMENTUM < 1, "a number in [0, 1)")

@@ -8,6 +8,11 @@ from ..config import CfgNode
 from ..errors import PcnacycleError
 from .channels import parse_assignments
 
+#: The label of a nucleus annotated without a phase (``DATASETS.NUCLEI_ONLY``): above every class id, so that
+#: torchvision's proposal sampler counts its matches as foreground; the RoI heads' losses read it as "a nucleus
+#: in some phase" (:mod:`pcnacycle.modeling.roi_heads`).
+UNKNOWN_PHASE = 10_000
+
 
 def class_lookup(cfg: CfgNode, what: str) -> Callable[[object, str], int]:
     """A function ``(name found in an annotation, where) -> class id 1..K``.

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -228,11 +228,13 @@ def compose_channels(channels: dict[str, np.ndarray], names: Sequence[str], cfg:
 # ---------------------------------------------------------------- augmentation
 
 
-def random_crop_window(height: int, width: int, cfg: CfgNode, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """A crop window ``(top, left, crop_h, crop_w)`` as detectron2's RandomCrop draws it."""
+def random_crop_window(height: int, width: int, cfg: CfgNode, rng: np.random.Generator,
+                       resize: float = 1.0) -> tuple[int, int, int, int]:
+    """A crop window ``(top, left, crop_h, crop_w)`` as detectron2's RandomCrop draws it; an absolute
+    one ``1 / resize`` times ``INPUT.CROP.SIZE``, for an image to be resized by ``resize`` after cropping."""
     crop = cfg.INPUT.CROP
     if crop.TYPE == "absolute":
-        crop_h, crop_w = int(crop.SIZE[0]), int(crop.SIZE[1])
+        crop_h, crop_w = round(crop.SIZE[0] / resize), round(crop.SIZE[1] / resize)
     elif crop.TYPE == "relative":
         crop_h, crop_w = int(height * crop.SIZE[0] + 0.5), int(width * crop.SIZE[1] + 0.5)
     else:  # relative_range: each side a fraction between SIZE and 1
@@ -273,7 +275,7 @@ def jitter_intensity(image: np.ndarray, names: Sequence[str], magnitude: float,
 
 
 def augment(image: np.ndarray, masks: np.ndarray, labels: np.ndarray, cfg: CfgNode,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rng: np.random.Generator, resize: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crop, flip, rotate and jitter an image with its masks, identically.
 
     Parameters
@@ -281,6 +283,9 @@ def augment(image: np.ndarray, masks: np.ndarray, labels: np.ndarray, cfg: CfgNo
     image : (C, H, W) float32, channels as named by ``INPUT.CHANNELS``
     masks : (N, H, W) bool
     labels : (N,) int64
+    resize : a factor the image is resized by besides the random one (nuclei-only images brought to
+        the training nuclei's size); an absolute crop is taken ``1 / resize`` as large, so the
+        network still sees crops of ``INPUT.CROP.SIZE``.
 
     Returns
     -------
@@ -293,7 +298,7 @@ def augment(image: np.ndarray, masks: np.ndarray, labels: np.ndarray, cfg: CfgNo
     not change the crops and flips a seed gives.
     """
     if cfg.INPUT.CROP.ENABLED:
-        top, left, crop_h, crop_w = random_crop_window(*image.shape[1:], cfg, rng)
+        top, left, crop_h, crop_w = random_crop_window(*image.shape[1:], cfg, rng, resize)
         image = image[:, top:top + crop_h, left:left + crop_w]
         masks = masks[:, top:top + crop_h, left:left + crop_w]
         keep = masks.sum(axis=(1, 2)) >= MIN_INSTANCE_PIXELS
@@ -309,8 +314,10 @@ def augment(image: np.ndarray, masks: np.ndarray, labels: np.ndarray, cfg: CfgNo
     if cfg.INPUT.INTENSITY_JITTER > 0:
         image = jitter_intensity(image, cfg.INPUT.CHANNELS, cfg.INPUT.INTENSITY_JITTER, rng)
     low, high = cfg.INPUT.RANDOM_SCALE
+    factor = resize
     if (low, high) != (1.0, 1.0):
-        factor = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        factor *= float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    if factor != 1.0:
         image, masks, labels = random_rescale(image, masks, labels, factor)
     return np.ascontiguousarray(image), np.ascontiguousarray(masks), labels
 
@@ -375,21 +382,29 @@ class InstanceDataset(torch.utils.data.Dataset):
     index means no augmentation.
     """
 
-    def __init__(self, records: Sequence[dict], cfg: CfgNode, augment: bool):
+    def __init__(self, records: Sequence[dict], cfg: CfgNode, augment: bool,
+                 nuclei_only: tuple[Sequence[dict], Callable[[dict], tuple[dict, float]]] | None = None):
         self.records = list(records)
         self.cfg = cfg
         self.augment = augment
+        # DATASETS.NUCLEI_ONLY, indexed after ``records``: its records, and their loader, which gives a
+        # sample and the factor that brings its nuclei to the training size (pcnacycle.data.mixing)
+        self.nuclei_only, self.load_nuclei_only = nuclei_only or ([], None)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.records) + len(self.nuclei_only)
 
     def __getitem__(self, index) -> tuple[torch.Tensor, dict]:
         position, seed = index if isinstance(index, tuple) else (index, None)
-        sample = load_sample(self.cfg, self.records[position])
+        resize = 1.0
+        if position < len(self.records):
+            sample = load_sample(self.cfg, self.records[position])
+        else:
+            sample, resize = self.load_nuclei_only(self.nuclei_only[position - len(self.records)])
         image = compose_channels(sample["channels"], self.cfg.INPUT.CHANNELS, self.cfg)
         masks, labels = sample["masks"], sample["labels"]
         if self.augment and seed is not None:
-            image, masks, labels = augment(image, masks, labels, self.cfg, np.random.default_rng(seed))
+            image, masks, labels = augment(image, masks, labels, self.cfg, np.random.default_rng(seed), resize)
         target = {
             "boxes": torch.from_numpy(masks_to_boxes(masks)).reshape(-1, 4),
             "labels": torch.from_numpy(labels),

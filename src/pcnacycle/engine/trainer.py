@@ -28,10 +28,8 @@ import logging
 import math
 import os
 import random
-import signal
-import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Mapping, Sequence
@@ -45,7 +43,6 @@ from ..data.arrays import array_records
 from ..data.catalog import read_records
 from ..data.dataset import (
     InstanceDataset,
-    TrainingSampler,
     collate,
     median_nucleus_diameter,
     next_batch,
@@ -54,12 +51,14 @@ from ..data.dataset import (
     split_records,
     write_split,
 )
+from ..data.mixing import nuclei_only_data, training_sampler
 from ..errors import PcnacycleError
 from ..evaluation.loop import make_training_evaluator
 from ..io import atomic_write, log_to_file, write_text
 from ..modeling.model import build_model, is_norm_parameter, load_weights, resolve_device
 from ..safeguards import check_output_folder
 from . import ddp
+from .signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +336,10 @@ def _prepare(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool
         # in the network's pixels: a model that resizes its training images saw its nuclei resized too
         cfg.INPUT["NUCLEUS_DIAMETER"] = round(median_nucleus_diameter(cfg, train_records, network=True), 2)
         log.info("training nuclei: median diameter %.1f px (INPUT.NUCLEUS_DIAMETER)", cfg.INPUT.NUCLEUS_DIAMETER)
+    nuclei_only = nuclei_only_data(cfg)  # DATASETS.NUCLEI_ONLY: read, and checked, before anything is written
+    if nuclei_only:
+        log.info("mixed in: %d images of nuclei without phases from %s (%.0f %% of the draws)",
+                 len(nuclei_only[0]), cfg.DATASETS.NUCLEI_ONLY.ROOT, 100 * cfg.DATASETS.NUCLEI_ONLY.FRACTION)
     scored = bool(split["val"]) and cfg.TEST.EVAL_PERIOD >= 0  # -1: never evaluate
     evaluate = None
     if scored and main:
@@ -385,8 +388,9 @@ def _prepare(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool
     if processes.active:
         torch.manual_seed(cfg.SEED + processes.rank)  # each process samples its own proposals
 
-    dataset = InstanceDataset(train_records, cfg, augment=True)
-    sampler = TrainingSampler(len(dataset), cfg.SEED, start=start_iter * s.IMS_PER_BATCH)
+    dataset = InstanceDataset(train_records, cfg, augment=True, nuclei_only=nuclei_only)
+    sampler = training_sampler(cfg, train_records, len(nuclei_only[0]) if nuclei_only else 0,
+                               start=start_iter * s.IMS_PER_BATCH)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=per_process,
@@ -525,47 +529,6 @@ def rng_state() -> dict:
     """Torch's random state (CPU, and every GPU when there is one), as checkpoints store it."""
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-class StopSignals:
-    """Ctrl-C (SIGINT) and SIGTERM, as a cluster scheduler sends, raise KeyboardInterrupt while active.
-
-    Inside :meth:`held` a signal is only noted and raised when the block
-    ends, so a block that must not be cut in half (an optimizer step with
-    its scheduler step, a checkpoint save) completes first. Only the main
-    thread can receive signals; elsewhere this does nothing.
-    """
-
-    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.holding, self.pending, self.previous = False, None, {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self._handle) for sig in self._SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, frame) -> None:
-        if self.holding:
-            self.pending = signum
-        else:
-            raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    @contextmanager
-    def held(self):
-        self.holding = True
-        try:
-            yield
-        finally:
-            self.holding = False
-        if self.pending is not None:
-            signum, self.pending = self.pending, None
-            raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _checkpoint(path: Path, model, optimizer, scheduler, scaler, iteration: int, cfg: CfgNode,

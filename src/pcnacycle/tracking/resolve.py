@@ -33,7 +33,9 @@ with the detector's probabilities as emissions:
   non-S nuclei are differs between microscopes, so it is learnt from the
   movie itself: the log texture of the nuclei the detector calls S
   confidently against those it confidently calls something else, one
-  Gaussian each with a shared spread. The resulting log-likelihood ratio,
+  Gaussian each with a shared spread; S's admits smooth nuclei in the share
+  of the S calls that are smooth (foci are faint as S begins and ends, so
+  smoothness is weaker evidence against S than foci are for it). The resulting log-likelihood ratio,
   bounded, adds to the S emission of every nucleus, so a run of faint early-S
   foci the detector calls G1/G2 still reads as S along the track. A movie
   where texture does not separate the confident calls gets no texture term.
@@ -416,13 +418,20 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, confident: float = _
     Returns
     -------
     (n,) float64
-        ``log p(texture | S) - log p(texture | not S)``, one Gaussian of log
-        texture per class fitted to the nuclei with ``p_s ≥ confident`` (S)
-        and ``p_s ≤ 1 - confident`` (not S): the classes' medians and one
-        shared robust spread, so the ratio grows steadily with texture, never
-        turning back in a tail; bounded to ±``limit``, 0 where texture is
-        missing. All 0 when either class has fewer than ``min_count`` nuclei
-        or S is not the grainier.
+        ``log p(texture | S) - log p(texture | not S)``, 0 where texture is missing,
+        bounded to ±``limit``. Each class is learnt from the nuclei called
+        ``p_s ≥ confident`` (S) and ``p_s ≤ 1 - confident`` (not S): a Gaussian
+        of log texture at its median, one shared robust spread (so the ratio
+        grows steadily with texture, never turning back in a tail); S's is
+        mixed with not-S's Gaussian in the share of the S calls that are
+        smoother than the midpoint between the two. An S nucleus need not show
+        foci (they are faint or below resolution as S begins and ends), while
+        foci do show S: where the S calls include smooth nuclei, smoothness
+        weighs less against S (never below the log of that share), and
+        graininess as much for it. Not-S is not mixed: the grainy nuclei a
+        detector confidently calls G1/G2 are the early S it misses, which is
+        what the texture is there to find. All 0 when either class has fewer
+        than ``min_count`` nuclei or S is not the grainier.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.log(np.asarray(texture, np.float64))
@@ -437,7 +446,11 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, confident: float = _
     spreads = [1.4826 * np.median(np.abs(x[rows] - centre)) for rows, centre in
                ((s_phase, centre_s), (other, centre_other))]
     variance = max(float(np.mean(np.square(spreads))), 1e-6)
-    llr = (centre_s - centre_other) / variance * (np.where(valid, x, 0.0) - (centre_s + centre_other) / 2)
+    midpoint = (centre_s + centre_other) / 2
+    gaussian = (centre_s - centre_other) / variance * (np.where(valid, x, 0.0) - midpoint)
+    smooth_s = float(np.mean(x[s_phase] < midpoint))
+    # log of [(1 - a) N_S + a N_O] / N_O, with N_S / N_O = exp(gaussian)
+    llr = np.log((1 - smooth_s) * np.exp(np.clip(gaussian, -50, 50)) + smooth_s)
     return np.where(valid, np.clip(llr, -limit, limit), 0.0)
 
 
