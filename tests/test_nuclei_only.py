@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -150,7 +151,7 @@ def nuclei_only_config(tmp_path, fraction=0.5, split_file=""):
         "INPUT.CROP.ENABLED": "true", "INPUT.CROP.TYPE": "absolute", "INPUT.CROP.SIZE": "[32, 32]",
         "DATASETS.NUCLEI_ONLY.ROOT": str(dsb), "DATASETS.NUCLEI_ONLY.FRACTION": fraction,
         "DATASETS.NUCLEI_ONLY.SPLIT_FILE": split_file, "SOLVER.MAX_ITER": 4, "SOLVER.STEPS": "[3]",
-        "SOLVER.CHECKPOINT_PERIOD": 4, "DATALOADER.SAMPLER_TRAIN": "RepeatFactorTrainingSampler",
+        "SOLVER.CHECKPOINT_PERIOD": 2, "DATALOADER.SAMPLER_TRAIN": "RepeatFactorTrainingSampler",
         "DATALOADER.REPEAT_THRESHOLD": 0.9}))
 
 
@@ -204,6 +205,18 @@ def test_training_mixes_in_nuclei_only_images_and_keeps_their_held_out_images_un
     assert all(labels <= {UNKNOWN_PHASE} for image_id, labels in seen if image_id.startswith("img"))
     assert sum(image_id.startswith("img") for image_id, _ in seen) == len(seen) // 2  # FRACTION 0.5
     assert load_config(tmp_path / "run" / "config.yaml").DATASETS.NUCLEI_ONLY.SPLIT_FILE == str(split)
+
+    # resumed from its iteration-2 checkpoint, the run ends with the weights of the straight one
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for name in ("config.yaml", "split.json", "model_0000002.pt"):
+        shutil.copy(tmp_path / "run" / name, crashed / name)
+    (crashed / "last_checkpoint").write_text("model_0000002.pt\n")
+    train(load_config(crashed / "config.yaml"), crashed, resume=True, progress=False)
+    straight = torch.load(tmp_path / "run" / "model_final.pt", weights_only=True)["model"]
+    resumed = torch.load(crashed / "model_final.pt", weights_only=True)["model"]
+    for name, tensor in straight.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize("key, value, message", [

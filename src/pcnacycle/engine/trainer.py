@@ -373,6 +373,10 @@ def _prepare(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool
             raise PcnacycleError(f"{checkpoint_path} is at iteration {start_iter}, which SOLVER.MAX_ITER "
                                  f"({s.MAX_ITER}) does not go beyond: nothing to resume")
 
+    # the repeat factors read every training image's classes: before anything is written, too
+    sampler = training_sampler(cfg, train_records, len(nuclei_only[0]) if nuclei_only else 0,
+                               start=start_iter * s.IMS_PER_BATCH)
+
     # Every check has passed: the run's files are written from here on.
     if main:
         write_text(output_dir / "config.yaml", dump_config(cfg))
@@ -389,8 +393,6 @@ def _prepare(cfg, output_dir: Path, checkpoint_path: Path | None, progress: bool
         torch.manual_seed(cfg.SEED + processes.rank)  # each process samples its own proposals
 
     dataset = InstanceDataset(train_records, cfg, augment=True, nuclei_only=nuclei_only)
-    sampler = training_sampler(cfg, train_records, len(nuclei_only[0]) if nuclei_only else 0,
-                               start=start_iter * s.IMS_PER_BATCH)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=per_process,
