@@ -76,7 +76,7 @@ def nuclei_only_data(cfg: CfgNode) -> tuple[list[dict], Callable[[dict], tuple[d
     resize = None if trained else 1.0  # None: per image
     if trained and cfg.DATASETS.NUCLEI_ONLY.SIZE_MATCH == "dataset":
         own = median_nucleus_diameter(other, records)
-        resize = float(np.clip(trained / own, *SIZE_MATCH_LIMITS)) if own else 1.0
+        resize = _size_match(trained, own)
         log.info("nuclei-only images: median nucleus %.1f px, all resized by %.3f to the training size %.1f px",
                  own, resize, trained)
     return records, functools.partial(nuclei_only_sample, other, trained=trained, resize=resize)
@@ -88,9 +88,14 @@ def nuclei_only_sample(other: CfgNode, record: dict, trained: float, resize: flo
     sample = load_sample(other, record)
     sample["labels"] = np.full(len(sample["masks"]), UNKNOWN_PHASE, np.int64)
     if resize is None:
-        own = median_diameter(sample["masks"].sum(axis=(1, 2))) if len(sample["masks"]) else None
-        resize = float(np.clip(trained / own, *SIZE_MATCH_LIMITS)) if own else 1.0
+        resize = _size_match(trained, median_diameter(sample["masks"].sum(axis=(1, 2))))
     return sample, resize
+
+
+def _size_match(trained: float, own: float | None) -> float:
+    """The factor that brings nuclei of ``own`` px to ``trained`` px, within :data:`SIZE_MATCH_LIMITS`; 1.0
+    when ``own`` is unknown (no nucleus)."""
+    return float(np.clip(trained / own, *SIZE_MATCH_LIMITS)) if own else 1.0
 
 
 def repeat_factors(labels: Sequence[np.ndarray], threshold: float) -> np.ndarray:
