@@ -14,7 +14,10 @@ Three models, each scored on the same three things:
 * ``stage3_with_nuclei_per_image``: the same with each DSB2018 image resized to the training
   nucleus size on its own (``SIZE_MATCH image``, the default);
 * ``stage3_with_nuclei_long``: ``stage3_with_nuclei_per_image`` trained 1 / (1 - 0.25) times as long,
-  so that it draws as many phase-annotated images as ``stage3_from_stage1``.
+  so that it draws as many phase-annotated images as ``stage3_from_stage1``;
+* ``stage3_with_nuclei_frozen``: ``stage3_with_nuclei_long`` with the stage-1 backbone's first stages
+  frozen (``MODEL.BACKBONE.FREEZE_AT``, ``--freeze-at``, default 3: the stem, res2 and res3), so that
+  stage 3 cannot unlearn what they see in real nuclei; its folder is ``stage3_with_nuclei_frozen<N>``.
 
 Scores: (1) DSB2018 val (the 100 images of stage 1's split), class-agnostic segm AP50 —
 does the model keep real nuclei?; (2) CTC Fluo-N2DH-GOWT1 02 (real mouse ES cells,
@@ -55,7 +58,7 @@ from pcnacycle.evaluation.tracks import match_frame
 
 PCNACYCLE = [sys.executable, "-m", "pcnacycle"]
 MODELS = ["stage1", "stage3_scratch", "stage3_from_stage1", "stage3_with_nuclei", "stage3_with_nuclei_per_image",
-          "stage3_with_nuclei_long"]
+          "stage3_with_nuclei_long", "stage3_with_nuclei_frozen"]
 
 
 def sh(*args, cwd=None) -> str:
@@ -161,6 +164,8 @@ def main(argv=None) -> int:
     parser.add_argument("--gowt1-diameter", type=float,
                         help="give GOWT1's nucleus diameter to run (--nucleus-diameter) instead of letting it measure; "
                              "results go to gowt1_run_given/ and are reported apart")
+    parser.add_argument("--freeze-at", type=int, default=3, choices=range(1, 6),
+                        help="MODEL.BACKBONE.FREEZE_AT of stage3_with_nuclei_frozen")
     args = parser.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -176,18 +181,22 @@ def main(argv=None) -> int:
                      "MODEL.WEIGHTS", args.stage1 / "model_final.pt")
     mixed = (("stage3_with_nuclei", "dataset", args.iterations),
              ("stage3_with_nuclei_per_image", "image", args.iterations),
-             ("stage3_with_nuclei_long", "image", round(args.iterations / 0.75)))
+             ("stage3_with_nuclei_long", "image", round(args.iterations / 0.75)),
+             ("stage3_with_nuclei_frozen", "image", round(args.iterations / 0.75)))
+    labels = {name: name for name in MODELS}  # the folder name of each model's training and evaluation
+    labels["stage3_with_nuclei_frozen"] += str(args.freeze_at)
+    folders = {"stage1": args.stage1, **{name: out / labels[name] for name in MODELS[1:]}}
     for name, size_match, iterations in mixed:
         if name in args.models:
-            train_stage3(out / name, out / "sim_random_train" / "annotated", iterations,
+            frozen = ["MODEL.BACKBONE.FREEZE_AT", args.freeze_at] if name == "stage3_with_nuclei_frozen" else []
+            train_stage3(folders[name], out / "sim_random_train" / "annotated", iterations,
                          "MODEL.WEIGHTS", args.stage1 / "model_final.pt", "DATASETS.NUCLEI_ONLY.ROOT", args.dsb,
                          "DATASETS.NUCLEI_ONLY.SPLIT_FILE", args.stage1 / "split.json",
-                         "DATASETS.NUCLEI_ONLY.SIZE_MATCH", size_match)
+                         "DATASETS.NUCLEI_ONLY.SIZE_MATCH", size_match, *frozen)
     gowt1_stack(args.gowt1, out / "gowt1_02.tif")
     results = {"date": time.strftime("%Y-%m-%d"), "iterations": args.iterations}
-    folders = {"stage1": args.stage1, **{name: out / name for name in MODELS[1:]}}
     for name, model in ((name, folders[name]) for name in args.models):
-        where = out / "eval" / name
+        where = out / "eval" / labels[name]
         scores = results[name] = {}
         dsb = where / "dsb2018_val"
         if not (dsb / "eval.json").exists():
@@ -222,7 +231,7 @@ def main(argv=None) -> int:
             scores["sim_random_test"] = json.loads((sim / "eval.json").read_text())
         if args.pcnadeep_figure:
             scores["pcnadeep_panel"] = pcnadeep_panel_scores(model, args.pcnadeep_figure)
-    path = out / ("results" + ("" if args.models == MODELS else "_" + "_".join(args.models))
+    path = out / ("results" + ("" if args.models == MODELS else "_" + "_".join(labels[n] for n in args.models))
                   + ("_gowt1_given" if args.gowt1_diameter else "") + ".json")
     path.write_text(json.dumps(results, indent=1, default=str))
     print(json.dumps(results, indent=1, default=str)[:6000])

@@ -52,8 +52,51 @@ def test_a_noisy_sequence_gives_the_true_phases_and_durations():
 
 
 def test_a_daughter_born_in_telophase_starts_in_m_then_g1():
-    resolved = resolve_phases(one_track(["M", "M", "G1/G2", "G1/G2", "S", "S"], track=2, parent=1), 10.0)
-    assert resolved["phase"].tolist() == ["M", "M", "G1", "G1", "S", "S"]
+    # (three S calls: a G1 of 20 minutes against 11 hours expected needs more than two; see the next test)
+    resolved = resolve_phases(one_track(["M", "M", "G1/G2", "G1/G2", "S", "S", "S"], track=2, parent=1), 10.0)
+    assert resolved["phase"].tolist() == ["M", "M", "G1", "G1", "S", "S", "S"]
+
+
+@pytest.mark.parametrize("after_birth", [2, 12])
+def test_a_short_run_of_wrong_calls_makes_no_phase_but_sustained_evidence_does(after_birth):
+    # A daughter's G1 is expected to last 11 hours (66 frames): two S calls after it are a chance run, not an
+    # S phase, however soon after birth they come; five are S. Memoryless durations (cv 1) take the two.
+    def calls(s_frames):
+        return one_track(["G1/G2"] * after_birth + ["S"] * s_frames, track=2, parent=1)
+
+    two = resolve_phases(calls(2), 10.0)["phase"].tolist()
+    assert two == ["G1"] * (after_birth + 2)
+    assert resolve_phases(calls(5), 10.0)["phase"].tolist() == ["G1"] * after_birth + ["S"] * 5
+    memoryless = resolve_phases(calls(2), 10.0, phase_duration_cv=1.0)["phase"].tolist()
+    assert memoryless == ["G1"] * after_birth + ["S"] * 2
+
+
+def test_a_division_the_mother_is_not_ready_for_is_undone():
+    # The tracker gave track 1, born in G1 (of track 7) and in G1 throughout, two daughters: a new nucleus
+    # appeared beside her. A cell divides after G2, so the division is false: the nearer "daughter" goes on as
+    # track 1, the other has no parent. A mother seen through S keeps hers (mitosis_skip: no M call needed).
+    def table(mother_calls):
+        mother = one_track(mother_calls, parent=7).assign(centroid_y=20.0, centroid_x=20.0)
+        near = one_track(["G1/G2"] * 6, track=2, parent=1, first_frame=len(mother_calls)).assign(
+            centroid_y=21.0, centroid_x=20.0)
+        far = one_track(["G1/G2"] * 6, track=3, parent=1, first_frame=len(mother_calls)).assign(
+            centroid_y=20.0, centroid_x=32.0)
+        return pd.concat([mother, near, far], ignore_index=True)
+
+    false = resolve_phases(table(["G1/G2"] * 12), 10.0, phase_minutes=FAST_MINUTES)
+    assert false.attrs["divisions_undone"] == 1
+    assert false.groupby("track")["parent"].first().to_dict() == {1: 7, 3: 0}
+    assert (false["track"] == 1).sum() == 18 and (false.loc[false["track"] == 1, "phase"] == "G1").all()
+
+    true = resolve_phases(table(["G1/G2"] * 3 + ["S"] * 6 + ["G1/G2"] * 3), 10.0, phase_minutes=FAST_MINUTES)
+    assert true.attrs["divisions_undone"] == 0
+    assert true.groupby("track")["parent"].first().to_dict() == {1: 7, 2: 1, 3: 1}
+    assert true.loc[true["track"] == 1, "phase"].tolist()[-3:] == ["G2"] * 3
+
+    user_set = resolve_phases(table(["G1/G2"] * 12).assign(frozen=lambda t: t["track"] == 3), 10.0,
+                              phase_minutes=FAST_MINUTES, frozen_column="frozen")
+    assert user_set.attrs["divisions_undone"] == 0
+    assert user_set.groupby("track")["parent"].first().to_dict() == {1: 7, 2: 1, 3: 1}
 
 
 def test_gaps_count_in_the_phase_that_spans_them():

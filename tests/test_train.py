@@ -131,6 +131,27 @@ def test_weights_transfer_to_more_channels_and_classes(trained_run, tmp_path, ca
     assert "re-initialised" in caplog.text
 
 
+def test_frozen_backbone_stages_keep_their_weights_while_the_rest_trains(trained_run, tmp_path):
+    root = trained_run.parent / "dsb"
+    cfg = load_config(None, tiny_overrides(root, **{"MODEL.WEIGHTS": str(trained_run / "model_final.pt"),
+                                                    "MODEL.BACKBONE.FREEZE_AT": 2, "SOLVER.MAX_ITER": 2,
+                                                    "SOLVER.STEPS": "[1]", "TEST.EVAL_PERIOD": -1}))
+    train(cfg, tmp_path / "frozen", progress=False)
+    before = torch.load(trained_run / "model_final.pt", weights_only=True)["model"]
+    after = torch.load(tmp_path / "frozen" / "model_final.pt", weights_only=True)["model"]
+    for key in (FIRST_CONV, "backbone.body.bn1.weight", "backbone.body.layer1.1.conv2.weight"):  # stem, res2
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0)
+    for key in ("backbone.body.layer2.0.conv1.weight", "backbone.fpn.inner_blocks.0.0.weight"):
+        assert not torch.equal(after[key], before[key])
+
+
+def test_freezing_batch_norm_statistics_is_refused():
+    with pytest.raises(PcnacycleError, match="MODEL.BACKBONE.FREEZE_AT"):
+        load_config(None, ["MODEL.RESNETS.NORM", "BN", "MODEL.BACKBONE.FREEZE_AT", "2"])
+    with pytest.raises(PcnacycleError, match="MODEL.BACKBONE.FREEZE_AT"):
+        load_config(None, ["MODEL.BACKBONE.FREEZE_AT", "6"])
+
+
 class PickledObject:
     """Stands for any Python object saved in a checkpoint besides tensors."""
 

@@ -46,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
         # STRIDE_IN_1X1: the stride of each stage's first block sits in its 1x1 convolution, as in
         # detectron2's (MSRA) ResNets, instead of the 3x3 one as in torchvision's.
         "RESNETS": {"DEPTH": 50, "NORM": "GN", "STRIDE_IN_1X1": False},
+        # detectron2's key: 0 trains the whole ResNet; 1 freezes its stem; N > 1 the stem and res2..resN.
+        # detectron2 defaults to 2 because its backbones start from ImageNet; ours may start from nothing,
+        # where a frozen stem would stay random. For fine-tuning from a model of real nuclei (stage 3).
+        "BACKBONE": {"FREEZE_AT": 0},
         "FPN": {"OUT_CHANNELS": 256, "NORM": "GN"},
         "ANCHOR_GENERATOR": {
             "SIZES": [[32], [64], [128], [256], [512]],
@@ -187,6 +191,7 @@ DEFAULTS: dict[str, Any] = {
 _CHOICES: dict[str, tuple] = {
     "MODEL.RESNETS.DEPTH": (18, 34, 50, 101, 152),
     "MODEL.RESNETS.NORM": ("GN", "FrozenBN", "BN"),
+    "MODEL.BACKBONE.FREEZE_AT": (0, 1, 2, 3, 4, 5),
     "MODEL.FPN.NORM": ("", "GN"),
     "MODEL.ROI_BOX_HEAD.NORM": ("", "GN"),
     "MODEL.ROI_MASK_HEAD.NORM": ("", "GN"),
@@ -487,6 +492,8 @@ def validate(cfg: CfgNode) -> None:
         need(key, len(values) in (0, len(cfg.INPUT.CHANNELS)) and all(isinstance(v, (int, float)) for v in values),
              f"empty or {len(cfg.INPUT.CHANNELS)} numbers (one per INPUT.CHANNELS entry)")
     need("MODEL.PIXEL_STD", all(v > 0 for v in cfg.MODEL.PIXEL_STD), "positive numbers")
+    need("MODEL.BACKBONE.FREEZE_AT", cfg.MODEL.BACKBONE.FREEZE_AT == 0 or cfg.MODEL.RESNETS.NORM != "BN",
+         "0 with MODEL.RESNETS.NORM BN (a frozen stage's batch statistics would still move; use GN or FrozenBN)")
     folded = cfg.MODEL.ROI_HEADS.FOLDED_CLASSES
     need("MODEL.ROI_HEADS.FOLDED_CLASSES",
          all(entry.count("=") == 1 and entry.split("=")[1] in cfg.MODEL.CLASS_NAMES for entry in folded),

@@ -334,6 +334,7 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
             summary["phase_minutes_prior"] = settings.phase_minutes
             summary["phase_minutes_used"] = tracked.attrs["phase_minutes"]
             summary["divisions_inferred"] = tracked.attrs["divisions_inferred"]
+            summary["divisions_undone"] = tracked.attrs["divisions_undone"]
         else:
             log.warning("classes %s are not %s: tracks are written, phases are not resolved",
                         class_names, list(CLASSES))

@@ -92,6 +92,17 @@ class RunSettings:
     texture_evidence : float
         Weight of the texture evidence for S (grainy PCNA foci, learnt from the
         movie's confident calls; :func:`pcnacycle.tracking.resolve.texture_log_ratio`); 0 turns it off.
+    phase_duration_cv : float
+        How much a phase's duration varies between cells (sd / mean). The
+        resolver lets G1, S and G2 last at least ``1 - cv`` of their expected
+        duration in most cells (any length beyond, memoryless), so a phase of
+        a frame or two, which a short run of wrong calls would make, is as
+        unlikely as it is in cells. 1 gives the memoryless (geometric)
+        durations of a plain HMM.
+    atypical_duration_share : float
+        Share of cells whose phase may last any time (memoryless, same mean):
+        a phase much shorter than expected costs ``log`` of it, so that
+        sustained evidence still wins over the expected duration.
     mitosis_skip : float
         Chance that a cell divides without a frame the detector calls M (M
         shorter than a frame, or missed).
@@ -99,6 +110,11 @@ class RunSettings:
         Prior chance that the tracker went on through a division instead of
         ending the track there: a restart inside a track needs evidence
         (area, a sister) to beat it.
+    false_division : float
+        Prior chance that a division the tracker made is not one (a nucleus
+        appearing beside a cell, taken for her daughter). A mother whose
+        evidence says G1 or S to her last frame, where a cell divides only
+        after G2, then loses her daughters: the nearer goes on as her track.
     division_log_area : (mean, sd)
         log(daughter area / mother's last area) at a division (ground truth:
         mean −0.64 to −1.5, sd 0.1–0.5).
@@ -135,8 +151,11 @@ class RunSettings:
     emission_temperature: float = 1.0
     class_prior_correction: float = 0.5
     texture_evidence: float = 1.0
+    phase_duration_cv: float = 0.7
+    atypical_duration_share: float = 0.05
     mitosis_skip: float = 0.3
     missed_division: float = 0.2
+    false_division: float = 0.01
     division_log_area: tuple = (-0.9, 0.5)
     steady_log_area_sd: float = 0.2
     sister_evidence: float = 3.0
@@ -168,9 +187,11 @@ class RunSettings:
             _number("division_distance", self.division_distance, low=0.0)
         _number("sister_evidence", self.sister_evidence, low=0.0)
         _number("texture_evidence", self.texture_evidence, low=0.0)
+        _number("phase_duration_cv", self.phase_duration_cv, low=0.05, high=1.0)
         for name in ("score_threshold", "min_mitosis_probability"):
             _number(name, getattr(self, name), low=0.0, high=1.0)
-        for name in ("min_probability", "mitosis_skip", "missed_division", "jump_probability"):
+        for name in ("min_probability", "mitosis_skip", "missed_division", "jump_probability",
+                     "atypical_duration_share", "false_division"):
             _number(name, getattr(self, name), low=0.0, high=1.0, open_interval=True)
         _integer("min_area", self.min_area, 0)
         _integer("max_gap", self.max_gap, 0)

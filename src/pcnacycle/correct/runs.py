@@ -255,7 +255,8 @@ def _write_corrected(stage: Path, state: RunState, summary: dict, settings: RunS
                                  frozen_column=LINEAGE_FIXED)
         durations = phase_durations(tracked, frame_interval)
         summary.update(phase_minutes_prior=settings.phase_minutes, phase_minutes_used=tracked.attrs["phase_minutes"],
-                       divisions_inferred_when_corrected=tracked.attrs["divisions_inferred"])
+                       divisions_inferred_when_corrected=tracked.attrs["divisions_inferred"],
+                       divisions_undone_when_corrected=tracked.attrs["divisions_undone"])
     write_outputs(stage, tracked, durations, state.labels, frame_interval, state.class_names, progress)
     write_edits(stage / EDITS_FILE, edits)
     summary.update({

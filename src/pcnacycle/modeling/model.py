@@ -68,6 +68,7 @@ def build_backbone(cfg: CfgNode) -> BackboneWithFPN:
     resnet.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     if cfg.MODEL.RESNETS.STRIDE_IN_1X1 and depth >= 50:
         move_stride_to_1x1(resnet)
+    freeze_backbone_stages(resnet, cfg.MODEL.BACKBONE.FREEZE_AT)
     width = 64 if depth < 50 else 256  # BasicBlock vs Bottleneck output width of layer1
     return BackboneWithFPN(
         resnet,
@@ -77,6 +78,19 @@ def build_backbone(cfg: CfgNode) -> BackboneWithFPN:
         extra_blocks=LastLevelMaxPool(),
         norm_layer=_norm_layer(cfg.MODEL.FPN.NORM),
     )
+
+
+def freeze_backbone_stages(resnet: nn.Module, freeze_at: int) -> None:
+    """Stop training the stem (``freeze_at`` ≥ 1) and res2..res``freeze_at`` of a torchvision ResNet.
+
+    detectron2's numbering: res2 is torchvision's ``layer1``. Frozen parameters keep
+    ``requires_grad=False``, so the optimizer (which skips them) never moves them.
+    """
+    stages = [[resnet.conv1, resnet.bn1], resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4]
+    for stage in stages[:freeze_at]:
+        for module in stage if isinstance(stage, list) else [stage]:
+            for param in module.parameters():
+                param.requires_grad_(False)
 
 
 class ResizeTransform(GeneralizedRCNNTransform):

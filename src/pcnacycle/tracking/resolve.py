@@ -9,8 +9,11 @@ with the detector's probabilities as emissions:
 
 * states G1, S, G2, M and "M-exit", the end of mitosis (telophase) seen in a
   daughter right after its birth; M-exit is reported as M;
-* each state stays or moves to the next one, with the probability of leaving
-  set by the phase's expected duration and the frame interval;
+* each state stays or moves to the next one. G1, S and G2 last, in most
+  cells, at least ``1 - phase_duration_cv`` of their expected duration and
+  any time beyond; in the other ``atypical_duration_share`` any time at all
+  (:class:`~pcnacycle.tracking.hmm.StateSpace`): a chance run of a few wrong
+  calls does not make a phase, sustained evidence does;
 * **the cycle may restart inside a track** (G2 or M → G1 or M-exit): a
   division the tracker missed, when the track went on into one daughter. How
   likely a restart is at a frame depends on the evidence there: the change of
@@ -26,6 +29,10 @@ with the detector's probabilities as emissions:
 * a daughter (a track with a parent) starts in M-exit or G1; a mother (a track
   with daughters) ends in G2 or M: M frames come only from M evidence, never
   from the track structure alone; other tracks may start and end anywhere;
+* **a division may be false**: a mother whose evidence says G1 or S to her
+  end (at the cost ``false_division``) loses her daughters, the nearer one
+  going on as her track: the tracker took a nucleus appearing beside her for
+  a daughter;
 * frames missing inside a track (closed gaps) carry no evidence;
 * **texture** is a second, independent look at S: PCNA gathers in
   replication foci in S, so S nuclei are grainy (``texture_pcna``, see
@@ -70,20 +77,16 @@ import pandas as pd
 from ..errors import PcnacycleError
 from ..phases import CLASSES, PHASES
 from ..settings import RunSettings
-from .tracker import COORDINATES, division_evidence, probability_column, require_columns
+from .divisions import division_evidence_in_tracks, split_tracks, undo_divisions
+from .hmm import G1, G2, M_EXIT, M, S, StateSpace, viterbi
+from .tracker import probability_column, require_columns
 
 __all__ = ["estimate_phase_minutes", "phase_durations", "resolve_phases", "texture_log_ratio"]
 
-_G1, _S, _G2, _M, _M_EXIT = range(5)
 _STATE_PHASE = np.array(["G1", "S", "G2", "M", "M"])
 _CLASS_OF_STATE = [0, 1, 0, 2, 2]  # G1, S, G2, M, M-exit → columns G1/G2, S, M
-#: Transitions that restart the cycle inside a track: a division the tracker missed.
-_RESTARTS = ((_G2, _G1), (_M, _M_EXIT), (_M, _G1))
 _MAX_PASSES = 3
 _PRIOR_PSEUDO_COUNT = 30.0
-#: Detections on each side of a frame whose medians decide whether a change of size lasts; a sister must be
-#: seen this often (or until the movie ends) to count.
-_EVIDENCE_WINDOW = 3
 #: Texture evidence: the detector's calls it is learnt from, how many of each class it needs, its bound (log units).
 _CONFIDENT = 0.9
 _MIN_CONFIDENT = 20
@@ -95,74 +98,6 @@ def check_frame_interval(frame_interval) -> None:
     valid = isinstance(frame_interval, numbers.Real) and not isinstance(frame_interval, bool)
     if not valid or not math.isfinite(frame_interval) or frame_interval <= 0:
         raise PcnacycleError(f"frame_interval={frame_interval!r}: must be a positive number of minutes")
-
-
-def _log_transitions(frame_interval: float, phase_minutes: Mapping[str, float], mitosis_skip: float,
-                     missed_division: float, jump_probability: float) -> np.ndarray:
-    """(5, 5) log transition matrix; the restart entries hold their prior, before evidence.
-
-    With a constant chance to leave per frame a phase lasts ``1 / chance``
-    frames on average, so that chance is ``frame_interval / duration``
-    (capped at one half, so that staying is never the less likely choice).
-    Leaving G2 goes to M, or with ``mitosis_skip`` straight to a restart;
-    leaving M inside a track can only be a restart, into M-exit or G1. A
-    restart also needs the tracker to have missed the division
-    (``missed_division``); otherwise the track would have ended there.
-    """
-    minutes = [phase_minutes["G1"], phase_minutes["S"], phase_minutes["G2"], phase_minutes["M"],
-               phase_minutes["M"] / 2]
-    leave = [min(frame_interval / m, 0.5) for m in minutes]
-    restart = leave[_M] * missed_division
-    moves = {(_G1, _S): leave[_G1], (_S, _G2): leave[_S], (_G2, _M): leave[_G2] * (1 - mitosis_skip),
-             (_G2, _G1): leave[_G2] * mitosis_skip * missed_division, (_M, _M_EXIT): restart / 2,
-             (_M, _G1): restart / 2, (_M_EXIT, _G1): leave[_M_EXIT]}
-    log_a = np.full((5, 5), math.log(jump_probability))
-    for state in range(5):
-        log_a[state, state] = math.log1p(-leave[state] - 4 * jump_probability)
-    for (a, b), p in moves.items():
-        log_a[a, b] = math.log(p)
-    return log_a
-
-
-def _viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarray, log_end: np.ndarray,
-             log_transitions: np.ndarray, restart_evidence: np.ndarray) -> np.ndarray:
-    """Most probable state paths of many tracks at once.
-
-    Parameters
-    ----------
-    log_emissions : (n, L, S) float
-        Per track and time step; steps past a track's length are ignored.
-    lengths : (n,) int ≥ 1
-    log_start, log_end : (n, S) float
-        Log prior of the first and last state (-inf forbids it).
-    log_transitions : (S, S) float
-    restart_evidence : (n, L) float
-        Log-likelihood ratio of a division between step t-1 and t, added to the restart transitions.
-
-    Returns
-    -------
-    (n, L) int64
-        The state of each step (steps past a track's length repeat its last state).
-    """
-    n, steps, states = log_emissions.shape
-    score = log_start + log_emissions[:, 0]
-    back = np.zeros((n, steps, states), np.int64)
-    back[:] = np.arange(states)  # a finished track stays in its state
-    # longest tracks first, so that the tracks still running at step t are the first ones
-    order = np.argsort(-lengths, kind="stable")
-    running = np.searchsorted(-lengths[order], -np.arange(steps), side="left")  # tracks longer than t
-    for t in range(1, steps):
-        alive = order[:running[t]]
-        candidates = score[alive, :, None] + log_transitions[None]  # (alive, from, to)
-        for a, b in _RESTARTS:
-            candidates[:, a, b] += restart_evidence[alive, t]
-        back[alive, t] = candidates.argmax(axis=1)
-        score[alive] = candidates.max(axis=1) + log_emissions[alive, t]
-    path = np.empty((n, steps), np.int64)
-    path[:, -1] = (score + log_end).argmax(axis=1)
-    for t in range(steps - 1, 0, -1):
-        path[:, t - 1] = np.take_along_axis(back[:, t], path[:, t, None], 1)[:, 0]
-    return path
 
 
 def resolve_phases(objects: pd.DataFrame, frame_interval: float, settings: RunSettings | None = None, *,
@@ -268,7 +203,7 @@ class _Constraints:
     """
 
     #: The states of each phase a user may fix.
-    PHASE_STATES: ClassVar[dict] = {"G1": [_G1], "S": [_S], "G2": [_G2], "M": [_M, _M_EXIT]}
+    PHASE_STATES: ClassVar[dict] = {"G1": [G1], "S": [S], "G2": [G2], "M": [M, M_EXIT]}
 
     def __init__(self, clamp: np.ndarray, frozen: np.ndarray):
         self.clamp = clamp
@@ -298,31 +233,34 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
              prob_columns: list[str], intensity_column: str, constraints: _Constraints) -> pd.DataFrame:
     """One resolution with fixed priors: Viterbi, split at restarts, again until no track splits."""
     result = objects.copy()
-    result.attrs["divisions_inferred"] = 0
+    result.attrs["divisions_inferred"] = result.attrs["divisions_undone"] = 0
     if len(objects) == 0:
         result["phase"] = pd.Series(dtype=object)
         result["arrested"] = pd.Series(dtype=object)
         return result
-    log_a = _log_transitions(frame_interval, minutes, settings.mitosis_skip, settings.missed_division,
-                             settings.jump_probability)
+    space = StateSpace(frame_interval, minutes, settings)
     features = np.zeros((len(result), 5))  # log-likelihood ratios per row and state, besides the detector's
     if settings.texture_evidence and "texture_pcna" in result.columns:
-        features[:, _S] += settings.texture_evidence * texture_log_ratio(
+        features[:, S] += settings.texture_evidence * texture_log_ratio(
             result["texture_pcna"].to_numpy(np.float64), result[prob_columns[1]].to_numpy(np.float64))
-    splits = 0
+    splits = undone = 0
     for attempt in range(_MAX_PASSES):
         grid = _TrackGrid(result)
-        states, restart_rows = _best_states(result, grid, log_a, settings, prob_columns, constraints, features)
-        if not len(restart_rows) or attempt == _MAX_PASSES - 1:
-            break  # the last pass's restarts stay inside their tracks, so that states match the table
+        states, restart_rows, false_mothers = _best_states(result, grid, space, settings, prob_columns,
+                                                           constraints, features)
+        if not (len(restart_rows) or len(false_mothers)) or attempt == _MAX_PASSES - 1:
+            break  # the last pass's changes are not made, so that states match the table
         splits += len(restart_rows)
-        result = _split_tracks(result, restart_rows, settings, constraints.frozen)
+        undone += len(false_mothers)
+        result = undo_divisions(result, false_mothers)
+        result = split_tracks(result, restart_rows, settings, constraints.frozen)
     result.attrs["divisions_inferred"] = splits
+    result.attrs["divisions_undone"] = undone
 
     # tracks the order cannot place: all G1/G2, no parent, no daughters → G1 or G2 by brightness
     seen = np.zeros((grid.count, 5), bool)
     seen[grid.index, states] = True
-    unplaced = ~seen[:, [_S, _M, _M_EXIT]].any(axis=1) & ~grid.has_parent & ~grid.has_daughters
+    unplaced = ~seen[:, [S, M, M_EXIT]].any(axis=1) & ~grid.has_parent & ~grid.has_daughters
     unplaced &= np.bincount(grid.index, weights=constraints.fixed, minlength=grid.count) == 0  # the user placed it
     unplaced_rows = unplaced[grid.index]
     if unplaced.any() and intensity_column in result.columns:
@@ -350,15 +288,16 @@ class _TrackGrid:
         np.maximum.at(last, self.index, self.frames)
         self.lengths = last - self.first + 1
         self.step = self.frames - self.first[self.index]
-        parents = pd.Series(table["parent"].to_numpy(np.int64)).groupby(self.index).first().to_numpy()
-        self.has_parent = parents > 0
-        self.has_daughters = np.isin(self.tracks, parents)
+        self.parents = pd.Series(table["parent"].to_numpy(np.int64)).groupby(self.index).first().to_numpy()
+        self.has_parent = self.parents > 0
+        self.has_daughters = np.isin(self.tracks, self.parents)
 
 
-def _best_states(table: pd.DataFrame, grid: _TrackGrid, log_a: np.ndarray, settings: RunSettings,
+def _best_states(table: pd.DataFrame, grid: _TrackGrid, space: StateSpace, settings: RunSettings,
                  prob_columns: list[str], constraints: _Constraints,
                  features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Viterbi state of every row, and the rows where the path restarts the cycle.
+    """Viterbi phase state (``G1`` … ``M_EXIT``) of every row, the rows where the path restarts the cycle,
+    and the tracks whose division is false (mothers that end in G1 or S).
 
     ``features`` (n_rows, 5) are log-likelihood ratios per state added to the detector's evidence.
     """
@@ -379,29 +318,35 @@ def _best_states(table: pd.DataFrame, grid: _TrackGrid, log_a: np.ndarray, setti
     log_emissions = np.zeros((grid.count, steps, 5))  # frames missing in a gap keep log 1 = no evidence
     log_emissions[grid.index, grid.step] = log_p[:, _CLASS_OF_STATE] + features + constraints.clamp
     evidence = np.full((grid.count, steps), -np.inf)  # no restart where nothing is seen
-    evidence[grid.index, grid.step] = _division_evidence(table, settings)
+    evidence[grid.index, grid.step] = division_evidence_in_tracks(table, settings)
     # a frozen track restarts only as a wrong link would: when its fixed phases leave no other path
     frozen = constraints.frozen & (grid.step > 0)
-    evidence[grid.index[frozen], grid.step[frozen]] = (math.log(settings.jump_probability)
-                                                       - max(log_a[a, b] for a, b in _RESTARTS))
+    evidence[grid.index[frozen], grid.step[frozen]] = space.log_jump - space.log_restart_max
 
-    log_start = np.zeros((grid.count, 5))
-    log_start[grid.has_parent] = -np.inf
-    log_start[np.ix_(grid.has_parent, [_G1, _M_EXIT])] = 0.0
-    log_end = np.zeros((grid.count, 5))
+    log_start = np.zeros((grid.count, len(space.phase)))
+    born = np.isin(space.phase, [G1, M_EXIT])
+    log_start[grid.has_parent] = np.where(born, space.log_entry, -np.inf)  # a daughter is born
+    log_end = np.zeros((grid.count, len(space.phase)))
     log_end[grid.has_daughters] = -np.inf
-    log_end[np.ix_(grid.has_daughters, [_G2, _M])] = 0.0
+    log_end[np.ix_(grid.has_daughters, np.r_[space.exits[G2], space.exits[M]])] = 0.0  # a mother divides
+    # ... unless the division is false: the tracker took a nucleus appearing beside a cell in G1 or S for her
+    # daughter. A mother whose evidence says G1 or S to the end may end there, and loses her daughters.
+    last_row = grid.step == grid.lengths[grid.index] - 1
+    lineage_set = np.bincount(grid.index, weights=constraints.frozen, minlength=grid.count) > 0
+    lineage_set |= np.isin(grid.tracks, grid.parents[lineage_set])  # a daughter's lineage the user set
+    may_be_false = grid.has_daughters & ~lineage_set
+    log_end[np.ix_(may_be_false, np.isin(space.phase, [G1, S]))] = math.log(settings.false_division)
     # a phase the user fixed on a track's first or last row wins over how daughters start and mothers end
     log_start[grid.index[constraints.fixed & (grid.step == 0)]] = 0.0
-    log_end[grid.index[constraints.fixed & (grid.step == grid.lengths[grid.index] - 1)]] = 0.0
-    paths = _viterbi(log_emissions, grid.lengths, log_start, log_end, log_a, evidence)
-    states = paths[grid.index, grid.step]
+    log_end[grid.index[constraints.fixed & last_row]] = 0.0
+    paths, jumped = viterbi(log_emissions, grid.lengths, log_start, log_end, space, evidence)
+    stages = paths[grid.index, grid.step]
     previous = paths[grid.index, np.maximum(grid.step - 1, 0)]
-    restart = np.zeros(len(table), bool)
-    for a, b in _RESTARTS:
-        restart |= (previous == a) & (states == b)
-    restart &= (grid.step > 0) & ~constraints.frozen
-    return states, np.flatnonzero(restart)
+    restart = space.restarts[previous, stages] & (grid.step > 0) & ~constraints.frozen & ~jumped[grid.index, grid.step]
+    states = space.phase[stages]
+    ends_early = np.zeros(grid.count, bool)
+    ends_early[grid.index[last_row & ~constraints.fixed]] = np.isin(states[last_row & ~constraints.fixed], [G1, S])
+    return states, np.flatnonzero(restart), grid.tracks[ends_early & may_be_false]
 
 
 def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, confident: float = _CONFIDENT,
@@ -454,121 +399,6 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, confident: float = _
     return np.where(valid, np.clip(llr, -limit, limit), 0.0)
 
 
-def _division_evidence(table: pd.DataFrame, settings: RunSettings) -> np.ndarray:
-    """(n_rows,) log-likelihood ratio of a division between a row and the previous row of its track.
-
-    From the log area ratio (a division's distribution against a steady
-    nucleus's) and a parentless track starting beside the cell in this frame.
-    The first row of a track gets -inf; without ``area`` the area term is 0.
-    """
-    order = np.lexsort((table["frame"].to_numpy(), table["track"].to_numpy()))
-    tracks = table["track"].to_numpy(np.int64)[order]
-    first_of_track = np.r_[True, tracks[1:] != tracks[:-1]]
-    evidence = np.zeros(len(table))
-    if "area" in table.columns:
-        log_area = np.log(np.maximum(table["area"].to_numpy(np.float64)[order], 1.0))
-        change = _sustained_change(log_area, tracks)
-        evidence += division_evidence(change, settings.division_log_area, settings.steady_log_area_sd)
-    if settings.sister_evidence and set(COORDINATES) <= set(table.columns):
-        evidence += settings.sister_evidence * _sister_appears(table, order, tracks, first_of_track, settings)
-    evidence[first_of_track] = -np.inf
-    result = np.empty(len(table))
-    result[order] = evidence
-    return result
-
-
-def _sustained_change(values: np.ndarray, tracks: np.ndarray, window: int = _EVIDENCE_WINDOW) -> np.ndarray:
-    """Per row: median of the next ``window`` rows (this one first) minus median of the ``window`` before.
-
-    Rows are sorted by track, then frame; only rows of the same track count. A
-    daughter stays small, while a nucleus cut in two by the detector for a
-    frame is whole again in the next: only a change that lasts counts.
-    """
-    by_track = pd.Series(values).groupby(tracks)
-    before = by_track.transform(lambda v: v.shift(1).rolling(window, min_periods=1).median())
-    after = by_track.transform(lambda v: v[::-1].rolling(window, min_periods=1).median()[::-1])
-    return np.nan_to_num((after - before).to_numpy())  # a track's first row has nothing before: 0
-
-
-def _sister_appears(table: pd.DataFrame, order: np.ndarray, tracks: np.ndarray, first_of_track: np.ndarray,
-                    settings: RunSettings) -> np.ndarray:
-    """(n_rows,) in ``order``: a lasting parentless track starts in this row's frame within reach of the previous row.
-
-    ``tracks`` and ``first_of_track`` are per row in ``order`` (by track, then frame).
-    """
-    if settings.division_distance is None or settings.division_distance <= 0:
-        return np.zeros(len(order), bool)
-    frames = table["frame"].to_numpy(np.int64)[order]
-    points = table[COORDINATES].to_numpy(np.float64)[order]
-    by_track = pd.Series(frames).groupby(tracks)
-    lasting = ((by_track.transform("size") >= _EVIDENCE_WINDOW)  # a fragment of a frame or two is no sister
-               | (by_track.transform("max") == frames.max())).to_numpy()
-    starts = np.flatnonzero(first_of_track & (table["parent"].to_numpy(np.int64)[order] == 0) & lasting)
-    previous = np.r_[points[:1], points[:-1]]  # the row before, of the same track for every non-first row
-    candidates = np.flatnonzero(~first_of_track & np.isin(frames, frames[starts]))
-    found = np.zeros(len(order), bool)
-    for frame, rows in pd.Series(candidates).groupby(frames[candidates]):
-        rows, sisters = rows.to_numpy(), starts[frames[starts] == frame]
-        distance = np.linalg.norm(previous[rows, None] - points[None, sisters], axis=2)
-        other = tracks[rows, None] != tracks[None, sisters]
-        found[rows] = ((distance <= settings.division_distance) & other).any(axis=1)
-    return found
-
-
-def _split_tracks(table: pd.DataFrame, restart_rows: np.ndarray, settings: RunSettings,
-                  frozen: np.ndarray) -> pd.DataFrame:
-    """Cut tracks at restart rows into mother and daughter, and link the daughter's sister.
-
-    The rows of a track from a restart row on become a new track (ids after
-    the largest) whose parent is the part before; the mother's daughters move
-    to the new part. A parentless track starting in the daughter's first
-    frame, within ``division_distance`` of the mother's last centroid, becomes
-    the second daughter. Rows where ``frozen`` is True are never a sister.
-    """
-    table = table.copy()
-    tracks = table["track"].to_numpy(np.int64).copy()
-    parents = table["parent"].to_numpy(np.int64).copy()
-    frames = table["frame"].to_numpy(np.int64)
-    next_id = int(tracks.max()) + 1
-    has_points = set(COORDINATES) <= set(table.columns)
-    points = table[COORDINATES].to_numpy(np.float64) if has_points else None
-    # first row of every track; a split never moves one (a restart is never a track's first row)
-    first_rows = pd.Series(frames).groupby(tracks).idxmin().to_numpy()
-    first_rows = first_rows[~frozen[first_rows]]  # a track whose lineage the user set is nobody's missed sister
-    for row in sorted(restart_rows, key=lambda r: frames[r]):
-        track, frame = tracks[row], frames[row]
-        later = (tracks == track) & (frames >= frame)
-        mother_rows = np.flatnonzero((tracks == track) & (frames < frame))
-        daughter = next_id
-        next_id += 1
-        parents[parents == track] = daughter  # the mother's former daughters are the daughter's now
-        tracks[later] = daughter
-        parents[later] = track
-        if has_points and settings.division_distance:
-            _link_sister(tracks, parents, frames, points, first_rows, mother_rows, daughter,
-                         settings.division_distance)
-    table["track"] = tracks
-    table["parent"] = parents
-    return table
-
-
-def _link_sister(tracks, parents, frames, points, first_rows, mother_rows, daughter, reach) -> None:
-    """Give the mother the nearest parentless track starting with ``daughter``, within ``reach`` (in place)."""
-    if not len(mother_rows):
-        return
-    last = mother_rows[np.argmax(frames[mother_rows])]
-    mother = tracks[last]
-    birth = frames[tracks == daughter].min()
-    candidates = first_rows[(frames[first_rows] == birth) & (parents[first_rows] == 0)
-                            & (tracks[first_rows] != mother) & (tracks[first_rows] != daughter)]
-    if not len(candidates):
-        return
-    distance = np.linalg.norm(points[candidates] - points[last], axis=1)
-    if distance.min() <= reach:
-        sister = tracks[candidates[int(np.argmin(distance))]]
-        parents[tracks == sister] = mother
-
-
 def _g1_or_g2(intensity: np.ndarray, states: np.ndarray, track_index: np.ndarray, unplaced: np.ndarray) -> np.ndarray:
     """States (G1 or G2 for the rows of ``unplaced`` tracks) by brightness; other rows unchanged.
 
@@ -577,14 +407,14 @@ def _g1_or_g2(intensity: np.ndarray, states: np.ndarray, track_index: np.ndarray
     both references the track stays G1.
     """
     placed = ~unplaced[track_index]
-    g1 = intensity[placed & (states == _G1)]
-    g2 = intensity[placed & (states == _G2)]
+    g1 = intensity[placed & (states == G1)]
+    g2 = intensity[placed & (states == G2)]
     if len(g1) == 0 or len(g2) == 0:
         return states
     threshold = math.sqrt(np.median(g1) * np.median(g2))  # midway on a log scale
     track_brightness = pd.Series(intensity).groupby(track_index).median().to_numpy()
     in_g2 = unplaced & (track_brightness > threshold)
-    return np.where(in_g2[track_index], _G2, np.where(unplaced[track_index], _G1, states))
+    return np.where(in_g2[track_index], G2, np.where(unplaced[track_index], G1, states))
 
 
 def phase_durations(resolved: pd.DataFrame, frame_interval: float) -> pd.DataFrame:
