@@ -51,7 +51,7 @@ class StateSpace:
         The stages each phase state is left from.
     slices : list of 5 slices
         The (contiguous) stages of each phase state.
-    predecessors, log_p, restart : (n_states, k) int, float, bool
+    predecessors, log_p, is_restart : (n_states, k) int, float, bool
         The edges into each stage: where from, their log probability (-inf pads; a restart's holds its
         prior, before evidence) and whether they restart the cycle inside a track (a division the
         tracker missed). Besides these, a wrong link (``log_jump``) leads from any stage to any stage
@@ -118,13 +118,13 @@ class StateSpace:
         width = max(map(len, into))
         self.predecessors = np.zeros((len(phase), width), np.int64)
         self.log_p = np.full((len(phase), width), -np.inf)
-        self.restart = np.zeros((len(phase), width), bool)
+        self.is_restart = np.zeros((len(phase), width), bool)
         for stage, incoming in enumerate(into):
             for k, (a, _, log_p, restart) in enumerate(incoming):
-                self.predecessors[stage, k], self.log_p[stage, k], self.restart[stage, k] = a, log_p, restart
-        self.log_restart_max = float(self.log_p[self.restart].max())
+                self.predecessors[stage, k], self.log_p[stage, k], self.is_restart[stage, k] = a, log_p, restart
+        self.log_restart_max = float(self.log_p[self.is_restart].max())
         self.restarts = np.zeros((len(phase), len(phase)), bool)
-        to, slot = np.nonzero(self.restart)
+        to, slot = np.nonzero(self.is_restart)
         self.restarts[self.predecessors[to, slot], to] = True
 
 
@@ -159,7 +159,7 @@ def viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarra
     back = np.empty((n, steps, stages), np.int16 if stages < 2 ** 15 else np.int64)
     back[:] = np.arange(stages)  # a finished track stays in its stage
     jumps = np.zeros((n, steps, stages), bool)
-    restart_to, restart_slot = np.nonzero(space.restart)
+    restart_to, restart_slot = np.nonzero(space.is_restart)
     other_phase = ~np.eye(5, dtype=bool)
     # longest tracks first, so that the tracks still running at step t are the first ones
     order = np.argsort(-lengths, kind="stable")
