@@ -13,13 +13,11 @@ from pcnacycle.tracking.hmm import StateSpace, viterbi
 
 def dense_transitions(space: StateSpace, evidence: float) -> np.ndarray:
     """(S, S) log score of every stage pair: the best of its edges (a restart's with ``evidence``) and a wrong link."""
-    stages = len(space.phase)
     scores = np.where(space.phase[:, None] != space.phase[None, :], space.log_jump, -np.inf)
     for to, slot in zip(*np.nonzero(np.isfinite(space.log_p))):
         edge = space.log_p[to, slot] + (evidence if space.is_restart[to, slot] else 0.0)
         source = space.predecessors[to, slot]
         scores[source, to] = max(scores[source, to], edge)
-    assert scores.shape == (stages, stages)
     return scores
 
 

@@ -64,13 +64,15 @@ class StateSpace:
         minutes = [phase_minutes["G1"], phase_minutes["S"], phase_minutes["G2"], phase_minutes["M"],
                    phase_minutes["M"] / 2]
         share = settings.atypical_duration_share
-        phase, stay, log_entry, exits = [], [], [], []
+        # per stage: its phase state, its chance to leave per frame (1: a chain stage, left after one frame),
+        # and the log chance of entering the phase there
+        phase, leave, log_entry, exits = [], [], [], []
 
         def memoryless(state: int, mean_frames: float, log_weight: float) -> int:
             # a constant chance to leave per frame makes a stay of 1 / chance frames on average (the chance
             # capped at one half, so that staying is never the less likely choice)
             phase.append(state)
-            stay.append(1 - min(1 / max(mean_frames, 1.0), 0.5))
+            leave.append(min(1 / max(mean_frames, 1.0), 0.5))
             log_entry.append(log_weight)
             return len(phase) - 1
 
@@ -82,7 +84,7 @@ class StateSpace:
                 continue
             for step in range(chain):  # one frame each, in order
                 phase.append(state)
-                stay.append(0.0)
+                leave.append(1.0)
                 log_entry.append(math.log1p(-share) if step == 0 else -np.inf)
             typical = memoryless(state, frames - chain, -np.inf)
             atypical = memoryless(state, frames, math.log(share))
@@ -94,11 +96,9 @@ class StateSpace:
         # a negligible excess of probability mass)
         self.log_jump = math.log(settings.jump_probability)
         edges = []  # (from, to, log p, restarts the cycle)
-        leave = np.empty(len(phase))
-        for stage, kept in enumerate(stay):
-            if kept > 0:
-                edges.append((stage, stage, math.log(kept - 4 * settings.jump_probability), False))
-                leave[stage] = 1 - kept
+        for stage, chance in enumerate(leave):
+            if chance < 1:
+                edges.append((stage, stage, math.log1p(-chance - 4 * settings.jump_probability), False))
             else:  # a chain stage moves on to the next stage after one frame
                 edges.append((stage, stage + 1, math.log1p(-4 * settings.jump_probability), False))
         # Leaving G2 goes to M, or with mitosis_skip straight to a restart; leaving M inside a track can only be
@@ -173,8 +173,8 @@ def viterbi(log_emissions: np.ndarray, lengths: np.ndarray, log_start: np.ndarra
         best = np.take_along_axis(candidates, pick[..., None], 2)[..., 0]
         came_from = space.predecessors[np.arange(stages), pick]
         # a wrong link comes from the best stage of another phase
-        top = np.stack([now[:, part].max(axis=1) for part in space.slices], axis=1)  # (alive, 5)
         top_stage = np.stack([now[:, part].argmax(axis=1) + part.start for part in space.slices], axis=1)
+        top = np.take_along_axis(now, top_stage, 1)  # (alive, 5): the best score in each phase
         source = np.where(other_phase[None], top[:, None, :], -np.inf).argmax(axis=2)  # (alive, 5 targets)
         link = (np.take_along_axis(top, source, 1) + space.log_jump)[:, space.phase]
         jumped = link > best

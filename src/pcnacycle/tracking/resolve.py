@@ -231,7 +231,8 @@ class _Constraints:
 
 def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings, minutes: Mapping[str, float],
              prob_columns: list[str], intensity_column: str, constraints: _Constraints) -> pd.DataFrame:
-    """One resolution with fixed priors: Viterbi, split at restarts, again until no track splits."""
+    """One resolution with fixed priors: Viterbi, undo false divisions and split at restarts, again until
+    the lineage stays as it is."""
     result = objects.copy()
     result.attrs["divisions_inferred"] = result.attrs["divisions_undone"] = 0
     if len(objects) == 0:
@@ -295,7 +296,7 @@ class _TrackGrid:
 
 def _best_states(table: pd.DataFrame, grid: _TrackGrid, space: StateSpace, settings: RunSettings,
                  prob_columns: list[str], constraints: _Constraints,
-                 features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Viterbi phase state (``G1`` … ``M_EXIT``) of every row, the rows where the path restarts the cycle,
     and the tracks whose division is false (mothers that end in G1 or S).
 
