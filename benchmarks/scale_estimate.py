@@ -1,15 +1,19 @@
-"""The blind nucleus-size estimate on inputs of known size: before and with the search on shrunk frames (issue 12).
+"""The blind nucleus-size estimate on inputs of known size: the plain median of detections, and as shipped (issue 12).
 
 For each model and input, :func:`pcnacycle.engine.scale.input_scale` is
 called as ``run`` calls it (three frames spread over the movie, no diameter
-given) twice: with the search for nuclei larger than they look switched off
-(``SEARCH_STEPS = (1.0,)``, the estimate before it existed) and as shipped.
+given, detections under ``RunSettings().min_area`` left out) twice: with every
+detection measured (``nucleus_areas`` keeping all: the estimate until
+2026-11-29) and as shipped (detections under half the area-weighted median
+diameter are not taken for nuclei; the search on shrunk frames in both).
 Scored against the true median equivalent diameter of each input's nuclei
 (ground-truth masks): the factor chosen against the ideal one (trained /
 true diameter), as their ratio (1.00 is exact; ``run`` leaves sizes within
 10–20 % alone).
 
-Inputs: CTC Fluo-N2DH-GOWT1 02 (real, nuclei about 63 px; truth: 02_GT/SEG),
+Inputs: CTC Fluo-N2DH-GOWT1 02 (real, nuclei about 63 px; truth: 02_GT/SEG), with ``--biolapse DIR``
+the two real PCNA fields of Biolapse (``benchmarks/real_pcna.py`` extracts them into
+``OUT/biolapse``; truth: their masks' connected regions),
 CTC Fluo-N2DH-SIM+ 01 (simulated by the CTC, not by us; truth: 01_GT/SEG), and
 our simulator with texture scaled to the nucleus (``scale_texture``) at four
 nucleus radii none of which is its default (11 px), other seeds than any
@@ -19,7 +23,7 @@ Usage::
 
     OMP_NUM_THREADS=2 PYTHONPATH=src .venv/bin/python benchmarks/scale_estimate.py \\
         --models demo-output/train bench-out/transfer/stage3_from_stage1 bench-out/stage1_cpu \\
-        [--ctc ../shared/data/ctc] [--json bench-out/scale_estimate.json]
+        [--ctc ../shared/data/ctc] [--biolapse bench-out/real_pcna/biolapse] [--json bench-out/scale_estimate.json]
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import tifffile
 
 from pcnacycle.engine import scale as scale_module
 from pcnacycle.engine.predictor import Predictor
-from pcnacycle.settings import median_diameter
+from pcnacycle.settings import RunSettings, median_diameter
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
 
@@ -46,6 +50,16 @@ def ctc_input(sequence: Path, truth: Path) -> tuple[list[np.ndarray], float]:
     files = sorted(sequence.glob("t*.tif"))
     frames = [tifffile.imread(files[i]).astype(np.float32) for i in np.linspace(0, len(files) - 1, 3).astype(int)]
     areas = np.concatenate([np.bincount(tifffile.imread(f).ravel())[1:] for f in sorted(truth.glob("man_seg*.tif"))])
+    return frames, median_diameter(areas)
+
+
+def biolapse_input(field: Path) -> tuple[list[np.ndarray], float]:
+    from skimage import io, measure
+
+    images = sorted((field / "images").glob("*.png"))
+    frames = [io.imread(images[i]).astype(np.float32) for i in np.linspace(0, len(images) - 1, 3).astype(int)]
+    areas = np.concatenate([np.bincount(measure.label(io.imread(field / "masks" / p.name) > 0).ravel())[1:]
+                            for p in images])
     return frames, median_diameter(areas)
 
 
@@ -67,15 +81,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--ctc", type=Path, default=Path("../shared/data/ctc"))
+    parser.add_argument("--biolapse", type=Path, help="Biolapse as benchmarks/real_pcna.py extracts it")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     inputs = {
         "GOWT1 02 (real)": ctc_input(args.ctc / "Fluo-N2DH-GOWT1/02", args.ctc / "Fluo-N2DH-GOWT1/02_GT/SEG"),
         "SIM+ 01 (CTC's simulator)": ctc_input(args.ctc / "Fluo-N2DH-SIM+/01", args.ctc / "Fluo-N2DH-SIM+/01_GT/SEG"),
     }
+    if args.biolapse:
+        for field in ("Train", "Test"):
+            inputs[f"Biolapse {field.lower()} field (real PCNA)"] = biolapse_input(
+                args.biolapse / "segmentation/Data" / field / "Original")
     for i, radius in enumerate(RADII):
         inputs[f"ours, radius {radius:g} px"] = simulated_input(radius, seed=900 + i)
-    shipped = scale_module.SEARCH_STEPS
+    shipped = scale_module.nucleus_areas
+    min_area = RunSettings().min_area
     rows = []
     for model in args.models:
         predictor = Predictor(model)
@@ -86,16 +106,16 @@ def main(argv=None) -> int:
             own = scale_module.model_resize_factor(predictor.cfg, *next(iter(samples[0].values())).shape)
             row = {"model": model, "input": name, "true_diameter_px": round(truth, 1),
                    "trained_diameter_px": round(trained, 1), "ideal_factor": round(trained / truth, 3)}
-            for rule, steps in (("before", (1.0,)), ("now", shipped)):
-                scale_module.SEARCH_STEPS = steps
+            for rule, measure in (("plain median", lambda areas: np.asarray(areas, np.float64)), ("now", shipped)):
+                scale_module.nucleus_areas = measure
                 started = time.perf_counter()
-                factor, info = scale_module.input_scale(predictor, samples)
+                factor, info = scale_module.input_scale(predictor, samples, min_area=min_area)
                 factor = own if factor is None else factor
                 row[rule] = {"measured_px": info.get("movie_nucleus_diameter_px"), "factor": round(factor, 3),
                              "factor_over_ideal": round(factor / (trained / truth), 2),
                              "reliable": info.get("estimate_reliable"), "note": info.get("scale_note"),
                              "seconds": round(time.perf_counter() - started, 1)}
-            scale_module.SEARCH_STEPS = shipped
+            scale_module.nucleus_areas = shipped
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.json:

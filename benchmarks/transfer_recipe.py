@@ -1,6 +1,6 @@
 """The report's recipe for real movies on a CPU: stage 1 on real nuclei, stage 3 on randomised PCNA (issue 12, item 4).
 
-Three models, each scored on the same three things:
+The models, each scored on the same things:
 
 * ``stage1``: the stage-1 CPU model trained on DSB2018 (``benchmarks/stage1_cpu.sh``,
   2000 iterations; trained here first when ``--stage1`` holds no model);
@@ -15,6 +15,14 @@ Three models, each scored on the same three things:
   nucleus size on its own (``SIZE_MATCH image``, the default);
 * ``stage3_with_nuclei_long``: ``stage3_with_nuclei_per_image`` trained 1 / (1 - 0.25) times as long,
   so that it draws as many phase-annotated images as ``stage3_from_stage1``;
+* ``stage3_with_nuclei_half``: ``stage3_with_nuclei_long`` with half the draws from DSB2018
+  (``DATASETS.NUCLEI_ONLY.FRACTION 0.5``), trained 1 / (1 - 0.5) times as long, again as many
+  phase-annotated draws as ``stage3_from_stage1``;
+* ``stage3_with_nuclei_long_mitoses``: ``stage3_with_nuclei_long`` trained on 12 randomised movies
+  of the same seeds in which mitosis lasts twice as long (``--phase-minutes M=104``), as the demo's
+  training movie does (twice the M examples in the same frames), drawn with the ranges as they are
+  now: since 2026-11-29 they include the spread of PCNA expression between cells
+  (``cell_brightness_sd``), so dim nuclei are in the training frames too;
 * ``stage3_with_nuclei_frozen``: ``stage3_with_nuclei_long`` with the stage-1 backbone's first stages
   frozen (``MODEL.BACKBONE.FREEZE_AT``, ``--freeze-at``, default 3: the stem, res2 and res3), so that
   stage 3 cannot unlearn what they see in real nuclei; its folder is ``stage3_with_nuclei_frozen<N>``.
@@ -58,7 +66,8 @@ from pcnacycle.evaluation.tracks import match_frame
 
 PCNACYCLE = [sys.executable, "-m", "pcnacycle"]
 MODELS = ["stage1", "stage3_scratch", "stage3_from_stage1", "stage3_with_nuclei", "stage3_with_nuclei_per_image",
-          "stage3_with_nuclei_long", "stage3_with_nuclei_frozen"]
+          "stage3_with_nuclei_long", "stage3_with_nuclei_half", "stage3_with_nuclei_long_mitoses",
+          "stage3_with_nuclei_frozen"]
 
 
 def sh(*args, cwd=None) -> str:
@@ -66,11 +75,11 @@ def sh(*args, cwd=None) -> str:
     return subprocess.run([*map(str, args)], check=True, capture_output=True, text=True, cwd=cwd).stdout
 
 
-def simulate_set(folder: Path, movies: int, seed: int, annotated: int) -> None:
+def simulate_set(folder: Path, movies: int, seed: int, annotated: int, *extra) -> None:
     if not (folder / "movies.json").exists():
         sh(*PCNACYCLE, "simulate", "--movies", movies, "--randomise", "--seed", seed, "--frames", 20,
            "--size", 512, 512, "--cells", 80, "--annotated-frames", annotated, "--quiet", "--overwrite",
-           "--output", folder)
+           "--output", folder, *extra)
 
 
 def train_stage3(folder: Path, data: Path, iterations: int, *extra) -> None:
@@ -174,25 +183,31 @@ def main(argv=None) -> int:
         sh("benchmarks/stage1_cpu.sh", args.stage1, "SOLVER.MAX_ITER", 2000, "SOLVER.STEPS", "[1600]")
     simulate_set(out / "sim_random_train", 12, 101, 5)
     simulate_set(out / "sim_random_test", 4, 201, 4)
+    if "stage3_with_nuclei_long_mitoses" in args.models:
+        simulate_set(out / "sim_random_train_mitoses", 12, 101, 5, "--phase-minutes", "M=104")
     if "stage3_scratch" in args.models:
         train_stage3(out / "stage3_scratch", out / "sim_random_train" / "annotated", args.iterations)
     if "stage3_from_stage1" in args.models:
         train_stage3(out / "stage3_from_stage1", out / "sim_random_train" / "annotated", args.iterations,
                      "MODEL.WEIGHTS", args.stage1 / "model_final.pt")
-    mixed = (("stage3_with_nuclei", "dataset", args.iterations),
-             ("stage3_with_nuclei_per_image", "image", args.iterations),
-             ("stage3_with_nuclei_long", "image", round(args.iterations / 0.75)),
-             ("stage3_with_nuclei_frozen", "image", round(args.iterations / 0.75)))
+    train, mitoses = out / "sim_random_train" / "annotated", out / "sim_random_train_mitoses" / "annotated"
+    mixed = (("stage3_with_nuclei", "dataset", 0.25, args.iterations, train),
+             ("stage3_with_nuclei_per_image", "image", 0.25, args.iterations, train),
+             ("stage3_with_nuclei_long", "image", 0.25, round(args.iterations / 0.75), train),
+             ("stage3_with_nuclei_half", "image", 0.5, round(args.iterations / 0.5), train),
+             ("stage3_with_nuclei_long_mitoses", "image", 0.25, round(args.iterations / 0.75), mitoses),
+             ("stage3_with_nuclei_frozen", "image", 0.25, round(args.iterations / 0.75), train))
     labels = {name: name for name in MODELS}  # the folder name of each model's training and evaluation
     labels["stage3_with_nuclei_frozen"] += str(args.freeze_at)
     folders = {"stage1": args.stage1, **{name: out / labels[name] for name in MODELS[1:]}}
-    for name, size_match, iterations in mixed:
+    for name, size_match, fraction, iterations, frames in mixed:
         if name in args.models:
             frozen = ["MODEL.BACKBONE.FREEZE_AT", args.freeze_at] if name == "stage3_with_nuclei_frozen" else []
-            train_stage3(folders[name], out / "sim_random_train" / "annotated", iterations,
+            train_stage3(folders[name], frames, iterations,
                          "MODEL.WEIGHTS", args.stage1 / "model_final.pt", "DATASETS.NUCLEI_ONLY.ROOT", args.dsb,
                          "DATASETS.NUCLEI_ONLY.SPLIT_FILE", args.stage1 / "split.json",
-                         "DATASETS.NUCLEI_ONLY.SIZE_MATCH", size_match, *frozen)
+                         "DATASETS.NUCLEI_ONLY.SIZE_MATCH", size_match, "DATASETS.NUCLEI_ONLY.FRACTION", fraction,
+                         *frozen)
     gowt1_stack(args.gowt1, out / "gowt1_02.tif")
     results = {"date": time.strftime("%Y-%m-%d"), "iterations": args.iterations}
     for name, model in ((name, folders[name]) for name in args.models):

@@ -39,6 +39,16 @@ def test_drawn_values_lie_in_their_ranges_and_reach_the_parameters():
         assert (params.frames, params.size, params.s_minutes) == (BASE.frames, BASE.size, BASE.s_minutes)
 
 
+def test_expression_spread_is_drawn_last_so_earlier_draws_keep_their_values():
+    """Changing the range of cell_brightness_sd (added after the others) changes no other drawn value, and the
+    drawn spread reaches the movie's parameters."""
+    wide, narrow = (draw_params(replace(BASE, seed=5), RandomisationRanges(cell_brightness_sd=bounds))
+                    for bounds in ((0.6, 0.7), (0.1, 0.1)))
+    assert wide[1].pop("cell_brightness_sd") > 0.5 and narrow[1].pop("cell_brightness_sd") == 0.1
+    assert wide[1] == narrow[1]
+    assert wide[0].cell_brightness_sd > 0.5 and narrow[0].cell_brightness_sd == 0.1
+
+
 def test_draws_differ_between_seeds_and_span_the_size_range():
     large = replace(BASE, size=(512, 512))
     diameters = [draw_params(replace(large, seed=seed))[1]["nucleus_diameter"] for seed in range(40)]

@@ -281,10 +281,11 @@ def test_the_size_estimate_says_how_far_it_can_be_trusted(caplog):
     assert info["nuclei_measured"] == 12 and info["estimate_reliable"]
     assert info["nucleus_diameter_quartiles_px"] == pytest.approx([20, 20], rel=0.05)
     assert "unreliable" not in caplog.text
-    # pieces of every size, as a model that cuts nuclei up gives them: measured, but not trusted
+    # pieces of every size, as a model that cuts nuclei up gives them: the smaller half are not taken for
+    # nuclei by their size, and the six left are too few to trust
     _, info = input_scale(ThresholdPredictor(cfg, []), [discs_of([6, 8, 10, 12, 16, 20, 26, 32, 38, 44, 50, 56])])
-    assert info["nuclei_measured"] == 12 and not info["estimate_reliable"]
-    assert "nucleus size estimate is unreliable (12 nuclei measured" in caplog.text
+    assert info["nuclei_measured"] == 6 and not info["estimate_reliable"]
+    assert "nucleus size estimate is unreliable (6 nuclei measured" in caplog.text
     caplog.clear()
     # too few nuclei to tell
     _, info = input_scale(ThresholdPredictor(cfg, []), [disc_frame(20)])
@@ -292,3 +293,17 @@ def test_the_size_estimate_says_how_far_it_can_be_trusted(caplog):
     # a diameter the user gives is not an estimate
     _, info = input_scale(ThresholdPredictor(cfg, []), [disc_frame(20)], nucleus_diameter=20.0)
     assert "estimate_reliable" not in info
+
+
+def test_specks_beside_the_nuclei_do_not_make_them_look_smaller():
+    """12 nuclei of 30 px and 16 specks of 5 px (debris, foci found alone): the plain median would be 5 px
+    and the frames enlarged six times; only the nuclei are measured."""
+    cfg = load_config(None, ["INPUT.MIN_SIZE_TEST", "0", "INPUT.NUCLEUS_DIAMETER", "30"])
+    frame = discs_of([30] * 12, size=300)["gray"]
+    yy, xx = np.mgrid[:300, :300]
+    for k in range(16):  # between the nuclei of discs_of's grid, 60 px apart
+        cy, cx = 60 + 60 * (k // 4), 60 + 60 * (k % 4)
+        frame[(yy - cy) ** 2 + (xx - cx) ** 2 <= 2.5 ** 2] = 1000
+    scale, info = input_scale(ThresholdPredictor(cfg, []), [{"gray": frame}])
+    assert info["nuclei_measured"] == 12 and info["estimate_reliable"]
+    assert info["movie_nucleus_diameter_px"] == pytest.approx(30, rel=0.05) and scale is None

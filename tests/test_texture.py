@@ -132,3 +132,69 @@ def test_early_s_the_detector_calls_g1_is_resolved_s_by_its_texture():
     # without the texture, the cells enter S where the detector says so: three frames late
     _, blind = _population(np.random.default_rng(5), early_s_frames=3, texture_weight=0.0)
     assert blind.loc[blind["track"] == 1, "phase"].tolist()[6:9] == ["G1"] * 3
+
+
+def test_the_ratio_never_turns_back_as_nuclei_get_smoother_or_grainier():
+    """Smooth nuclei vary little and S nuclei a lot, so the two Gaussians' ratio is quadratic: held beyond the
+    point where it would turn, it never rises as a nucleus gets smoother, nor falls as it gets grainier."""
+    rng = np.random.default_rng(7)
+    is_s = rng.random(400) < 0.4
+    texture = np.exp(np.where(is_s, -1.0 + rng.normal(0, 0.4, 400), -2.0 + rng.normal(0, 0.05, 400)))
+    p_s = np.where(is_s, 0.97, 0.02)
+    grid = np.exp(np.linspace(-4.0, 1.0, 201))
+    llr = texture_log_ratio(np.r_[texture, grid], np.r_[p_s, np.full(len(grid), 0.5)])[len(texture):]
+    assert (np.diff(llr) >= -1e-12).all()
+    very_smooth = llr[grid < np.exp(-2.5)]
+    assert (very_smooth == llr[0]).all() and llr[0] < -2  # as much against S as smooth nuclei, no more
+    assert llr[-1] == 4.0
+
+
+def test_a_little_grain_above_tight_smooth_nuclei_speaks_for_s():
+    """Smooth nuclei within 0.05 of each other, S nuclei spread widely: a nucleus 0.25 grainier than the
+    smooth ones is far outside them and within S's spread, so it counts for S though it is nearer the
+    smooth centre than the S one."""
+    rng = np.random.default_rng(8)
+    is_s = rng.random(400) < 0.4
+    texture = np.exp(np.where(is_s, -1.0 + rng.normal(0, 0.4, 400), -2.0 + rng.normal(0, 0.05, 400)))
+    p_s = np.where(is_s, 0.97, 0.02)
+    faint = texture_log_ratio(np.r_[texture, np.exp(-1.75)], np.r_[p_s, 0.5])[-1]
+    assert faint > 1
+
+
+def _cells_with_own_grain(rng, cells=40):
+    """Each cell's smooth nuclei have their own log texture (between cells sd 0.3, within 0.05): 12 frames
+    called G1/G2, then 8 called S (log texture +0.8 over the cell's own, sd 0.3: early, mid and late foci),
+    then one faint early-S frame at +0.3 over the cell's own, called G1/G2."""
+    rows = []
+    for cell in range(1, cells + 1):
+        own = -2.0 + rng.normal(0, 0.3)
+        for t in range(21):
+            grain, p_s = ((own, 0.02) if t < 12 else (own + 0.8 + rng.normal(0, 0.3), 0.97) if t < 20
+                          else (own + 0.3, 0.3))
+            rows.append({"track": cell, "texture": np.exp(grain + rng.normal(0, 0.05)), "p_s": p_s, "faint": t == 20,
+                         "own": own})
+    return pd.DataFrame(rows)
+
+
+def test_faint_foci_are_read_against_the_cells_own_smooth_frames():
+    cells = _cells_with_own_grain(np.random.default_rng(9))
+    texture, p_s, track = cells["texture"].to_numpy(), cells["p_s"].to_numpy(), cells["track"].to_numpy()
+    own = texture_log_ratio(texture, p_s, track)[cells["faint"]]
+    movie = texture_log_ratio(texture, p_s)[cells["faint"]]
+    assert (own > 0).mean() > 0.75  # nearly every faint frame counts for S against its own cell's G1 ...
+    assert (movie > 0).mean() < 0.55  # ... against all cells', those of the smoother cells count against it
+    assert np.median(own) > 3 and np.median(movie) < 0
+
+
+def test_a_track_without_smooth_calls_is_read_against_the_movie():
+    """A track with no confident not-S call (999) is read as one whose smooth calls sit at the movie's median
+    (500): the same texture gets the same ratio in both."""
+    cells = _cells_with_own_grain(np.random.default_rng(10))
+    smooth = cells["p_s"] <= 0.1
+    median = float(np.median(cells.loc[smooth, "texture"]))  # adding more at the median leaves it there
+    at_median = pd.DataFrame({"track": 500, "texture": [median] * 12 + [np.exp(-1.7)], "p_s": [0.02] * 12 + [0.5]})
+    alone = pd.DataFrame({"track": 999, "texture": [np.exp(-1.7)], "p_s": [0.5]})
+    table = pd.concat([cells, at_median, alone], ignore_index=True)
+    llr = texture_log_ratio(table["texture"].to_numpy(), table["p_s"].to_numpy(), table["track"].to_numpy())
+    assert llr[-1] == pytest.approx(llr[-2])
+    assert llr[-1] != pytest.approx(texture_log_ratio(table["texture"].to_numpy(), table["p_s"].to_numpy())[-1])

@@ -48,6 +48,11 @@ coverage
     Fraction of the field covered by nuclei; caps the number of cells (the movie's
     ``cells`` is the most).
 debris : specks per 100 000 px
+cell_brightness_sd : sd / mean
+    How far PCNA expression differs between cells (log-normal): a stable line
+    under one promoter varies little, a transient transfection or a mixed population a lot,
+    and a dim nucleus is still a nucleus. Drawn after the others, so that movies drawn before
+    it existed keep their other values.
 """
 
 from __future__ import annotations
@@ -68,9 +73,11 @@ _LIMITS = {
     "g2_ratio": (1.0, 3.0), "m_ratio": (0.05, 1.0), "m_cytoplasm": (0.0, 1.0), "mitotic_spread": (1.0, 2.0),
     "g1_photons": (10.0, 1e5), "background_photons": (0.0, 1e4), "cytoplasm_ratio": (0.0, 1.0),
     "defocus": (0.0, 6.0), "read_noise": (0.0, 50.0), "contact": (0.6, 1.2), "coverage": (0.01, 0.5),
-    "debris": (0.0, 50.0),
+    "debris": (0.0, 50.0), "cell_brightness_sd": (0.0, 1.5),
 }
 _LOG = ("nucleus_diameter", "g1_photons", "background_photons")
+#: Ranges added later, drawn after all others so that earlier draws keep their values.
+_DRAWN_LAST = ("cell_brightness_sd",)
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class RandomisationRanges:
     contact: tuple[float, float] = (0.8, 1.0)
     coverage: tuple[float, float] = (0.1, 0.4)
     debris: tuple[float, float] = (0.0, 5.0)
+    cell_brightness_sd: tuple[float, float] = (0.1, 0.7)
 
     def __post_init__(self):
         for name, (lowest, highest) in _LIMITS.items():
@@ -123,10 +131,11 @@ def _uniform(rng: np.random.Generator, name: str, bounds: tuple[float, float]) -
 
 def draw_values(ranges: RandomisationRanges, rng: np.random.Generator) -> dict:
     """One draw of every range: ``{name: value}`` (floats; ``nucleoli_most`` and ``bit_depth`` ints)."""
-    drawn = {name: _uniform(rng, name, getattr(ranges, name)) for name in _LIMITS}
+    drawn = {name: _uniform(rng, name, getattr(ranges, name)) for name in _LIMITS if name not in _DRAWN_LAST}
     low, high = ranges.nucleoli_most
     drawn["nucleoli_most"] = int(rng.integers(low, high + 1))
     drawn["bit_depth"] = int(rng.choice(ranges.bit_depths))
+    drawn.update((name, _uniform(rng, name, getattr(ranges, name))) for name in _DRAWN_LAST)
     return drawn
 
 
@@ -176,7 +185,7 @@ def draw_params(base: SimulationParams, ranges: RandomisationRanges | None = Non
         **{name: drawn[name] for name in (
             "irregularity", "texture", "texture_grain", "nucleolus_depth", "foci_density", "foci_size",
             "foci_ratio", "s_ratio", "g2_ratio", "m_ratio", "m_cytoplasm", "mitotic_spread", "g1_photons",
-            "background_photons", "cytoplasm_ratio", "read_noise", "contact", "debris")},
+            "background_photons", "cytoplasm_ratio", "read_noise", "contact", "debris", "cell_brightness_sd")},
         bit_depth=bits,
     )
     params = replace(params, defocus=drawn["defocus"] * params.texture_scale())

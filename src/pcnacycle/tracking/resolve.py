@@ -91,6 +91,8 @@ _PRIOR_PSEUDO_COUNT = 30.0
 _CONFIDENT = 0.9
 _MIN_CONFIDENT = 20
 _EVIDENCE_LIMIT = 4.0
+#: How many nuclei's worth the movie's smooth texture weighs in a track's own baseline (set beforehand, not swept).
+_TRACK_PSEUDO_COUNT = 3.0
 
 
 def check_frame_interval(frame_interval) -> None:
@@ -243,7 +245,8 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
     features = np.zeros((len(result), 5))  # log-likelihood ratios per row and state, besides the detector's
     if settings.texture_evidence and "texture_pcna" in result.columns:
         features[:, S] += settings.texture_evidence * texture_log_ratio(
-            result["texture_pcna"].to_numpy(np.float64), result[prob_columns[1]].to_numpy(np.float64))
+            result["texture_pcna"].to_numpy(np.float64), result[prob_columns[1]].to_numpy(np.float64),
+            result["track"].to_numpy())
     splits = undone = 0
     for attempt in range(_MAX_PASSES):
         grid = _TrackGrid(result)
@@ -350,8 +353,9 @@ def _best_states(table: pd.DataFrame, grid: _TrackGrid, space: StateSpace, setti
     return states, np.flatnonzero(restart), grid.tracks[ends_early & may_be_false]
 
 
-def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, confident: float = _CONFIDENT,
-                      min_count: int = _MIN_CONFIDENT, limit: float = _EVIDENCE_LIMIT) -> np.ndarray:
+def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, track: np.ndarray | None = None,
+                      confident: float = _CONFIDENT, min_count: int = _MIN_CONFIDENT,
+                      limit: float = _EVIDENCE_LIMIT) -> np.ndarray:
     """Log-likelihood ratio of S against not-S from each nucleus' texture, learnt from the movie's confident calls.
 
     Parameters
@@ -360,6 +364,12 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, confident: float = _
         :func:`~pcnacycle.tracking.tracker.nuclear_texture` per nucleus (NaN: none).
     p_s : (n,) float
         The detector's S probability per nucleus.
+    track : (n,) int, optional
+        Each nucleus' track. Texture is then read against the track's own
+        smooth frames: how grainy a G1 nucleus looks differs from cell to
+        cell more than from frame to frame, so the faint first and last foci
+        of S stand out against the cell's own G1 or G2 where they would not
+        against all cells'.
 
     Returns
     -------
@@ -367,17 +377,24 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, confident: float = _
         ``log p(texture | S) - log p(texture | not S)``, 0 where texture is missing,
         bounded to ±``limit``. Each class is learnt from the nuclei called
         ``p_s ≥ confident`` (S) and ``p_s ≤ 1 - confident`` (not S): a Gaussian
-        of log texture at its median, one shared robust spread (so the ratio
-        grows steadily with texture, never turning back in a tail); S's is
-        mixed with not-S's Gaussian in the share of the S calls that are
-        smoother than the midpoint between the two. An S nucleus need not show
-        foci (they are faint or below resolution as S begins and ends), while
-        foci do show S: where the S calls include smooth nuclei, smoothness
-        weighs less against S (never below the log of that share), and
-        graininess as much for it. Not-S is not mixed: the grainy nuclei a
-        detector confidently calls G1/G2 are the early S it misses, which is
-        what the texture is there to find. All 0 when either class has fewer
-        than ``min_count`` nuclei or S is not the grainier.
+        of log texture with its median and robust spread. Smooth nuclei vary
+        little, S nuclei a lot (early, mid and late S foci), so the two spreads
+        differ; beyond the texture where the ratio of the two Gaussians would
+        turn back, it is held (it never rises as a nucleus gets smoother, nor
+        falls as it gets grainier).
+        With ``track``, each nucleus' log texture is first shifted by its
+        track's median over the confident not-S calls, shrunk towards the
+        movie's (:data:`_TRACK_PSEUDO_COUNT` nuclei' worth); a track without
+        such calls keeps the movie's. S's Gaussian is mixed with not-S's in
+        the share of the S calls that are smoother than the midpoint between
+        the two: an S nucleus need not show foci (they are faint or below
+        resolution as S begins and ends), while foci do show S, so where the
+        S calls include smooth nuclei, smoothness weighs less against S (never
+        below the log of that share), and graininess as much for it. Not-S is
+        not mixed: the grainy nuclei a detector confidently calls G1/G2 are the
+        early S it misses, which is what the texture is there to find. All 0
+        when either class has fewer than ``min_count`` nuclei or S is not the
+        grainier.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.log(np.asarray(texture, np.float64))
@@ -386,15 +403,24 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, confident: float = _
     s_phase, other = valid & (p_s >= confident), valid & (p_s <= 1 - confident)
     if s_phase.sum() < min_count or other.sum() < min_count:
         return np.zeros(len(x))
+    if track is not None:
+        movie = np.median(x[other])
+        smooth_calls = pd.Series(np.where(other, x, np.nan)).groupby(np.asarray(track))
+        count = smooth_calls.transform("count").to_numpy()
+        median = np.nan_to_num(smooth_calls.transform("median").to_numpy())
+        x = x - (count * median + _TRACK_PSEUDO_COUNT * movie) / (count + _TRACK_PSEUDO_COUNT) + movie
     centre_s, centre_other = np.median(x[s_phase]), np.median(x[other])
     if centre_s <= centre_other:
         return np.zeros(len(x))
-    spreads = [1.4826 * np.median(np.abs(x[rows] - centre)) for rows, centre in
-               ((s_phase, centre_s), (other, centre_other))]
-    variance = max(float(np.mean(np.square(spreads))), 1e-6)
-    midpoint = (centre_s + centre_other) / 2
-    gaussian = (centre_s - centre_other) / variance * (np.where(valid, x, 0.0) - midpoint)
-    smooth_s = float(np.mean(x[s_phase] < midpoint))
+    sd_s, sd_other = (max(1.4826 * np.median(np.abs(x[rows] - centre)), 1e-3) for rows, centre in
+                      ((s_phase, centre_s), (other, centre_other)))
+    held = np.where(valid, x, centre_other)
+    if sd_s != sd_other:  # the quadratic log ratio turns where its slope is 0: outside the two centres
+        turn = (centre_other / sd_other ** 2 - centre_s / sd_s ** 2) / (1 / sd_other ** 2 - 1 / sd_s ** 2)
+        held = np.maximum(held, turn) if sd_s > sd_other else np.minimum(held, turn)
+    gaussian = (0.5 * ((held - centre_other) / sd_other) ** 2 - 0.5 * ((held - centre_s) / sd_s) ** 2
+                + math.log(sd_other / sd_s))
+    smooth_s = float(np.mean(x[s_phase] < (centre_s + centre_other) / 2))
     # log of [(1 - a) N_S + a N_O] / N_O, with N_S / N_O = exp(gaussian)
     llr = np.log((1 - smooth_s) * np.exp(np.clip(gaussian, -50, 50)) + smooth_s)
     return np.where(valid, np.clip(llr, -limit, limit), 0.0)
