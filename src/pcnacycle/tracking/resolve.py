@@ -40,9 +40,11 @@ with the detector's probabilities as emissions:
   non-S nuclei are differs between microscopes, so it is learnt from the
   movie itself: the log texture of the nuclei the detector calls S
   confidently against those it confidently calls something else, one
-  Gaussian each with a shared spread; S's admits smooth nuclei in the share
-  of the S calls that are smooth (foci are faint as S begins and ends, so
-  smoothness is weaker evidence against S than foci are for it). The resulting log-likelihood ratio,
+  Gaussian each, every nucleus read against its own track's smooth calls
+  (cells differ in grain more than frames do); S's admits smooth nuclei in
+  the share of the S calls that are smooth (foci are faint as S begins and
+  ends, so smoothness is weaker evidence against S than foci are for it).
+  The resulting log-likelihood ratio,
   bounded, adds to the S emission of every nucleus, so a run of faint early-S
   foci the detector calls G1/G2 still reads as S along the track. A movie
   where texture does not separate the confident calls gets no texture term.
