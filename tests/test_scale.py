@@ -307,3 +307,12 @@ def test_specks_beside_the_nuclei_do_not_make_them_look_smaller():
     scale, info = input_scale(ThresholdPredictor(cfg, []), [{"gray": frame}])
     assert info["nuclei_measured"] == 12 and info["estimate_reliable"]
     assert info["movie_nucleus_diameter_px"] == pytest.approx(30, rel=0.05) and scale is None
+
+
+def test_one_clump_larger_than_all_the_nuclei_together_does_not_set_the_size():
+    from pcnacycle.engine.scale import nucleus_areas
+
+    nuclei = np.full(12, np.pi * 15**2)  # 30 px across
+    kept = nucleus_areas(np.r_[nuclei, 2 * nuclei.sum(), np.full(16, np.pi * 2.5**2)])
+    assert len(kept) == 13 and np.median(kept) == pytest.approx(np.pi * 15**2)  # nuclei and the clump; no specks
+    assert len(nucleus_areas([500.0])) == 1 and len(nucleus_areas([])) == 0

@@ -120,13 +120,17 @@ def nucleus_areas(areas: np.ndarray) -> np.ndarray:
 
     Debris, specks and a few fragments are many and small; whole nuclei hold most of the detected pixels, so
     the weighted median is a nucleus' size and what is under half of it is not one. Nuclei of one size lose
-    none. (A model that cuts every nucleus into pieces leaves only pieces: :func:`search_larger_nuclei`.)
+    none. One detection holding more than half of all the detected pixels (a clump, a stretch of background)
+    does not set the weighted median, else it alone would be measured. (A model that cuts every nucleus into
+    pieces leaves only pieces: :func:`search_larger_nuclei`.)
     """
     areas = np.asarray(areas, np.float64)
     areas = areas[areas > 0]
-    if len(areas) == 0:
-        return areas
     order = np.sort(areas)
+    if len(order) > 1 and order[-1] > order[:-1].sum():
+        order = order[:-1]
+    if len(order) == 0:
+        return areas
     weighted_median = order[np.searchsorted(np.cumsum(order), order.sum() / 2)]
     return areas[areas >= weighted_median / 4]  # half the diameter: a quarter of the area
 
