@@ -134,12 +134,12 @@ def score_cells(folder: Path, weights: Path, out: Path) -> dict:
     for cell in sorted(marks):
         crops = sorted((base / "zoom" / cell).glob("*.png"))
         reference = [io.imread(base / "zoom_mask" / cell / p.name) > 0 for p in crops]
-        if not crops or any(r.shape != io.imread(crops[0]).shape for r in reference):
-            skipped.append(cell)  # masks of another size than the crops: they belong to other crops
-            continue
         movie = out.parent / "cells" / f"{cell}.tif"
         movie.parent.mkdir(parents=True, exist_ok=True)
-        stack(crops, movie)
+        if not crops or any(r.shape != reference[0].shape for r in reference) or \
+                stack(crops, movie).shape[1:] != reference[0].shape:
+            skipped.append(cell)  # masks of another size than the crops: they belong to other crops
+            continue
         reference = np.stack(reference)
         # one nucleus per crop is too few to measure its size on three frames: it is given, from the masks
         diameter = float(np.median(2 * np.sqrt(reference.sum(axis=(1, 2)) / np.pi)))
