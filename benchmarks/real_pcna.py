@@ -80,6 +80,15 @@ def stack(paths: list[Path], movie: Path) -> np.ndarray:
     return frames
 
 
+def field(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One Biolapse field (``Train`` or ``Test``): its frames (T, H, W) and reference nuclei, each connected
+    region of its masks labelled (T, H, W) int."""
+    original = folder / "segmentation/Data" / name / "Original"
+    images = sorted((original / "images").glob("*.png"))
+    frames = np.stack([io.imread(p) for p in images])
+    return frames, np.stack([measure.label(io.imread(original / "masks" / p.name) > 0) for p in images])
+
+
 def run(weights: Path, movie: Path, output: Path, *extra) -> Path:
     if not (output / "run.json").exists():
         subprocess.run([*PCNACYCLE, "run", "--quiet", "--weights", str(weights), "--pcna", str(movie),
@@ -182,19 +191,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     folder = extract(args.biolapse_git, args.out / "biolapse")
     results = {"date": time.strftime("%Y-%m-%d"), "frame_interval_given": FRAME_INTERVAL}
+    references = {}  # read once for every model
+    for name in ("Train", "Test"):
+        frames, references[name] = field(folder, name)
+        movie = args.out / f"field_{name.lower()}.tif"
+        if not movie.exists():
+            tifffile.imwrite(movie, frames, imagej=True, metadata={"axes": "TYX"})
     for name, weights in (pair.split("=", 1) for pair in args.models):
         out = args.out / name
         out.mkdir(parents=True, exist_ok=True)
         scores = results[name] = {"weights": weights}
         started = time.time()
-        for field in ("Train", "Test"):
-            original = folder / "segmentation/Data" / field / "Original"
-            images = sorted((original / "images").glob("*.png"))
-            movie = args.out / f"field_{field.lower()}.tif"
-            stack(images, movie)
-            reference = np.stack([measure.label(io.imread(original / "masks" / p.name) > 0) for p in images])
-            scores[f"field_{field.lower()}"] = score_field(run(Path(weights), movie, out / f"field_{field.lower()}"),
-                                                           reference)
+        for field_name, reference in references.items():
+            key = f"field_{field_name.lower()}"
+            scores[key] = score_field(run(Path(weights), args.out / f"{key}.tif", out / key), reference)
         scores["tracked_cells"] = score_cells(folder, Path(weights), out)
         scores["seconds"] = round(time.time() - started)
     path = args.out / ("results_" + "_".join(pair.split("=", 1)[0] for pair in args.models) + ".json")

@@ -53,14 +53,12 @@ def ctc_input(sequence: Path, truth: Path) -> tuple[list[np.ndarray], float]:
     return frames, median_diameter(areas)
 
 
-def biolapse_input(field: Path) -> tuple[list[np.ndarray], float]:
-    from skimage import io, measure
+def biolapse_input(folder: Path, name: str) -> tuple[list[np.ndarray], float]:
+    from real_pcna import field
 
-    images = sorted((field / "images").glob("*.png"))
-    frames = [io.imread(images[i]).astype(np.float32) for i in np.linspace(0, len(images) - 1, 3).astype(int)]
-    areas = np.concatenate([np.bincount(measure.label(io.imread(field / "masks" / p.name) > 0).ravel())[1:]
-                            for p in images])
-    return frames, median_diameter(areas)
+    frames, reference = field(folder, name)
+    chosen = [frames[i].astype(np.float32) for i in np.linspace(0, len(frames) - 1, 3).astype(int)]
+    return chosen, median_diameter(np.concatenate([np.bincount(labels.ravel())[1:] for labels in reference]))
 
 
 def simulated_input(radius: float, seed: int) -> tuple[list[dict], float]:
@@ -90,8 +88,7 @@ def main(argv=None) -> int:
     }
     if args.biolapse:
         for field in ("Train", "Test"):
-            inputs[f"Biolapse {field.lower()} field (real PCNA)"] = biolapse_input(
-                args.biolapse / "segmentation/Data" / field / "Original")
+            inputs[f"Biolapse {field.lower()} field (real PCNA)"] = biolapse_input(args.biolapse, field)
     for i, radius in enumerate(RADII):
         inputs[f"ours, radius {radius:g} px"] = simulated_input(radius, seed=900 + i)
     shipped = scale_module.nucleus_areas
