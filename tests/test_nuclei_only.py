@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 import torch.nn.functional as F
 from torchvision.models.detection import roi_heads as tv_roi_heads
@@ -179,6 +180,25 @@ def test_nuclei_only_images_come_with_unknown_phases_at_the_training_size(tmp_pa
     assert all(abs(image.shape[1] - 32) <= 1 and abs(image.shape[2] - 32) <= 1 for image, _ in crops)
     _, phase_target = dataset[(0, 11)]
     assert set(phase_target["labels"].tolist()) <= {1, 2, 3}
+
+
+@pytest.mark.parametrize("saved_with_phases", [True, False])
+def test_frames_a_user_outlined_are_nuclei_without_phases_whatever_phases_they_were_saved_with(
+        tmp_path, saved_with_phases):
+    """README "For a real movie": outlines of one's own frames, in the labelmask folder the annotation loop
+    saves (its classes.csv holding phases, or none), fine-tune as DATASETS.NUCLEI_ONLY: each labelled region
+    one nucleus, every phase unknown, so that the phases still come from the phase dataset alone."""
+    cfg = nuclei_only_config(tmp_path)
+    outlines = labelmask_folder(tmp_path / "outlines", n_images=2, shape=(40, 40), classes=saved_with_phases)
+    cfg.DATASETS.NUCLEI_ONLY.update(ROOT=str(outlines), FORMAT="labelmask", SPLIT_FILE="")
+    cfg.INPUT["NUCLEUS_DIAMETER"] = 18.0
+    records, load = nuclei_only_data(cfg)
+    assert sorted(record["image_id"] for record in records) == ["f0", "f1"]
+    for record in records:
+        sample, _ = load(record)
+        labels = tifffile.imread(outlines / "labels" / f"{record['image_id']}.tif")
+        assert len(sample["masks"]) == len(np.unique(labels[labels > 0])) == 3
+        assert set(sample["labels"].tolist()) == {UNKNOWN_PHASE}
 
 
 def test_training_mixes_in_nuclei_only_images_and_keeps_their_held_out_images_unseen(tmp_path, caplog):
