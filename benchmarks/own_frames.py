@@ -43,10 +43,12 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from real_pcna import PCNACYCLE, extract, field  # noqa: E402
+from real_pcna import main as score_real_pcna  # noqa: E402
+
+from pcnacycle.config import load_config  # noqa: E402
 
 FINE_TUNE = ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "[240]", "SOLVER.WARMUP_ITERS", "50",
              "SOLVER.CHECKPOINT_PERIOD", "300", "DATASETS.NUCLEI_ONLY.FRACTION", "0.5", "TEST.EVAL_PERIOD", "-1"]
@@ -67,7 +69,7 @@ def fine_tune(recipe: Path, outlines: Path, output: Path) -> Path:
     it took in ``train_seconds.txt`` beside it)."""
     if not (output / "model_final.pt").exists():
         started = time.time()
-        recipe_lr = yaml.safe_load((recipe / "config.yaml").read_text())["SOLVER"]["BASE_LR"]
+        recipe_lr = load_config(recipe / "config.yaml").SOLVER.BASE_LR
         subprocess.run([*PCNACYCLE, "train", "--config", str(recipe / "config.yaml"), "--output", str(output),
                         "MODEL.WEIGHTS", str(recipe / "model_final.pt"),
                         "SOLVER.BASE_LR", str(recipe_lr / 2),
@@ -108,8 +110,7 @@ def main(argv=None) -> int:
         weights = fine_tune(args.recipe, outlines, args.out / f"model{suffix}_{count}")
         models.append(f"own{count}{suffix}={weights}")
     # real_pcna's own scoring, into the same folder, so the fields' movies are written once
-    subprocess.run([sys.executable, str(Path(__file__).parent / "real_pcna.py"), "--out", str(args.out),
-                    "--biolapse-git", str(args.biolapse_git), "--models", *models], check=True)
+    score_real_pcna(["--out", str(args.out), "--biolapse-git", str(args.biolapse_git), "--models", *models])
     if args.sim_test:
         scores = {}
         for name, weights in (pair.split("=", 1) for pair in models):
