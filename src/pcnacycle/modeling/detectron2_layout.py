@@ -21,11 +21,12 @@ from torch import Tensor, nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetwork
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.poolers import _setup_scales
 
 from ..config import CfgNode
+from .roi_align import multiscale_roi_align
 
 #: pcnacycle's own normalisation on detectron2's 0-255 scale: x in [0, 1] maps to [-1, 1].
 DEFAULT_PIXEL_MEAN = 127.5
@@ -117,7 +118,30 @@ class Detectron2RPN(RegionProposalNetwork):
         return final_boxes, final_scores
 
 
-class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
+class LevelledRoIAlign(MultiScaleRoIAlign):
+    """torchvision's ``MultiScaleRoIAlign`` (same levels, same values), pooling through
+    :func:`pcnacycle.modeling.roi_align.multiscale_roi_align`, whose backward is faster on a CPU."""
+
+    aligned = False
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        features = [x[name] for name in self.featmap_names]
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(features, image_shapes, self.canonical_scale,
+                                                         self.canonical_level)
+        all_boxes = torch.cat(boxes)
+        image_index = torch.cat([torch.full((len(b), 1), i, dtype=all_boxes.dtype, device=all_boxes.device)
+                                 for i, b in enumerate(boxes)])
+        rois = torch.cat([image_index, all_boxes], dim=1)
+        return multiscale_roi_align(features, rois, self.levels(boxes, all_boxes), self.scales, self.output_size,
+                                    self.sampling_ratio, self.aligned)
+
+    def levels(self, boxes: list[Tensor], all_boxes: Tensor) -> Tensor:
+        """(K,) int64: the level each box is pooled from, as an index into the feature maps."""
+        return self.map_levels(boxes).to(torch.int64)
+
+
+class AlignedMultiScaleRoIAlign(LevelledRoIAlign):
     """detectron2's ``ROIPooler`` with ``ROIAlignV2``: half-pixel aligned, its level assignment.
 
     Each box goes to level ``floor(4 + log2(sqrt(area) / 224 + 1e-8))``,
@@ -127,25 +151,11 @@ class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
 
     aligned = True
 
-    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
-        features = [x[name] for name in self.featmap_names]
-        if self.scales is None:
-            self.scales, self.map_levels = _setup_scales(features, image_shapes, self.canonical_scale,
-                                                         self.canonical_level)
+    def levels(self, boxes: list[Tensor], all_boxes: Tensor) -> Tensor:
         levels_present = [-round(math.log2(s)) for s in self.scales]
-        all_boxes = torch.cat(boxes)
         sizes = ((all_boxes[:, 2] - all_boxes[:, 0]) * (all_boxes[:, 3] - all_boxes[:, 1])).sqrt()
         level = torch.floor(self.canonical_level + torch.log2(sizes / self.canonical_scale + 1e-8))
-        level = level.clamp(min(levels_present), max(levels_present)).to(torch.int64) - min(levels_present)
-        image_index = torch.cat([torch.full((len(b), 1), i, dtype=all_boxes.dtype, device=all_boxes.device)
-                                 for i, b in enumerate(boxes)])
-        rois = torch.cat([image_index, all_boxes], dim=1)
-        result = features[0].new_zeros((len(rois), features[0].shape[1], *self.output_size))
-        for index, (feature, scale) in enumerate(zip(features, self.scales)):
-            chosen = torch.where(level == index)[0]
-            result[chosen] = roi_align(feature, rois[chosen], self.output_size, spatial_scale=scale,
-                                       sampling_ratio=self.sampling_ratio, aligned=True).to(result.dtype)
-        return result
+        return level.clamp(min(levels_present), max(levels_present)).to(torch.int64) - min(levels_present)
 
 
 def paste_in_box_aligned(mask: Tensor, box: Tensor) -> tuple:
@@ -177,7 +187,7 @@ def paste_in_box_aligned(mask: Tensor, box: Tensor) -> tuple:
 
 def build_pooler(head: CfgNode, output_size: int) -> MultiScaleRoIAlign:
     """The RoI pooler a box or mask head config asks for, over FPN levels P2-P5."""
-    cls = AlignedMultiScaleRoIAlign if head.POOLER_TYPE == "ROIAlignV2" else MultiScaleRoIAlign
+    cls = AlignedMultiScaleRoIAlign if head.POOLER_TYPE == "ROIAlignV2" else LevelledRoIAlign
     return cls(featmap_names=["0", "1", "2", "3"], output_size=output_size,
                sampling_ratio=head.POOLER_SAMPLING_RATIO)
 
