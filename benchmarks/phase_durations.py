@@ -219,10 +219,11 @@ def main() -> None:
                                                                .argmax(1)]
             scores["detector_accuracy"] = detector_accuracy(detections, truth_objects, "label")
             scores["phase_minutes_used"] = summary["phase_minutes_used"]
+            scores["motion_persistence_used"] = summary["motion_persistence_used"]
             scores["seconds"] = round(seconds, 1)
             results[f"{name} oracle {accuracy}"] = scores
             print(name, "oracle", accuracy, summarise(scores), f"detector {scores['detector_accuracy']:.3f}",
-                  f"{seconds:.1f} s", flush=True)
+                  f"persistence {scores['motion_persistence_used']:.2f}", f"{seconds:.1f} s", flush=True)
             if args.sctrack:
                 sc = run_sctrack(args.sctrack, folder, detections, labels, args.out / "sctrack" / f"{name}-{accuracy}")
                 results[f"{name} SC-Track {accuracy}"] = sc

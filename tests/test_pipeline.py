@@ -95,6 +95,8 @@ def test_run_reproduces_tracks_and_phase_durations_of_the_truth(oracle, movie_fi
     assert summary["frames"] == 24 and summary["tracks"] == movie.tracks["track"].nunique()
     assert summary["settings"]["max_distance"] == 30 and summary["settings"]["min_area"] == 1
     assert set(summary["phase_minutes_used"]) == {"G1", "S", "G2", "M"} and summary["nucleus_diameter_px"] > 10
+    # the persistence the linker used is saved beside the setting (0 by default: links from the last position)
+    assert summary["settings"]["motion_persistence"] == summary["motion_persistence_used"] == 0
 
 
 def test_run_settings_come_from_the_command_line_and_a_file_and_are_saved(oracle, movie_files, monkeypatch):

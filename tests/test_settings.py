@@ -26,6 +26,9 @@ def test_changes_merge_phase_minutes_and_are_validated():
         RunSettings(division_log_area=(-0.9,))
     with pytest.raises(PcnacycleError, match="estimate_durations"):
         RunSettings(estimate_durations="yes")
+    with pytest.raises(PcnacycleError, match=r"motion_persistence=1\.5"):
+        RunSettings(motion_persistence=1.5)
+    assert RunSettings(motion_persistence=0.5).motion_persistence == 0.5
 
 
 def test_reaches_scale_with_the_nucleus_diameter_unless_pixels_are_given():

@@ -325,7 +325,9 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
                         mitosis_window=settings.mitosis_window,
                         min_mitosis_probability=settings.min_mitosis_probability,
                         symmetry_tolerance=settings.symmetry_tolerance, division_log_area=settings.division_log_area,
-                        steady_log_area_sd=settings.steady_log_area_sd)
+                        steady_log_area_sd=settings.steady_log_area_sd,
+                        motion_persistence=settings.motion_persistence)
+        summary["motion_persistence_used"] = tracked.attrs["motion_persistence"]
         bar.update()
         if resolvable:
             tracked = resolve_phases(tracked, frame_interval, settings.replace(division_distance=division_distance),

@@ -59,6 +59,14 @@ class RunSettings:
         The same in pixels; overrides ``link_reach``.
     max_gap : int
         Most consecutive frames a nucleus may go undetected and keep its track.
+    motion_persistence : float or None
+        How much of its last step a nucleus is expected to take again (0 to
+        1): it is linked from ``position + persistence × last step``, so two
+        cells passing each other keep their tracks. None: estimated from the
+        movie's own steps. 0 (the default) links from the last position alone:
+        on simulated movies prediction undid one swapped pair of crossing
+        cells but, at 30-minute frames, cost division precision (BENCHMARKS.md,
+        "Motion prediction").
     division_reach : float
         Largest distance from a mother's last centroid to a daughter's first,
         in nucleus diameters (ground truth: at most 1.3).
@@ -139,6 +147,7 @@ class RunSettings:
     link_reach: float = 1.0
     max_distance: float | None = None
     max_gap: int = 2
+    motion_persistence: float | None = 0.0
     division_reach: float = 1.5
     division_distance: float | None = None
     mitosis_window: int = 2
@@ -185,6 +194,8 @@ class RunSettings:
                 _number(name, getattr(self, name), positive=True)
         if self.division_distance is not None:
             _number("division_distance", self.division_distance, low=0.0)
+        if self.motion_persistence is not None:
+            _number("motion_persistence", self.motion_persistence, low=0.0, high=1.0)
         _number("sister_evidence", self.sister_evidence, low=0.0)
         _number("texture_evidence", self.texture_evidence, low=0.0)
         _number("phase_duration_cv", self.phase_duration_cv, low=0.05, high=1.0)

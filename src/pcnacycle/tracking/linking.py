@@ -65,7 +65,19 @@ def pairs_within(points_a: np.ndarray, points_b: np.ndarray,
 
 
 class FastLapTrack(LapTrack):
-    """:class:`laptrack.LapTrack` whose :meth:`predict_edges` builds the same costs vectorised, without networkx."""
+    """:class:`laptrack.LapTrack` whose :meth:`predict_edges` builds the same costs vectorised, without networkx.
+
+    ``motion_persistence`` (0 by default: laptrack's own links) links each
+    nucleus from where its last step predicts it, ``position + persistence ×
+    last step``, instead of from where it is; ``None`` estimates the
+    persistence from the movie (:func:`step_persistence` of a first, static
+    linking). Only frame-to-frame links use it; gap closing and divisions
+    measure from the last position.
+    """
+
+    motion_persistence: float | None = 0.0
+    #: the persistence the last :meth:`predict_edges` linked with (the estimate when ``motion_persistence`` is None)
+    persistence_used: float = 0.0
 
     def _fast(self) -> bool:
         plain = all(metric == "sqeuclidean" for metric in (self.metric, self.gap_closing_metric,
@@ -94,15 +106,31 @@ class FastLapTrack(LapTrack):
         dimensions = max((np.shape(c)[-1] for c in coords if len(c)), default=2)
         points = [np.asarray(c, np.float64).reshape(len(c), dimensions) for c in coords]
         links = self._frame_links(points, offsets)
+        persistence = self.motion_persistence
+        if persistence is None:
+            persistence = step_persistence(np.concatenate(points), links)
+        if persistence > 0:
+            links = self._frame_links(points, offsets, persistence)
+        self.persistence_used = float(persistence)
         first, last = segment_ends(offsets, links)
         return np.concatenate([links, self._segment_links(points, offsets, first, last)])
 
-    def _frame_links(self, points: list[np.ndarray], offsets: np.ndarray) -> np.ndarray:
-        """laptrack's frame-to-frame step: one assignment per pair of frames. (E, 2) int64 node pairs."""
+    def _frame_links(self, points: list[np.ndarray], offsets: np.ndarray, persistence: float = 0.0) -> np.ndarray:
+        """laptrack's frame-to-frame step: one assignment per pair of frames. (E, 2) int64 node pairs.
+
+        With ``persistence`` > 0 a nucleus linked from the frame before is
+        looked for at ``position + persistence × (position - previous position)``.
+        """
         links = []
+        came_from = np.full(int(offsets[-1]), -1, np.int64)  # node each node was linked from
+        all_points = np.concatenate(points) if persistence > 0 else None
         for frame, (before, after) in enumerate(pairwise(points)):
             if len(before) == 0 or len(after) == 0:
                 continue
+            if persistence > 0:
+                previous = came_from[offsets[frame]:offsets[frame + 1]]
+                step = np.where(previous[:, None] >= 0, before - all_points[np.maximum(previous, 0)], 0.0)
+                before = before + persistence * step
             rows, cols, cost = pairs_within(before, after, self.cutoff)
             distances = coo_matrix_builder((len(before), len(after)), row=rows, col=cols, data=cost,
                                            dtype=np.float64)
@@ -110,6 +138,7 @@ class FastLapTrack(LapTrack):
                                                              track_end_cost=self.track_end_cost))
             linked = np.flatnonzero(xs[:len(before)] < len(after))
             links.append(np.column_stack([offsets[frame] + linked, offsets[frame + 1] + xs[linked]]))
+            came_from[links[-1][:, 1]] = links[-1][:, 0]
         return np.concatenate(links).astype(np.int64) if links else np.zeros((0, 2), np.int64)
 
     def _segment_links(self, points, offsets, first: np.ndarray, last: np.ndarray) -> np.ndarray:
@@ -167,6 +196,37 @@ class FastLapTrack(LapTrack):
         matrix = coo_matrix_builder((n, len(candidates)), row=rows[order], col=column[order], data=costs[order],
                                     dtype=np.float32)
         return matrix, candidates
+
+
+def step_persistence(points: np.ndarray, links: np.ndarray, min_pairs: int = 50) -> float:
+    """How much of a nucleus' last step it takes again: the least-squares ``a`` in next step ≈ a × last step.
+
+    Cells migrate persistently (a step predicts the next) or not at all
+    (random steps, or centroid jitter, which makes consecutive steps
+    anti-correlated); the movie's own links say which.
+
+    Parameters
+    ----------
+    points : (n, d) float64, every node's position
+    links : (E, 2) int64, frame-to-frame links (earlier node, later node), one in and one out per node at most
+    min_pairs : int, fewer consecutive step pairs than this give 0
+
+    Returns
+    -------
+    float in [0, 1]
+    """
+    if len(links) == 0:
+        return 0.0
+    came_from = np.full(len(points), -1, np.int64)
+    came_from[links[:, 1]] = links[:, 0]
+    middle, last = links[:, 0], links[:, 1]
+    keep = came_from[middle] >= 0
+    if keep.sum() < min_pairs:
+        return 0.0
+    first, middle, last = came_from[middle[keep]], middle[keep], last[keep]
+    before, after = points[middle] - points[first], points[last] - points[middle]
+    squared = float((before * before).sum())
+    return float(np.clip((before * after).sum() / squared, 0.0, 1.0)) if squared > 0 else 0.0
 
 
 def segment_ends(offsets: np.ndarray, links: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -219,13 +219,16 @@ def detections_table(label_images: Iterable[np.ndarray], probs: Iterable[np.ndar
 
 
 def _laptrack_links(objects: pd.DataFrame, max_distance: float, max_gap: int,
-                    division_distance: float) -> np.ndarray:
+                    division_distance: float, motion_persistence: float | None = 0.0) -> tuple[np.ndarray, float]:
     """Directed links between rows of ``objects`` found by laptrack: (E, 2) int64 (row from, row to).
 
     A row with two outgoing links is a division. The links are laptrack's
     (``LapTrack.predict``), found by :class:`pcnacycle.tracking.linking.FastLapTrack`,
     which builds laptrack's cost matrices without its per-segment loops: the
-    same links in a twentieth of the time at 10⁵ nuclei.
+    same links in a twentieth of the time at 10⁵ nuclei. With
+    ``motion_persistence`` other than 0 frame-to-frame links are measured from
+    each nucleus' predicted position (see ``FastLapTrack``); the persistence
+    used is returned with the links.
     """
     from .linking import FastLapTrack
 
@@ -247,9 +250,10 @@ def _laptrack_links(objects: pd.DataFrame, max_distance: float, max_gap: int,
         segment_start_cost=max(max_distance, division_distance) ** 2,
         segment_end_cost=max(max_distance, division_distance) ** 2,
         no_splitting_cost=max(division_distance**2, 1.0),
+        motion_persistence=motion_persistence,
     )
     # node i of the links is the i-th detection in frame order: row order[i] of the table
-    return order[tracker.predict_edges(coords)].reshape(-1, 2)
+    return order[tracker.predict_edges(coords)].reshape(-1, 2), tracker.persistence_used
 
 
 def _segments_from_links(n_rows: int, links: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -360,7 +364,7 @@ def pair_mitoses(objects: pd.DataFrame, segment: np.ndarray, divisions: np.ndarr
 def track(objects: pd.DataFrame, max_distance: float = 20.0, max_gap: int = 2, *,
           division_distance: float | None = None, mitosis_column: str = "p_M", mitosis_window: int = 2,
           min_mitosis_probability: float = 0.5, symmetry_tolerance: float = 0.6, division_log_area=(-0.9, 0.5),
-          steady_log_area_sd: float = 0.2) -> pd.DataFrame:
+          steady_log_area_sd: float = 0.2, motion_persistence: float | None = 0.0) -> pd.DataFrame:
     """Link detections into cell tracks with divisions.
 
     Parameters
@@ -379,6 +383,12 @@ def track(objects: pd.DataFrame, max_distance: float = 20.0, max_gap: int = 2, *
     mitosis_column, mitosis_window, min_mitosis_probability, symmetry_tolerance, division_log_area,
     steady_log_area_sd
         How proposed divisions are accepted; see :func:`pair_mitoses`.
+    motion_persistence : float in [0, 1] or None
+        0: link each nucleus from where it is. Above 0: from where its last
+        step predicts it, ``position + persistence × last step`` (cells that
+        migrate keep going). None: the persistence is estimated from the
+        movie (:func:`pcnacycle.tracking.linking.step_persistence` of a static
+        linking). The value used is in ``result.attrs["motion_persistence"]``.
 
     Returns
     -------
@@ -401,6 +411,10 @@ def track(objects: pd.DataFrame, max_distance: float = 20.0, max_gap: int = 2, *
     division_distance = max_distance if division_distance is None else division_distance
     _check_number("division_distance", division_distance, 0.0)
     _check_number("mitosis_window", mitosis_window, 1, integer=True)
+    if motion_persistence is not None:
+        _check_number("motion_persistence", motion_persistence, 0.0)
+        if motion_persistence > 1:
+            raise PcnacycleError(f"motion_persistence={motion_persistence!r}: must be between 0 and 1, or None")
     frames = objects["frame"].to_numpy()
     if len(frames) and (not np.issubdtype(frames.dtype, np.integer) or frames.min() < 0):
         raise PcnacycleError(f"detections table: column 'frame' must hold integers ≥ 0, got {frames.dtype} "
@@ -412,9 +426,10 @@ def track(objects: pd.DataFrame, max_distance: float = 20.0, max_gap: int = 2, *
     if len(objects) == 0:
         result["track"] = pd.Series(dtype=np.int64)
         result["parent"] = pd.Series(dtype=np.int64)
+        result.attrs["motion_persistence"] = 0.0
         return result
     table = objects.reset_index(drop=True)
-    links = _laptrack_links(table, max_distance, max_gap, division_distance)
+    links, persistence = _laptrack_links(table, max_distance, max_gap, division_distance, motion_persistence)
     segment, divisions = _segments_from_links(len(table), links)
     segment, parent_of = pair_mitoses(table, segment, divisions, mitosis_column=mitosis_column,
                                       mitosis_window=mitosis_window,
@@ -429,6 +444,7 @@ def track(objects: pd.DataFrame, max_distance: float = 20.0, max_gap: int = 2, *
     parent_track = np.where(parent_of >= 0, track_of[np.maximum(parent_of, 0)], 0)
     result["track"] = track_of[segment]
     result["parent"] = parent_track[segment]
+    result.attrs["motion_persistence"] = persistence
     return result
 
 
