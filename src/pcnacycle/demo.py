@@ -32,8 +32,9 @@ from .simulation.simulator import simulate
 #: Marks a folder as a demo's, so ``--overwrite`` never deletes anything else.
 MARKER = "demo.json"
 
-#: The demo's budget, measured on 2 idle cores (BENCHMARKS.md): 9 to 12 minutes of training (the VMs' pace
-#: varies from day to day) and about 2 of simulation, evaluation, tracking and the report.
+#: The demo's budget, measured on 2 idle cores (BENCHMARKS.md, "The demo, timed"): about 9 minutes of training
+#: on a slow day (1.4 s/it; the VMs' pace varies from day to day) and 1 of simulation, evaluation, tracking and
+#: the report.
 TRAIN_ITERATIONS = 400
 # Mitosis lasts twice as long as in a real movie (104 instead of 52 minutes), so the training frames hold twice
 # the M examples: within the 400 iterations M recall goes from 0 to 0.94 on the test movie (BENCHMARKS.md, "M
