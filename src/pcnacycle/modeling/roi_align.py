@@ -22,7 +22,7 @@ import warnings
 
 import torch
 from torch import Tensor
-from torchvision.ops import roi_align
+from torchvision.ops import roi_align as torchvision_roi_align
 
 __all__ = ["bilinear_matrix", "multiscale_roi_align"]
 
@@ -145,8 +145,8 @@ def multiscale_roi_align(features: list[Tensor], rois: Tensor, level: Tensor, sc
         result = first.new_zeros((len(rois), first.shape[1], *output_size))
         for index, (feature, scale) in enumerate(zip(features, scales)):
             chosen = torch.where(level == index)[0]
-            result[chosen] = roi_align(feature, rois[chosen], output_size, spatial_scale=scale,
-                                       sampling_ratio=sampling_ratio, aligned=aligned).to(result.dtype)
+            result[chosen] = torchvision_roi_align(feature, rois[chosen], output_size, spatial_scale=scale,
+                                                   sampling_ratio=sampling_ratio, aligned=aligned).to(result.dtype)
         return result
     channels = first.shape[1]
     matrix = bilinear_matrix(rois.detach().to(first.dtype), level, [(f.shape[0], f.shape[2], f.shape[3])
