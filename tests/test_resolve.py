@@ -179,6 +179,16 @@ def test_a_division_missed_inside_a_track_restarts_the_cycle_and_links_both_daug
     assert steady["track"].nunique() == 1 and steady["phase"].tolist()[10:] == ["G2"] * 11
 
 
+def test_a_nucleus_first_seen_as_a_fragment_is_not_taken_for_a_division():
+    # the detector saw a piece of the nucleus in its first frame (a quarter of its area), then all of it:
+    # a nucleus growing is no daughter, so the track stays one cell, in G1 from its first frame
+    calls = ["G1/G2"] * 14 + ["S"] * 8 + ["G1/G2"] * 4
+    cell = one_track(calls, confidence=0.95).assign(area=[70.0] + [250.0] * 25, centroid_y=50.0, centroid_x=50.0)
+    resolved = resolve_phases(cell, 20.0, division_distance=30.0)
+    assert resolved["track"].nunique() == 1 and resolved.attrs["divisions_inferred"] == 0
+    assert resolved["phase"].tolist()[:2] == ["G1", "G1"]
+
+
 @pytest.mark.parametrize("factor", [0.5, 1.5])
 @pytest.mark.parametrize("estimate", [True, False])
 def test_priors_half_or_one_and_a_half_times_off_still_resolve_a_known_sequence(factor, estimate):

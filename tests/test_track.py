@@ -164,3 +164,13 @@ def test_ctc_output_splits_gaps_and_relabels_masks(tmp_path):
     assert masks[4, 1, 1] == 3 and masks[4, 5, 5] == 2 and masks[0, 1, 1] == 1 and not masks[2].any()
     relabelled = relabel_masks(labels[4], tracked[tracked["frame"] == 4].assign(track=[7, 9]))
     assert relabelled[1, 1] == 7 and relabelled[5, 5] == 9 and relabelled[0, 0] == 0
+
+
+def test_area_evidence_never_says_divided_when_a_nucleus_grows():
+    from pcnacycle.tracking.tracker import division_evidence
+
+    growth = np.log([1.0, 1.2, 2.0, 3.6, 10.0])
+    evidence = division_evidence(growth)
+    assert (evidence < 0).all() and (np.diff(evidence) <= 0).all()  # more growth is never more "divided"
+    halved = division_evidence(np.log([0.5]))[0]
+    assert halved > 0 and division_evidence(np.log([0.25]))[0] >= halved  # shrinking still reads as a division

@@ -96,9 +96,20 @@ def division_evidence(log_area_change: np.ndarray, division_log_area=(-0.9, 0.5)
     Returns
     -------
     (n,) float64
+
+    Notes
+    -----
+    With the division's spread wider than a steady nucleus's, the ratio of
+    the two Gaussians turns back up beyond its lowest point (a little above
+    no change): a nucleus growing threefold, a fragment seen whole again,
+    would read as "divided". A division only shrinks nuclei, so beyond that
+    point the ratio is held at its lowest.
     """
     change = np.asarray(log_area_change, np.float64)
     mean, sd = division_log_area
+    if sd > steady_log_area_sd:
+        lowest = -mean * steady_log_area_sd**2 / (sd**2 - steady_log_area_sd**2)
+        change = np.minimum(change, max(lowest, 0.0))
     llr = (math.log(steady_log_area_sd / sd) - 0.5 * ((change - mean) / sd) ** 2
            + 0.5 * (change / steady_log_area_sd) ** 2)
     return np.clip(np.nan_to_num(llr), -limit, limit)
