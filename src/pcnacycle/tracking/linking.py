@@ -105,12 +105,12 @@ class FastLapTrack(LapTrack):
                             np.int64).reshape(-1, 2)
         dimensions = max((np.shape(c)[-1] for c in coords if len(c)), default=2)
         points = [np.asarray(c, np.float64).reshape(len(c), dimensions) for c in coords]
-        links = self._frame_links(points, offsets)
         persistence = self.motion_persistence
-        if persistence is None:
+        links = self._frame_links(points, offsets, persistence or 0.0)
+        if persistence is None:  # the static links measure how persistently the cells move
             persistence = step_persistence(np.concatenate(points), links)
-        if persistence > 0:
-            links = self._frame_links(points, offsets, persistence)
+            if persistence > 0:
+                links = self._frame_links(points, offsets, persistence)
         self.persistence_used = float(persistence)
         first, last = segment_ends(offsets, links)
         return np.concatenate([links, self._segment_links(points, offsets, first, last)])
