@@ -23,7 +23,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetwork
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
-from torchvision.ops.poolers import _setup_scales
+from torchvision.ops.poolers import _convert_to_roi_format, _setup_scales
 
 from ..config import CfgNode
 from .roi_align import multiscale_roi_align
@@ -129,11 +129,8 @@ class LevelledRoIAlign(MultiScaleRoIAlign):
         if self.scales is None or self.map_levels is None:
             self.scales, self.map_levels = _setup_scales(features, image_shapes, self.canonical_scale,
                                                          self.canonical_level)
-        all_boxes = torch.cat(boxes)
-        image_index = torch.cat([torch.full((len(b), 1), i, dtype=all_boxes.dtype, device=all_boxes.device)
-                                 for i, b in enumerate(boxes)])
-        rois = torch.cat([image_index, all_boxes], dim=1)
-        return multiscale_roi_align(features, rois, self.levels(boxes, all_boxes), self.scales, self.output_size,
+        rois = _convert_to_roi_format(boxes)
+        return multiscale_roi_align(features, rois, self.levels(boxes, rois[:, 1:]), self.scales, self.output_size,
                                     self.sampling_ratio, self.aligned)
 
     def levels(self, boxes: list[Tensor], all_boxes: Tensor) -> Tensor:

@@ -70,13 +70,14 @@ def require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> N
         raise PcnacycleError(f"{what}: missing column(s) {missing}; it has {list(table.columns)}")
 
 
-def _check_number(name: str, value, low: float, integer: bool = False) -> None:
+def _check_number(name: str, value, low: float, integer: bool = False, high: float = math.inf) -> None:
     valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if integer:
         valid = valid and isinstance(value, numbers.Integral)
-    if not valid or value < low:
+    if not valid or value < low or value > high:
         kind = "an integer" if integer else "a number"
-        raise PcnacycleError(f"{name}={value!r}: must be {kind} ≥ {low:g}")
+        where = f"between {low:g} and {high:g}" if math.isfinite(high) else f"≥ {low:g}"
+        raise PcnacycleError(f"{name}={value!r}: must be {kind} {where}")
 
 
 def division_evidence(log_area_change: np.ndarray, division_log_area=(-0.9, 0.5),
@@ -231,7 +232,8 @@ def detections_table(label_images: Iterable[np.ndarray], probs: Iterable[np.ndar
 
 def _laptrack_links(objects: pd.DataFrame, max_distance: float, max_gap: int,
                     division_distance: float, motion_persistence: float | None = 0.0) -> tuple[np.ndarray, float]:
-    """Directed links between rows of ``objects`` found by laptrack: (E, 2) int64 (row from, row to).
+    """Directed links between rows of ``objects`` found by laptrack, (E, 2) int64 (row from, row to), and the
+    motion persistence they were found with.
 
     A row with two outgoing links is a division. The links are laptrack's
     (``LapTrack.predict``), found by :class:`pcnacycle.tracking.linking.FastLapTrack`,
@@ -423,9 +425,7 @@ def track(objects: pd.DataFrame, max_distance: float = 20.0, max_gap: int = 2, *
     _check_number("division_distance", division_distance, 0.0)
     _check_number("mitosis_window", mitosis_window, 1, integer=True)
     if motion_persistence is not None:
-        _check_number("motion_persistence", motion_persistence, 0.0)
-        if motion_persistence > 1:
-            raise PcnacycleError(f"motion_persistence={motion_persistence!r}: must be between 0 and 1, or None")
+        _check_number("motion_persistence", motion_persistence, 0.0, high=1.0)
     frames = objects["frame"].to_numpy()
     if len(frames) and (not np.issubdtype(frames.dtype, np.integer) or frames.min() < 0):
         raise PcnacycleError(f"detections table: column 'frame' must hold integers ≥ 0, got {frames.dtype} "
