@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage as ndi
 
+from pcnacycle.errors import PcnacycleError
 from pcnacycle.phases import CLASSES
 from pcnacycle.tracking.resolve import resolve_phases, texture_log_ratio
 from pcnacycle.tracking.tracker import frame_detections, nuclear_texture
@@ -38,6 +39,25 @@ def test_foci_make_a_nucleus_grainy_and_a_smooth_nucleus_its_blurred_edge_does_n
     assert grainy > 0.2
 
 
+def test_a_mask_drawn_a_pixel_wide_leaves_a_smooth_nucleus_smooth():
+    # What a detector hands over: its mask runs a pixel past the nucleus, into the blurred fall of its edge.
+    labels, image = _two_nuclei(np.random.default_rng(3))
+    wide = np.where(_disk(labels.shape, (32, 32), 15), 1, labels)
+    grainy = nuclear_texture(labels, image, np.array([2]))[0]
+    border_only = nuclear_texture(wide, image, np.array([1]), rim=1)[0]
+    default = nuclear_texture(wide, image, np.array([1]))[0]
+    assert border_only > 0.1  # with only its border pixels left out, the edge's fall reads as grain
+    assert default < 0.05 < 0.2 < grainy  # two edge layers left out: smooth again, foci still grainy
+
+
+def test_the_rim_is_a_whole_number_of_layers_at_least_the_border():
+    labels, image = _two_nuclei(np.random.default_rng(4))
+    with pytest.raises(PcnacycleError, match="rim=0"):
+        nuclear_texture(labels, image, np.array([1]), rim=0)
+    with pytest.raises(PcnacycleError, match="rim=1.5"):
+        nuclear_texture(labels, image, np.array([1]), rim=1.5)
+
+
 def test_texture_does_not_depend_on_camera_gain_or_offset():
     labels, image = _two_nuclei(np.random.default_rng(1))
     np.testing.assert_allclose(nuclear_texture(labels, 3.0 * image + 500.0, np.array([1, 2])),
@@ -47,7 +67,7 @@ def test_texture_does_not_depend_on_camera_gain_or_offset():
 def test_a_nucleus_no_brighter_than_the_background_has_no_texture_and_a_tiny_one_is_measured_whole():
     labels = np.zeros((32, 32), np.int32)
     labels[4:14, 4:14] = 1
-    labels[20, 20] = 2  # one pixel: nothing is left inside its rim
+    labels[20, 20] = 2  # one pixel: too few are left inside its rim
     image = np.full(labels.shape, 100.0)
     image[4:14, 4:14] = 50.0  # darker than the background
     image[20, 20] = 300.0

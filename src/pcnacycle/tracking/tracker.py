@@ -32,6 +32,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage as ndi
 from scipy import sparse
 from scipy.sparse import csgraph
 from skimage import measure, segmentation
@@ -119,16 +120,26 @@ def division_evidence(log_area_change: np.ndarray, division_log_area=(-0.9, 0.5)
 # ------------------------------------------------------------------ detections
 
 
-def nuclear_texture(label_image: np.ndarray, intensity_image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+#: Edge layers of a nucleus that :func:`nuclear_texture` leaves out: its blurred edge is no texture, and a
+#: detector's mask runs a pixel or so past it (BENCHMARKS.md, "Texture read inside the edge").
+TEXTURE_RIM = 2
+#: Fewest pixels a nucleus' core must keep to be measured there; a smaller nucleus is measured whole.
+_MIN_CORE_PIXELS = 4
+
+
+def nuclear_texture(label_image: np.ndarray, intensity_image: np.ndarray, labels: np.ndarray,
+                    rim: int = TEXTURE_RIM) -> np.ndarray:
     """Coefficient of variation (sd / mean) of each nucleus' intensity above the background, edge excluded.
 
     PCNA gathers in replication foci during S phase, so S nuclei are grainy
     and G1, G2 and mitotic nuclei smooth: this is the resolver's texture
     evidence (:class:`~pcnacycle.settings.RunSettings` ``texture_evidence``).
-    The background is the median of the pixels outside every nucleus; the
-    one-pixel rim of each nucleus is left out (its blurred edge is no
-    texture) unless nothing would remain. Unitless, so it does not depend on
-    the camera's gain or offset.
+    The background is the median of the pixels outside every nucleus. The
+    outer ``rim`` pixels of each nucleus are left out: intensity falls off
+    across its blurred edge, and a mask drawn a pixel wider takes that fall
+    in, which makes a smooth nucleus read as grainy. A nucleus whose core
+    keeps fewer than 4 pixels is measured whole. Unitless, so it does not
+    depend on the camera's gain or offset.
 
     Parameters
     ----------
@@ -137,6 +148,8 @@ def nuclear_texture(label_image: np.ndarray, intensity_image: np.ndarray, labels
     intensity_image : (H, W) number
     labels : (n,) int
         The labels to measure.
+    rim : int
+        Edge layers left out (1: only the pixels on the nucleus' border).
 
     Returns
     -------
@@ -146,14 +159,19 @@ def nuclear_texture(label_image: np.ndarray, intensity_image: np.ndarray, labels
     labels = np.asarray(labels, np.int64)
     if not len(labels):
         return np.zeros(0)
+    if not isinstance(rim, numbers.Integral) or rim < 1:
+        raise PcnacycleError(f"rim={rim!r}: give a whole number of edge layers, at least 1 (the border pixels)")
     image = np.asarray(intensity_image, np.float64)
     outside = label_image == 0
     image = image - (np.median(image[outside]) if outside.any() else 0.0)
-    inner = np.where(segmentation.find_boundaries(label_image, mode="inner"), 0, label_image)
+    # the border pixels (touching nuclei count as each other's outside), then rim - 1 more layers
+    inside = (label_image > 0) & ~segmentation.find_boundaries(label_image, mode="inner")
+    if rim > 1:
+        inside = ndi.binary_erosion(inside, np.ones((3, 3), bool), iterations=rim - 1)
+    core = np.where(inside, label_image, 0)
     size = int(label_image.max()) + 1
-    kept = np.bincount(inner.ravel(), minlength=size)
-    # a nucleus too small to keep anything inside its rim is measured whole
-    region = np.where(kept[label_image] > 0, inner, label_image) if (kept[labels] == 0).any() else inner
+    small = np.bincount(core.ravel(), minlength=size) < _MIN_CORE_PIXELS
+    region = np.where(small[label_image], label_image, core) if small[labels].any() else core
     flat, values = region.ravel(), image.ravel()
     count = np.maximum(np.bincount(flat, minlength=size), 1)
     mean = np.bincount(flat, values, minlength=size) / count
