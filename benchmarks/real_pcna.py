@@ -128,12 +128,18 @@ def person_marks(cells_csv: Path) -> dict[str, dict[str, int]]:
     return marks
 
 
-def person_class(marks: dict[str, int], frame: int) -> str | None:
-    """The class the person's marks give ``frame``: that of the last mark at or before it (None: unmarked)."""
+def person_mark(marks: dict[str, int], frame: int) -> str | None:
+    """The person's mark in force at ``frame``: the last one at or before it (None: unmarked)."""
     before = [(at, mark) for mark, at in marks.items() if mark != "end" and at <= frame]
     if not before or frame > marks.get("end", frame):
         return None
-    return MARK_CLASS[max(before)[1]]
+    return max(before)[1]
+
+
+def person_class(marks: dict[str, int], frame: int) -> str | None:
+    """The class the person's marks give ``frame`` (None: unmarked)."""
+    mark = person_mark(marks, frame)
+    return None if mark is None else MARK_CLASS[mark]
 
 
 def score_cells(folder: Path, weights: Path, out: Path) -> dict:

@@ -102,9 +102,8 @@ def biolapse(git_dir: Path) -> pd.DataFrame:
         for cell in sorted(marks):
             for crop in sorted((base / "zoom" / cell).glob("*.png")):
                 mask_path = base / "zoom_mask" / cell / crop.name
-                frame = int(crop.stem)
-                before = [(at, mark) for mark, at in marks[cell].items() if mark != "end" and at <= frame]
-                if not mask_path.exists() or not before or frame > marks[cell].get("end", frame):
+                mark = real_pcna.person_mark(marks[cell], int(crop.stem))  # crops are named by the movie's frame
+                if not mask_path.exists() or mark is None:
                     continue
                 image, mask = io.imread(crop).astype(np.float64), io.imread(mask_path) > 0
                 if image.shape != mask.shape or mask.sum() < 50:
@@ -113,7 +112,7 @@ def biolapse(git_dir: Path) -> pd.DataFrame:
                 shape = tuple(max(int(round(n * factor)), 8) for n in image.shape)
                 small = transform.resize(image, shape, order=1, anti_aliasing=True, preserve_range=True)
                 small_mask = (transform.resize(mask.astype(np.float64), shape, order=1) > 0.5).astype(np.int32)
-                rows.append({"cell": cell, "mark": max(before)[1],
+                rows.append({"cell": cell, "mark": mark,
                              **{rim: nuclear_texture(small_mask, small, np.array([1]), rim=rim)[0] for rim in RIMS}})
     table = pd.DataFrame(rows)
     in_s = table["mark"].str.endswith("S").to_numpy()
