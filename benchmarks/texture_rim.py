@@ -6,7 +6,7 @@
   ``runs/`` of a model): log texture of each true nucleus, measured on its true mask and on the run's
   mask matched to it (IoU ≥ 0.5), in robust sd (1.4826 MAD) of the G1 nuclei above their median; for S
   nuclei in mid S (foci at full contrast) and, at S entry and exit, by foci contrast
-  (:func:`pcnacycle.simulation.render.foci_contrast` of the frame's place in S);
+  (``s_visibility.s_contrast``: :func:`pcnacycle.simulation.render.foci_contrast` of the frame's place in S);
 - **real PCNA cells** (``--biolapse-git``: Biolapse's 7 tracked cells with a person's phase marks, as
   ``real_pcna.py`` extracts them), each crop shrunk so that its nucleus is 30.7 px across (the movie's own
   nuclei) and measured on the person's mask: the area under the ROC curve of log texture for S against
@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tifffile
+from s_visibility import s_contrast  # beside this script
 from scipy.stats import rankdata
 from skimage import io, transform
 
 from pcnacycle.evaluation.tracks import _frame_matches, _label_frames
-from pcnacycle.simulation.render import foci_contrast
 from pcnacycle.tracking.tracker import nuclear_texture
 
 RIMS = (1, 2, 3)
@@ -53,9 +53,8 @@ def simulated(folder: Path, name: str) -> pd.DataFrame:
     for _, cell in truth.groupby("track"):
         in_s = cell.index[cell["phase"] == "S"]
         if len(in_s) >= 4 and cell["phase"].iloc[0] != "S" and cell["phase"].iloc[-1] != "S":  # complete S
-            place = np.arange(len(in_s))
-            truth.loc[in_s, "contrast"] = foci_contrast((place + 0.5) / len(in_s))
-            truth.loc[in_s, "side"] = np.where(place < len(in_s) / 2, "entry", "exit")
+            truth.loc[in_s, "contrast"] = s_contrast(len(in_s))
+            truth.loc[in_s, "side"] = np.where(np.arange(len(in_s)) < len(in_s) / 2, "entry", "exit")
     matches = _frame_matches(_label_frames(movie / "truth" / "labels.tif"), _label_frames(run / "masks.tif"))
     pred_of = matches.set_index(["frame", "truth"])["pred"]
     rows = []

@@ -32,9 +32,9 @@ from .simulation.simulator import simulate
 #: Marks a folder as a demo's, so ``--overwrite`` never deletes anything else.
 MARKER = "demo.json"
 
-#: The demo's budget, measured on 2 idle cores (BENCHMARKS.md, "The demo, timed"): about 9 minutes of training
-#: on a slow day (1.4 s/it; the VMs' pace varies from day to day) and 1 of simulation, evaluation, tracking and
-#: the report.
+#: The demo's budget, measured on 2 idle cores (BENCHMARKS.md, "The demo, timed" and "Test suite"): 9 to 11.5
+#: minutes of training (1.4–1.7 s/it; the VMs' pace varies from machine to machine and day to day) and about 1
+#: of simulation, evaluation, tracking and the report.
 TRAIN_ITERATIONS = 400
 # Mitosis lasts twice as long as in a real movie (104 instead of 52 minutes), so the training frames hold twice
 # the M examples: within the 400 iterations M recall goes from 0 to 0.94 on the test movie (BENCHMARKS.md, "M
@@ -90,7 +90,7 @@ def run_demo(output: str | Path = "demo-output", overwrite: bool = False, iterat
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(output / MARKER, {"started": started_at, "iterations": iterations})
     log.info("pcnacycle demo: simulates PCNA movies, trains a 3-class Mask R-CNN from scratch for %d iterations on "
-             "this machine, scores it on an unseen movie and writes an HTML report. 12 to 14 minutes on 2 CPU cores "
+             "this machine, scores it on an unseen movie and writes an HTML report. 10 to 13 minutes on 2 CPU cores "
              "(under 15).", iterations)
     started = time.perf_counter()
 
