@@ -11,8 +11,12 @@ resolver's prior (:data:`pcnacycle.settings.DEFAULT_PHASE_MINUTES`). On each:
     tracking + resolving (:func:`pcnacycle.pipeline.analyse`, default settings).
 (b) **a trained model** (``--model``, e.g. the demo's ``demo-output/train``):
     ``pcnacycle run`` on the whole movie, scored by ``evaluate-tracks``; or, with
-    ``--resolve-again OUT``, the runs of an earlier ``--out`` tracked and resolved again
-    (``pcnacycle correct`` with no edit), to measure a resolver change on the same detections.
+    ``--resolve-again OUT``, the runs of an earlier ``--out`` resolved again on their
+    tracks as saved (``pcnacycle correct`` with no edit: the lineages, with the cuts the
+    resolver made then, are kept), to measure a phase-evidence change on the same
+    detections; or, with ``--track-again OUT``, their detections linked and resolved
+    anew (:func:`pcnacycle.pipeline.analyse`, as ``pcnacycle run`` after the detector),
+    to measure a tracker or resolver change that moves where tracks are cut.
 (c) **SC-Track** on the same oracle detections (``--sctrack PYTHON``, the
     interpreter of a venv with ``sc-track``; see ``benchmarks/sctrack_oracle.py``).
 
@@ -199,14 +203,20 @@ def main() -> None:
     parser.add_argument("--movies", nargs="+", default=list(MOVIES), choices=list(ALL_MOVIES))
     parser.add_argument("--resolve-again", type=Path, metavar="OUT",
                         help="instead of running --model, resolve the runs an earlier --out holds (OUT/runs/<movie>) "
-                             "again with today's tracker and resolver: the detections as they were saved")
+                             "again with today's resolver, on the tracks as they were saved")
+    parser.add_argument("--track-again", type=Path, metavar="OUT",
+                        help="instead of running --model, link and resolve the detections of the runs an earlier "
+                             "--out holds (OUT/runs/<movie>) anew with today's tracker and resolver")
     parser.add_argument("--settings", nargs="*", default=[], metavar="KEY=VALUE",
                         help="RunSettings fields to change, for the oracle and the model alike")
     args = parser.parse_args()
+    if args.resolve_again and args.track_again:
+        parser.error("give --resolve-again or --track-again, not both")
     settings = RunSettings(**parse_settings(args.settings))
+    earlier = args.resolve_again or args.track_again
     results = {}
     for name in args.movies:
-        folder = movie_folder(args.resolve_again or args.out, name)
+        folder = movie_folder(earlier or args.out, name)
         truth_objects = pd.read_csv(folder / "truth" / "objects.csv")
         interval = ALL_MOVIES[name]["frame_interval"]
         for accuracy in args.accuracy:
@@ -228,13 +238,15 @@ def main() -> None:
                 sc = run_sctrack(args.sctrack, folder, detections, labels, args.out / "sctrack" / f"{name}-{accuracy}")
                 results[f"{name} SC-Track {accuracy}"] = sc
                 print(name, "SC-Track", accuracy, summarise(sc), flush=True)
-        if args.model or args.resolve_again:
+        if args.model or earlier:
             from pcnacycle.correct.runs import correct_run
             from pcnacycle.pipeline import run
 
             run_dir = args.out / "runs" / name
             if args.resolve_again:
                 correct_run(args.resolve_again / "runs" / name, [], output=run_dir, settings=settings, overwrite=True)
+            elif args.track_again:
+                track_again(args.track_again / "runs" / name, run_dir, settings)
             else:
                 run(args.model, folder / "pcna.tif", run_dir, dic=folder / "dic.tif", frame_interval=interval,
                     settings=settings, overwrite=True, progress=False)
@@ -253,6 +265,30 @@ def main() -> None:
     table = pd.DataFrame({k: summarise(v) | {"detector": round(v.get("detector_accuracy", float("nan")), 3)}
                           for k, v in results.items()}).T
     print(table.to_string())
+
+
+#: Columns that tracking and resolving wrote; everything else is what the detector measured.
+TRACKING_COLUMNS = ["track", "parent", "phase", "arrested", "fixed_phase", "lineage_fixed"]
+
+
+def track_again(earlier_run: Path, run_dir: Path, settings: RunSettings) -> None:
+    """Link and resolve ``earlier_run``'s detections anew; write the run's tables, masks and CTC result to ``run_dir``.
+
+    ``masks.tif`` is labelled by the earlier run's track ids, one nucleus per id in a frame, so that id is
+    each detection's label.
+    """
+    from pcnacycle.pipeline import write_outputs
+
+    summary = json.loads((earlier_run / "run.json").read_text())
+    objects = pd.read_csv(earlier_run / "objects.csv")
+    detections = objects.drop(columns=[c for c in TRACKING_COLUMNS if c in objects]).assign(label=objects["track"])
+    tracked, durations, result = analyse(detections, summary["frame_interval"], settings, summary["class_names"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_outputs(run_dir, tracked, durations, tifffile.imread(earlier_run / "masks.tif"), summary["frame_interval"],
+                  summary["class_names"])
+    result.update(frame_interval=summary["frame_interval"], settings=settings.to_dict(),
+                  tracked_again_from=str(earlier_run))
+    (run_dir / "run.json").write_text(json.dumps(result, indent=1, default=str))
 
 
 def _matched_detector_accuracy(run_dir: Path, folder: Path, objects: pd.DataFrame) -> float:

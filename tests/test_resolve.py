@@ -179,6 +179,35 @@ def test_a_division_missed_inside_a_track_restarts_the_cycle_and_links_both_daug
     assert steady["track"].nunique() == 1 and steady["phase"].tolist()[10:] == ["G2"] * 11
 
 
+def test_a_missed_division_is_cut_where_the_nucleus_shrinks_not_a_frame_before():
+    # no sister in sight: only the area says where the cell divided (as a 30-minute movie showed it: the
+    # mother's last frame 860 px, her daughter 381 px, then 227). The two frames after the division would
+    # outvote the mother's last one in a median of three, which used to cut the track a frame early and give
+    # the daughter her mother's last G2 frame as G1.
+    calls = ["G1/G2"] * 8 + ["S"] * 8 + ["G1/G2"] * 11
+    area = [550.0] * 8 + [750.0] * 8 + [831, 774, 862, 880, 935, 882, 860] + [381, 227, 240, 260]
+    cell = one_track(calls, confidence=0.85).assign(area=np.array(area, float), centroid_y=50.0, centroid_x=50.0)
+    resolved = resolve_phases(cell, 30.0, division_distance=40.0)
+    assert resolved.attrs["divisions_inferred"] == 1
+    mother = resolved[resolved["track"] == 1]
+    assert mother["frame"].max() == 22 and mother["phase"].iloc[-1] == "G2"
+    daughter = resolved[resolved["parent"] == 1]
+    assert daughter["frame"].min() == 23 and daughter["phase"].iloc[0] == "G1"
+
+
+def test_division_evidence_peaks_at_the_first_small_frame_and_ignores_a_one_frame_dip():
+    from pcnacycle.settings import RunSettings
+    from pcnacycle.tracking.divisions import division_evidence_in_tracks
+
+    # the mother's last frame 95, the daughter 45, then smaller still: the step is at the 45
+    table = pd.DataFrame(dict(frame=np.arange(12), track=1, parent=0,
+                              area=[100.0] * 5 + [95.0, 45.0, 30.0, 30.0, 30.0, 30.0, 30.0]))
+    evidence = division_evidence_in_tracks(table, RunSettings(sister_evidence=0))
+    assert np.argmax(evidence) == 6 and evidence[5] < 0 and evidence[7] < evidence[6]
+    dip = table.assign(area=[100.0] * 6 + [45.0] + [100.0] * 5)  # a nucleus cut in two for one frame
+    assert (division_evidence_in_tracks(dip, RunSettings(sister_evidence=0))[1:] < 0).all()
+
+
 def test_a_nucleus_first_seen_as_a_fragment_is_not_taken_for_a_division():
     # the detector saw a piece of the nucleus in its first frame (a quarter of its area), then all of it:
     # a nucleus growing is no daughter, so the track stays one cell, in G1 from its first frame

@@ -46,16 +46,25 @@ def division_evidence_in_tracks(table: pd.DataFrame, settings: RunSettings) -> n
 
 
 def _sustained_change(values: np.ndarray, tracks: np.ndarray, window: int = _EVIDENCE_WINDOW) -> np.ndarray:
-    """Per row: median of the next ``window`` rows (this one first) minus median of the ``window`` before.
+    """Per row: the change from the rows before that happens at this row and lasts.
 
-    Rows are sorted by track, then frame; only rows of the same track count. A
-    daughter stays small, while a nucleus cut in two by the detector for a
-    frame is whole again in the next: only a change that lasts counts.
+    Rows are sorted by track, then frame; only rows of the same track count.
+    Two changes are measured: this row's step from the row before, and the
+    median of the next ``window`` rows (this one first) against the median of
+    the ``window`` before. A daughter stays small, while a nucleus cut in two
+    by the detector for a frame is whole again in the next: only a change
+    that lasts counts. And a division is one step: the lasting change alone
+    is as large a row early (the two rows after the division outvote the
+    mother's last one) or a row late (a daughter that shrinks on), and only
+    the row of the step itself makes a large step. The smaller of the two
+    is taken, 0 where they disagree in sign.
     """
     by_track = pd.Series(values).groupby(tracks)
-    before = by_track.transform(lambda v: v.shift(1).rolling(window, min_periods=1).median())
-    after = by_track.transform(lambda v: v[::-1].rolling(window, min_periods=1).median()[::-1])
-    return np.nan_to_num((after - before).to_numpy())  # a track's first row has nothing before: 0
+    before = by_track.transform(lambda v: v.shift(1).rolling(window, min_periods=1).median()).to_numpy()
+    after = by_track.transform(lambda v: v[::-1].rolling(window, min_periods=1).median()[::-1]).to_numpy()
+    step, lasting = values - by_track.shift(1).to_numpy(), after - before
+    change = np.where(np.sign(step) == np.sign(lasting), np.sign(step) * np.minimum(np.abs(step), np.abs(lasting)), 0.0)
+    return np.nan_to_num(change)  # a track's first row has nothing before: 0
 
 
 def _sister_appears(table: pd.DataFrame, order: np.ndarray, tracks: np.ndarray, first_of_track: np.ndarray,
