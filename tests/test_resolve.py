@@ -266,3 +266,50 @@ def test_bad_settings_are_refused_by_name():
         resolve_phases(objects, 10.0, mitosis_skip=1.0)
     with pytest.raises(PcnacycleError, match="unknown run setting"):
         resolve_phases(objects, 10.0, phase_minute={"G1": 30})
+
+
+def mitoses_in_a_row(cells=8, onset_p_m=0.12, seed=0):
+    """``cells`` mothers seen G1, S, G2, then one frame of M the detector misses (p_M ``onset_p_m``, its
+    call G1/G2) and three it calls M, each dividing into two daughters; every cell's interphase p_M at a
+    level of its own (0.001 to 0.02, with noise)."""
+    rng = np.random.default_rng(seed)
+    tables, next_track = [], 1
+    for _ in range(cells):
+        calls = ["G1/G2"] * 6 + ["S"] * 6 + ["G1/G2"] * 4 + ["G1/G2"] + ["M"] * 3
+        mother = one_track(calls, track=next_track, confidence=0.9)
+        level = rng.uniform(0.001, 0.02)
+        p_m = np.clip(level * np.exp(rng.normal(0, 0.3, len(calls))), 1e-4, None)
+        p_m[16], p_m[17:] = onset_p_m, 0.95
+        mother["p_M"] = p_m
+        rest = mother[["p_G1/G2", "p_S"]].sum(axis=1).to_numpy()
+        mother["p_G1/G2"] *= (1 - p_m) / rest
+        mother["p_S"] *= (1 - p_m) / rest
+        daughters = [one_track(["G1/G2"] * 4, track=next_track + k, parent=next_track, first_frame=len(calls))
+                     for k in (1, 2)]
+        tables += [mother, *daughters]
+        next_track += 3
+    return pd.concat(tables, ignore_index=True)
+
+
+def test_m_probability_read_against_the_cells_own_level_finds_the_first_m_frame():
+    from pcnacycle.tracking.resolve import mitosis_log_ratio
+
+    cells = mitoses_in_a_row()
+    evidence = mitosis_log_ratio(cells["p_M"].to_numpy(), cells["track"].to_numpy(), cells["frame"].to_numpy())
+    mothers = cells["parent"] == 0
+    onset = mothers & (cells["frame"] == 16)
+    interphase = mothers & cells["frame"].between(1, 15)
+    assert (evidence[onset] > 0).all() and np.median(evidence[interphase]) < 0
+    assert (evidence[cells.groupby("track").cumcount().to_numpy() == 0] == 0).all()  # nothing before to rise from
+    # the missed first M frame: G2 from the detector's probability alone, M when read against the cell's level
+    for weight, phase in ((0.0, "G2"), (1.0, "M")):
+        resolved = resolve_phases(cells, 10.0, phase_minutes=FAST_MINUTES, mitosis_evidence=weight)
+        first_m = resolved[(resolved["parent"] == 0) & (resolved["frame"] == 16)]["phase"]
+        assert (first_m == phase).all(), (weight, first_m.tolist())
+
+
+def test_m_probability_that_never_leaves_the_cells_level_gives_no_m():
+    # the same cells without the rise: the frame before M sits at the cell's level, and stays G2
+    cells = mitoses_in_a_row(onset_p_m=0.005)
+    resolved = resolve_phases(cells, 10.0, phase_minutes=FAST_MINUTES, mitosis_evidence=1.0)
+    assert (resolved[(resolved["parent"] == 0) & (resolved["frame"] == 16)]["phase"] == "G2").all()

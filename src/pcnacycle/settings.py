@@ -100,6 +100,11 @@ class RunSettings:
     texture_evidence : float
         Weight of the texture evidence for S (grainy PCNA foci, learnt from the
         movie's confident calls; :func:`pcnacycle.tracking.resolve.texture_log_ratio`); 0 turns it off.
+    mitosis_evidence : float
+        Weight of the detector's M probability read against the cell's own
+        frames (:func:`pcnacycle.tracking.resolve.mitosis_log_ratio`): a cell
+        entering M lifts its p_M far above its own interphase level before
+        the detector calls it M. 0 turns it off.
     phase_duration_cv : float
         How much a phase's duration varies between cells (sd / mean). The
         resolver lets G1, S and G2 last at least ``1 - cv`` of their expected
@@ -160,6 +165,7 @@ class RunSettings:
     emission_temperature: float = 1.0
     class_prior_correction: float = 0.5
     texture_evidence: float = 1.0
+    mitosis_evidence: float = 1.0
     phase_duration_cv: float = 0.7
     atypical_duration_share: float = 0.05
     mitosis_skip: float = 0.3
@@ -198,6 +204,7 @@ class RunSettings:
             _number("motion_persistence", self.motion_persistence, low=0.0, high=1.0)
         _number("sister_evidence", self.sister_evidence, low=0.0)
         _number("texture_evidence", self.texture_evidence, low=0.0)
+        _number("mitosis_evidence", self.mitosis_evidence, low=0.0)
         _number("phase_duration_cv", self.phase_duration_cv, low=0.05, high=1.0)
         for name in ("score_threshold", "min_mitosis_probability"):
             _number(name, getattr(self, name), low=0.0, high=1.0)

@@ -83,7 +83,7 @@ from .divisions import division_evidence_in_tracks, split_tracks, undo_divisions
 from .hmm import G1, G2, M_EXIT, M, S, StateSpace, viterbi
 from .tracker import probability_column, require_columns
 
-__all__ = ["estimate_phase_minutes", "phase_durations", "resolve_phases", "texture_log_ratio"]
+__all__ = ["estimate_phase_minutes", "mitosis_log_ratio", "phase_durations", "resolve_phases", "texture_log_ratio"]
 
 _STATE_PHASE = np.array(["G1", "S", "G2", "M", "M"])
 _CLASS_OF_STATE = [0, 1, 0, 2, 2]  # G1, S, G2, M, M-exit → columns G1/G2, S, M
@@ -93,6 +93,8 @@ _PRIOR_PSEUDO_COUNT = 30.0
 _CONFIDENT = 0.9
 _MIN_CONFIDENT = 20
 _EVIDENCE_LIMIT = 4.0
+#: Rows before a nucleus whose median p_M (log odds) is its cell's level when M evidence reads it.
+_ONSET_WINDOW = 5
 #: How many nuclei's worth the movie's smooth texture weighs in a track's own baseline (set beforehand, not swept).
 _TRACK_PSEUDO_COUNT = 3.0
 
@@ -249,6 +251,11 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
         features[:, S] += settings.texture_evidence * texture_log_ratio(
             result["texture_pcna"].to_numpy(np.float64), result[prob_columns[1]].to_numpy(np.float64),
             result["track"].to_numpy())
+    if settings.mitosis_evidence and prob_columns[2] in result.columns:
+        onset = mitosis_log_ratio(result[prob_columns[2]].to_numpy(np.float64), result["track"].to_numpy(),
+                                  result["frame"].to_numpy(), settings.min_probability)
+        features[:, M] += settings.mitosis_evidence * onset
+        # not M-exit: a daughter's first frames have no level of her own to rise from
     splits = undone = 0
     for attempt in range(_MAX_PASSES):
         grid = _TrackGrid(result)
@@ -425,6 +432,60 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, track: np.ndarray | 
     smooth_s = float(np.mean(x[s_phase] < (centre_s + centre_other) / 2))
     # log of [(1 - a) N_S + a N_O] / N_O, with N_S / N_O = exp(gaussian)
     llr = np.log((1 - smooth_s) * np.exp(np.clip(gaussian, -50, 50)) + smooth_s)
+    return np.where(valid, np.clip(llr, -limit, limit), 0.0)
+
+
+def mitosis_log_ratio(p_m: np.ndarray, track: np.ndarray, frame: np.ndarray, min_probability: float = 1e-3,
+                      min_count: int = _MIN_CONFIDENT, limit: float = _EVIDENCE_LIMIT) -> np.ndarray:
+    """Log-likelihood ratio of M against not-M from each nucleus' p_M read against its track's own frames.
+
+    A cell's p_M stays near a level of its own and leaves it as the cell
+    enters M, often a frame before the detector's call crosses one half. So
+    each nucleus' log odds of M are taken less the median of its track's
+    previous ``_ONSET_WINDOW`` rows (a track's first row gets 0). Not-M is a Gaussian of that shift
+    (median and robust spread over the calls of p_M < 0.5), and so is M
+    (over the calls of p_M ≥ 0.5). The ratio is held below not-M's centre
+    and above M's (it never rises as p_M falls), and bounded to ±``limit``.
+
+    Parameters
+    ----------
+    p_m : (n,) float
+        The detector's M probability per nucleus (NaN: none).
+    track, frame : (n,) int
+        Each nucleus' track and frame.
+    min_probability : float
+        Probabilities are clipped to ``[min_probability, 1 - min_probability]``.
+
+    Returns
+    -------
+    (n,) float64
+        0 where p_M is missing or nothing comes before in the track, and everywhere when either class has fewer
+        than ``min_count`` calls or M's centre is not above not-M's.
+    """
+    p = np.clip(np.asarray(p_m, np.float64), min_probability, 1 - min_probability)
+    x = np.log(p / (1 - p))
+    valid = np.isfinite(x)
+    mitotic, other = valid & (p >= 0.5), valid & (p < 0.5)
+    if mitotic.sum() < min_count or other.sum() < min_count:
+        return np.zeros(len(x))
+    # the level the cell was at just before: the median of its previous rows (none for a track's first)
+    order = np.lexsort((np.asarray(frame), np.asarray(track)))
+    by_track = pd.Series(x[order]).groupby(np.asarray(track)[order])
+    level = np.empty(len(x))
+    level[order] = by_track.transform(lambda v: v.shift(1).rolling(_ONSET_WINDOW, min_periods=1).median())
+    valid &= np.isfinite(level)
+    mitotic, other = mitotic & valid, other & valid
+    if mitotic.sum() < min_count or other.sum() < min_count:
+        return np.zeros(len(x))
+    shift = x - level
+    centre_other, centre_m = np.median(shift[other]), np.median(shift[mitotic])
+    if centre_m <= centre_other:
+        return np.zeros(len(x))
+    sd_other, sd_m = (max(1.4826 * np.median(np.abs(shift[rows] - centre)), 1e-3) for rows, centre in
+                      ((other, centre_other), (mitotic, centre_m)))
+    held = np.clip(np.where(valid, shift, centre_other), centre_other, centre_m)
+    llr = (0.5 * ((held - centre_other) / sd_other) ** 2 - 0.5 * ((held - centre_m) / sd_m) ** 2
+           + math.log(sd_other / sd_m))
     return np.where(valid, np.clip(llr, -limit, limit), 0.0)
 
 
