@@ -254,8 +254,8 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
     if settings.mitosis_evidence and prob_columns[2] in result.columns:
         onset = mitosis_log_ratio(result[prob_columns[2]].to_numpy(np.float64), result["track"].to_numpy(),
                                   result["frame"].to_numpy(), settings.min_probability)
-        features[:, M] += settings.mitosis_evidence * onset
         # not M-exit: a daughter's first frames have no level of her own to rise from
+        features[:, M] += settings.mitosis_evidence * onset
     splits = undone = 0
     for attempt in range(_MAX_PASSES):
         grid = _TrackGrid(result)
@@ -418,17 +418,14 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, track: np.ndarray | 
         count = smooth_calls.transform("count").to_numpy()
         median = np.nan_to_num(smooth_calls.transform("median").to_numpy())
         x = x - (count * median + _TRACK_PSEUDO_COUNT * movie) / (count + _TRACK_PSEUDO_COUNT) + movie
-    centre_s, centre_other = np.median(x[s_phase]), np.median(x[other])
+    (centre_s, sd_s), (centre_other, sd_other) = _robust_gaussian(x[s_phase]), _robust_gaussian(x[other])
     if centre_s <= centre_other:
         return np.zeros(len(x))
-    sd_s, sd_other = (max(1.4826 * np.median(np.abs(x[rows] - centre)), 1e-3) for rows, centre in
-                      ((s_phase, centre_s), (other, centre_other)))
     held = np.where(valid, x, centre_other)
     if sd_s != sd_other:  # the quadratic log ratio turns where its slope is 0: outside the two centres
         turn = (centre_other / sd_other ** 2 - centre_s / sd_s ** 2) / (1 / sd_other ** 2 - 1 / sd_s ** 2)
         held = np.maximum(held, turn) if sd_s > sd_other else np.minimum(held, turn)
-    gaussian = (0.5 * ((held - centre_other) / sd_other) ** 2 - 0.5 * ((held - centre_s) / sd_s) ** 2
-                + math.log(sd_other / sd_s))
+    gaussian = _gaussian_log_ratio(held, (centre_s, sd_s), (centre_other, sd_other))
     smooth_s = float(np.mean(x[s_phase] < (centre_s + centre_other) / 2))
     # log of [(1 - a) N_S + a N_O] / N_O, with N_S / N_O = exp(gaussian)
     llr = np.log((1 - smooth_s) * np.exp(np.clip(gaussian, -50, 50)) + smooth_s)
@@ -442,8 +439,9 @@ def mitosis_log_ratio(p_m: np.ndarray, track: np.ndarray, frame: np.ndarray, min
     A cell's p_M stays near a level of its own and leaves it as the cell
     enters M, often a frame before the detector's call crosses one half. So
     each nucleus' log odds of M are taken less the median of its track's
-    previous ``_ONSET_WINDOW`` rows (a track's first row gets 0). Not-M is a Gaussian of that shift
-    (median and robust spread over the calls of p_M < 0.5), and so is M
+    previous ``_ONSET_WINDOW`` rows (a track's first row gets 0). Not-M is a
+    Gaussian of that shift (median and robust spread over the calls of
+    p_M < 0.5), and so is M
     (over the calls of p_M ≥ 0.5). The ratio is held below not-M's centre
     and above M's (it never rises as p_M falls), and bounded to ±``limit``.
 
@@ -459,34 +457,40 @@ def mitosis_log_ratio(p_m: np.ndarray, track: np.ndarray, frame: np.ndarray, min
     Returns
     -------
     (n,) float64
-        0 where p_M is missing or nothing comes before in the track, and everywhere when either class has fewer
-        than ``min_count`` calls or M's centre is not above not-M's.
+        0 where p_M is missing or nothing comes before in the track, and
+        everywhere when either class has fewer than ``min_count`` calls or
+        M's centre is not above not-M's.
     """
     p = np.clip(np.asarray(p_m, np.float64), min_probability, 1 - min_probability)
     x = np.log(p / (1 - p))
-    valid = np.isfinite(x)
-    mitotic, other = valid & (p >= 0.5), valid & (p < 0.5)
-    if mitotic.sum() < min_count or other.sum() < min_count:
-        return np.zeros(len(x))
     # the level the cell was at just before: the median of its previous rows (none for a track's first)
     order = np.lexsort((np.asarray(frame), np.asarray(track)))
     by_track = pd.Series(x[order]).groupby(np.asarray(track)[order])
     level = np.empty(len(x))
     level[order] = by_track.transform(lambda v: v.shift(1).rolling(_ONSET_WINDOW, min_periods=1).median())
-    valid &= np.isfinite(level)
-    mitotic, other = mitotic & valid, other & valid
+    valid = np.isfinite(x) & np.isfinite(level)
+    mitotic, other = valid & (p >= 0.5), valid & (p < 0.5)
     if mitotic.sum() < min_count or other.sum() < min_count:
         return np.zeros(len(x))
     shift = x - level
-    centre_other, centre_m = np.median(shift[other]), np.median(shift[mitotic])
+    (centre_m, sd_m), (centre_other, sd_other) = _robust_gaussian(shift[mitotic]), _robust_gaussian(shift[other])
     if centre_m <= centre_other:
         return np.zeros(len(x))
-    sd_other, sd_m = (max(1.4826 * np.median(np.abs(shift[rows] - centre)), 1e-3) for rows, centre in
-                      ((other, centre_other), (mitotic, centre_m)))
     held = np.clip(np.where(valid, shift, centre_other), centre_other, centre_m)
-    llr = (0.5 * ((held - centre_other) / sd_other) ** 2 - 0.5 * ((held - centre_m) / sd_m) ** 2
-           + math.log(sd_other / sd_m))
+    llr = _gaussian_log_ratio(held, (centre_m, sd_m), (centre_other, sd_other))
     return np.where(valid, np.clip(llr, -limit, limit), 0.0)
+
+
+def _robust_gaussian(values: np.ndarray) -> tuple[float, float]:
+    """Median and robust sd (1.4826 × the median absolute deviation, at least 1e-3) of ``values``."""
+    centre = float(np.median(values))
+    return centre, max(1.4826 * float(np.median(np.abs(values - centre))), 1e-3)
+
+
+def _gaussian_log_ratio(x: np.ndarray, first: tuple[float, float], second: tuple[float, float]) -> np.ndarray:
+    """``log N(x; first) - log N(x; second)`` for two (centre, sd) Gaussians."""
+    (centre_a, sd_a), (centre_b, sd_b) = first, second
+    return 0.5 * ((x - centre_b) / sd_b) ** 2 - 0.5 * ((x - centre_a) / sd_a) ** 2 + math.log(sd_b / sd_a)
 
 
 def _g1_or_g2(intensity: np.ndarray, states: np.ndarray, track_index: np.ndarray, unplaced: np.ndarray) -> np.ndarray:
