@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tifffile
+from retrack import track_again
 
 from pcnacycle.evaluation.tracks import (
     complete_phases,
@@ -265,30 +266,6 @@ def main() -> None:
     table = pd.DataFrame({k: summarise(v) | {"detector": round(v.get("detector_accuracy", float("nan")), 3)}
                           for k, v in results.items()}).T
     print(table.to_string())
-
-
-#: Columns that tracking and resolving wrote; everything else is what the detector measured.
-TRACKING_COLUMNS = ["track", "parent", "phase", "arrested", "fixed_phase", "lineage_fixed"]
-
-
-def track_again(earlier_run: Path, run_dir: Path, settings: RunSettings) -> None:
-    """Link and resolve ``earlier_run``'s detections anew; write the run's tables, masks and CTC result to ``run_dir``.
-
-    ``masks.tif`` is labelled by the earlier run's track ids, one nucleus per id in a frame, so that id is
-    each detection's label.
-    """
-    from pcnacycle.pipeline import write_outputs
-
-    summary = json.loads((earlier_run / "run.json").read_text())
-    objects = pd.read_csv(earlier_run / "objects.csv")
-    detections = objects.drop(columns=[c for c in TRACKING_COLUMNS if c in objects]).assign(label=objects["track"])
-    tracked, durations, result = analyse(detections, summary["frame_interval"], settings, summary["class_names"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_outputs(run_dir, tracked, durations, tifffile.imread(earlier_run / "masks.tif"), summary["frame_interval"],
-                  summary["class_names"])
-    result.update(frame_interval=summary["frame_interval"], settings=settings.to_dict(),
-                  tracked_again_from=str(earlier_run))
-    (run_dir / "run.json").write_text(json.dumps(result, indent=1, default=str))
 
 
 def _matched_detector_accuracy(run_dir: Path, folder: Path, objects: pd.DataFrame) -> float:

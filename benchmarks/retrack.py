@@ -4,12 +4,14 @@ A tracker or resolver change measured on the same detections, without running th
 ``objects.csv`` (one row per nucleus, its model probabilities and measurements) and ``masks.tif`` (labelled
 by the run's track ids) are read, every row forgets its track, and :func:`pcnacycle.pipeline.analyse`
 links and resolves them anew with :class:`~pcnacycle.settings.RunSettings` defaults (or ``--settings``).
-The CTC result goes to ``OUT/ctc`` and is scored by ``evaluate-tracks`` against ``--gt`` (a CTC GT folder,
-e.g. ``../shared/data/ctc/Fluo-N2DH-GOWT1/02_GT``, or a ``pcnacycle simulate`` folder).
+``OUT`` gets a run's outputs (``objects.csv``, ``phases.csv``, ``masks.tif``, ``ctc/``, ``run.json``),
+scored by ``evaluate-tracks`` against ``--gt`` (a CTC GT folder, e.g.
+``../shared/data/ctc/Fluo-N2DH-GOWT1/02_GT``, or a ``pcnacycle simulate`` folder; ``--report`` prints its
+report, phases included for the latter).
 
 Usage (from the repository root)::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/retrack.py RUN --gt GT --out OUT
+    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/retrack.py RUN --gt GT --out OUT [--report]
 """
 
 from __future__ import annotations
@@ -21,13 +23,32 @@ from pathlib import Path
 import pandas as pd
 import tifffile
 
-from pcnacycle.evaluation.tracks import evaluate_tracks
-from pcnacycle.pipeline import analyse
+from pcnacycle.evaluation.tracks import evaluate_tracks, format_report
+from pcnacycle.pipeline import analyse, write_outputs
 from pcnacycle.settings import RunSettings
-from pcnacycle.tracking.tracker import write_ctc
 
 #: Columns that tracking and resolving wrote; everything else is what the detector measured.
 TRACKING_COLUMNS = ["track", "parent", "phase", "arrested", "fixed_phase", "lineage_fixed"]
+
+
+def track_again(earlier_run: Path, run_dir: Path, settings: RunSettings) -> dict:
+    """Link and resolve ``earlier_run``'s detections anew; write a run's tables, masks and CTC result to ``run_dir``.
+
+    ``masks.tif`` is labelled by the earlier run's track ids, one nucleus per id in a frame, so that id is
+    each detection's label. Returns the summary :func:`pcnacycle.pipeline.analyse` gives, as written to
+    ``run_dir/run.json``.
+    """
+    summary = json.loads((earlier_run / "run.json").read_text())
+    objects = pd.read_csv(earlier_run / "objects.csv")
+    detections = objects.drop(columns=[c for c in TRACKING_COLUMNS if c in objects]).assign(label=objects["track"])
+    tracked, durations, result = analyse(detections, summary["frame_interval"], settings, summary["class_names"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_outputs(run_dir, tracked, durations, tifffile.imread(earlier_run / "masks.tif"), summary["frame_interval"],
+                  summary["class_names"])
+    result.update(frame_interval=summary["frame_interval"], settings=settings.to_dict(),
+                  tracked_again_from=str(earlier_run))
+    (run_dir / "run.json").write_text(json.dumps(result, indent=1, default=str))
+    return result
 
 
 def main() -> None:
@@ -36,21 +57,19 @@ def main() -> None:
     parser.add_argument("--gt", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--settings", nargs="*", default=[], metavar="KEY=VALUE", help="RunSettings changes")
+    parser.add_argument("--report", action="store_true", help="also print evaluate-tracks' report (phases too, "
+                                                                "when --gt is a pcnacycle simulate folder)")
     args = parser.parse_args()
     import yaml
 
-    summary = json.loads((args.run / "run.json").read_text())
-    objects = pd.read_csv(args.run / "objects.csv")
-    # masks.tif is labelled by the run's track ids, one nucleus per id in a frame: that id is the detection's label
-    detections = objects.drop(columns=[c for c in TRACKING_COLUMNS if c in objects]).assign(label=objects["track"])
     settings = RunSettings(**{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.settings)})
-    tracked, _, result = analyse(detections, summary["frame_interval"], settings, summary["class_names"])
-    masks = tifffile.imread(args.run / "masks.tif")
-    write_ctc(tracked, list(masks), args.out / "ctc")
+    result = track_again(args.run, args.out, settings)
     scores = evaluate_tracks(args.out, args.gt, output=args.out)
     line = {k: round(v, 4) for k, v in scores["ctc"].items() if k in ("TRA", "DET", "LNK", "BC(0)")}
     line["divisions"] = result.get("divisions")
     print(json.dumps(line))
+    if args.report:
+        print(format_report(scores))
 
 
 if __name__ == "__main__":
