@@ -25,7 +25,10 @@ The models, each scored on the same things:
   (``cell_brightness_sd``), so dim nuclei are in the training frames too;
 * ``stage3_with_nuclei_frozen``: ``stage3_with_nuclei_long`` with the stage-1 backbone's first stages
   frozen (``MODEL.BACKBONE.FREEZE_AT``, ``--freeze-at``, default 3: the stem, res2 and res3), so that
-  stage 3 cannot unlearn what they see in real nuclei; its folder is ``stage3_with_nuclei_frozen<N>``.
+  stage 3 cannot unlearn what they see in real nuclei; its folder is ``stage3_with_nuclei_frozen<N>``;
+* ``stage3_with_nuclei_low_lr``: ``stage3_with_nuclei_long`` at a quarter of its learning rate
+  (``SOLVER.BASE_LR`` 0.0025 instead of the from-scratch 0.01; the report fine-tuned at 0.001), so that
+  fine-tuning moves the stage-1 weights less.
 
 Scores: (1) DSB2018 val (the 100 images of stage 1's split), class-agnostic segm AP50 —
 does the model keep real nuclei?; (2) CTC Fluo-N2DH-GOWT1 02 (real mouse ES cells,
@@ -67,7 +70,7 @@ from pcnacycle.evaluation.tracks import match_frame
 PCNACYCLE = [sys.executable, "-m", "pcnacycle"]
 MODELS = ["stage1", "stage3_scratch", "stage3_from_stage1", "stage3_with_nuclei", "stage3_with_nuclei_per_image",
           "stage3_with_nuclei_long", "stage3_with_nuclei_half", "stage3_with_nuclei_long_mitoses",
-          "stage3_with_nuclei_frozen"]
+          "stage3_with_nuclei_frozen", "stage3_with_nuclei_low_lr"]
 
 
 def sh(*args, cwd=None) -> str:
@@ -196,18 +199,20 @@ def main(argv=None) -> int:
              ("stage3_with_nuclei_long", "image", 0.25, round(args.iterations / 0.75), train),
              ("stage3_with_nuclei_half", "image", 0.5, round(args.iterations / 0.5), train),
              ("stage3_with_nuclei_long_mitoses", "image", 0.25, round(args.iterations / 0.75), mitoses),
-             ("stage3_with_nuclei_frozen", "image", 0.25, round(args.iterations / 0.75), train))
+             ("stage3_with_nuclei_frozen", "image", 0.25, round(args.iterations / 0.75), train),
+             ("stage3_with_nuclei_low_lr", "image", 0.25, round(args.iterations / 0.75), train))
     labels = {name: name for name in MODELS}  # the folder name of each model's training and evaluation
     labels["stage3_with_nuclei_frozen"] += str(args.freeze_at)
     folders = {"stage1": args.stage1, **{name: out / labels[name] for name in MODELS[1:]}}
     for name, size_match, fraction, iterations, frames in mixed:
         if name in args.models:
-            frozen = ["MODEL.BACKBONE.FREEZE_AT", args.freeze_at] if name == "stage3_with_nuclei_frozen" else []
+            extra = ["MODEL.BACKBONE.FREEZE_AT", args.freeze_at] if name == "stage3_with_nuclei_frozen" else []
+            extra += ["SOLVER.BASE_LR", 0.0025] if name == "stage3_with_nuclei_low_lr" else []
             train_stage3(folders[name], frames, iterations,
                          "MODEL.WEIGHTS", args.stage1 / "model_final.pt", "DATASETS.NUCLEI_ONLY.ROOT", args.dsb,
                          "DATASETS.NUCLEI_ONLY.SPLIT_FILE", args.stage1 / "split.json",
                          "DATASETS.NUCLEI_ONLY.SIZE_MATCH", size_match, "DATASETS.NUCLEI_ONLY.FRACTION", fraction,
-                         *frozen)
+                         *extra)
     gowt1_stack(args.gowt1, out / "gowt1_02.tif")
     results = {"date": time.strftime("%Y-%m-%d"), "iterations": args.iterations}
     for name, model in ((name, folders[name]) for name in args.models):
