@@ -45,19 +45,9 @@ def _boundary_frames(objects: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(result)
 
 
-def boundary_offsets(run: Path, movie: Path) -> tuple[dict[str, Counter], pd.DataFrame]:
-    """Offsets (frames, predicted − true) per boundary, and the matched nuclei of S's first and last frames."""
-    matches = _frame_matches(_label_frames(movie / "truth" / "labels.tif"), _label_frames(run / "masks.tif"))
-    predicted, truth = pd.read_csv(run / "objects.csv"), pd.read_csv(movie / "truth" / "objects.csv")
-    pairs = match_tracks(matches, truth.groupby("track").size(), predicted.groupby("track").size())
-    true_bounds, pred_bounds = _boundary_frames(truth), _boundary_frames(predicted)
-    offsets = {name: Counter() for name, _, _ in BOUNDARIES}
-    for name in offsets:
-        true_frame = true_bounds[name].reindex(pairs["truth"]).to_numpy()
-        pred_frame = pred_bounds[name].reindex(pairs["pred"]).to_numpy()
-        both = np.isfinite(true_frame) & np.isfinite(pred_frame)
-        offsets[name].update((pred_frame[both] - true_frame[both]).astype(int).tolist())
-    # the first and last frame of each complete S phase (G1 just before it, G2 just after, in the same cell)
+def _s_ends(truth: pd.DataFrame) -> pd.DataFrame:
+    """The truth's rows of the first and last frame of each complete S phase (G1 just before it, G2 just
+    after, in the same cell), with ``end`` (which of the two) and the foci ``contrast`` drawn there."""
     rows = truth.sort_values(["track", "frame"]).copy()
     rows["before"] = rows.groupby("track")["phase"].shift(1)
     rows["after"] = rows.groupby("track")["phase"].shift(-1)
@@ -70,6 +60,22 @@ def boundary_offsets(run: Path, movie: Path) -> tuple[dict[str, Counter], pd.Dat
     ends = s_rows[complete & ((s_rows["k"] == 0) | (s_rows["k"] == s_rows["s_frames"] - 1))].copy()
     ends["end"] = np.where(ends["k"] == 0, "first S frame", "last S frame")
     ends["contrast"] = [s_contrast(int(n))[int(k)] for n, k in zip(ends["s_frames"], ends["k"])]
+    return ends
+
+
+def boundary_offsets(run: Path, movie: Path) -> tuple[dict[str, Counter], pd.DataFrame]:
+    """Offsets (frames, predicted − true) per boundary, and the matched nuclei of S's first and last frames."""
+    matches = _frame_matches(_label_frames(movie / "truth" / "labels.tif"), _label_frames(run / "masks.tif"))
+    predicted, truth = pd.read_csv(run / "objects.csv"), pd.read_csv(movie / "truth" / "objects.csv")
+    pairs = match_tracks(matches, truth.groupby("track").size(), predicted.groupby("track").size())
+    true_bounds, pred_bounds = _boundary_frames(truth), _boundary_frames(predicted)
+    offsets = {name: Counter() for name, _, _ in BOUNDARIES}
+    for name in offsets:
+        true_frame = true_bounds[name].reindex(pairs["truth"]).to_numpy()
+        pred_frame = pred_bounds[name].reindex(pairs["pred"]).to_numpy()
+        both = np.isfinite(true_frame) & np.isfinite(pred_frame)
+        offsets[name].update((pred_frame[both] - true_frame[both]).astype(int).tolist())
+    ends = _s_ends(truth)
     seen = matches.merge(ends, left_on=["frame", "truth"], right_on=["frame", "track"])
     seen = seen.merge(predicted[["frame", "track", "predicted_phase", "phase", "p_S"]].rename(
         columns={"track": "pred", "phase": "resolved"}), on=["frame", "pred"])
