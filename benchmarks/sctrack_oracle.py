@@ -207,14 +207,14 @@ def main(argv=None):
     oracle = pd.read_csv(os.path.join(args.input, "oracle.csv"))
     probs = oracle[PROB_COLUMNS].to_numpy(dtype=float)
     arg = np.argmax(probs, axis=1)
-    classes = {(int(f), int(l)): CLASSES[k]
-               for f, l, k in zip(oracle["frame"], oracle["label"], arg)}
+    classes = {(int(f), int(label)): CLASSES[k]
+               for f, label, k in zip(oracle["frame"], oracle["label"], arg)}
 
     present = set()
     for t in range(labels.shape[0]):
-        for l in np.unique(labels[t]):
-            if l:
-                present.add((t, int(l)))
+        for label in np.unique(labels[t]):
+            if label:
+                present.add((t, int(label)))
     missing = present - set(classes)
     if missing:
         print(f"warning: {len(missing)} nuclei in labels.tif have no oracle row; fed as 'G1/G2'")

@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_convert_weights)
 
     p = commands.add_parser("demo", help="simulate, train, evaluate and report, with nothing but this package",
-                            description="The main job on an embedded default: 10 to 13 minutes on 2 CPU cores. "
+                            description="The main job on an embedded default: about 10 minutes on 2 CPU cores. "
                                         "Writes OUTPUT/report.html and prints its path.")
     p.add_argument("--output", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --output")

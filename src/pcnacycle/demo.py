@@ -32,10 +32,13 @@ from .simulation.simulator import simulate
 #: Marks a folder as a demo's, so ``--overwrite`` never deletes anything else.
 MARKER = "demo.json"
 
-#: The demo's budget, measured on 2 idle cores (BENCHMARKS.md, "The demo, timed" and "Test suite"): 9 to 11.5
-#: minutes of training (1.4–1.7 s/it; the VMs' pace varies from machine to machine and day to day) and about 1
-#: of simulation, evaluation, tracking and the report.
+#: The demo's budget, measured on 2 idle cores (BENCHMARKS.md, "The demo, timed"): about 8.7 minutes of training
+#: (1.3 s/it on the slower of this project's machines; the VMs' pace varies from machine to machine and day to
+#: day) and about 1 of simulation, evaluation, tracking and the report.
 TRAIN_ITERATIONS = 400
+#: Channels of the mask head's convolutions (stage3_pcna_cpu has 128): at 128 its four 3x3 convolutions over
+#: every positive RoI took a quarter of each training iteration.
+DEMO_MASK_HEAD_WIDTH = 64
 # Mitosis lasts twice as long as in a real movie (104 instead of 52 minutes), so the training frames hold twice
 # the M examples: within the 400 iterations M recall goes from 0 to 0.94 on the test movie (BENCHMARKS.md, "M
 # recall"). Only what M looks like is learnt from these frames; the test movie keeps realistic durations.
@@ -90,7 +93,7 @@ def run_demo(output: str | Path = "demo-output", overwrite: bool = False, iterat
     started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(output / MARKER, {"started": started_at, "iterations": iterations})
     log.info("pcnacycle demo: simulates PCNA movies, trains a 3-class Mask R-CNN from scratch for %d iterations on "
-             "this machine, scores it on an unseen movie and writes an HTML report. 10 to 13 minutes on 2 CPU cores "
+             "this machine, scores it on an unseen movie and writes an HTML report. About 10 minutes on 2 CPU cores "
              "(under 15).", iterations)
     started = time.perf_counter()
 
@@ -101,6 +104,7 @@ def run_demo(output: str | Path = "demo-output", overwrite: bool = False, iterat
     log.info("2/5 training (%d iterations)", iterations)
     cfg = load_config("stage3_pcna_cpu", [
         "DATASETS.ROOT", str(train_movie / "annotated"), "DATASETS.VAL_SIZE", "3",
+        "MODEL.ROI_MASK_HEAD.CONV_DIM", str(DEMO_MASK_HEAD_WIDTH),
         "SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"[{int(iterations * 0.8)}]",
         "SOLVER.WARMUP_ITERS", str(min(100, iterations // 4)), "SOLVER.CHECKPOINT_PERIOD", str(iterations),
         "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0",
