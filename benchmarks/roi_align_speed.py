@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -73,22 +72,17 @@ def pooling(rois_count: int, output: int, channels: int = 128, crop: int = 256) 
 
 def training(pooler: str, config: Path, iterations: int, out: Path) -> dict:
     """Seconds per iteration and logged losses of ``iterations`` of the demo's training with one pooler."""
-    from pcnacycle.config import load_config
-    from pcnacycle.engine.trainer import train
+    from train_speed import short_training
 
     original = layout.LevelledRoIAlign
     if pooler == "torchvision":
         layout.LevelledRoIAlign = MultiScaleRoIAlign
     try:
-        cfg = load_config(config, ["SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"[{int(iterations * 0.8)}]",
-                                   "SOLVER.CHECKPOINT_PERIOD", str(iterations), "TEST.EVAL_PERIOD", "0"])
-        shutil.rmtree(out / pooler, ignore_errors=True)  # this script's own scratch training from an earlier call
-        start = time.perf_counter()
-        train(cfg, out / pooler, progress=False)
-        seconds = time.perf_counter() - start
+        rows, seconds = short_training(config, ["SOLVER.MAX_ITER", iterations, "SOLVER.STEPS",
+                                                f"[{int(iterations * 0.8)}]", "SOLVER.CHECKPOINT_PERIOD", iterations,
+                                                "TEST.EVAL_PERIOD", 0], out / pooler)
     finally:
         layout.LevelledRoIAlign = original
-    rows = [json.loads(line) for line in (out / pooler / "metrics.jsonl").read_text().splitlines()]
     logged = [row for row in rows if "total_loss" in row]
     return {"pooler": pooler, "seconds": round(seconds, 1),
             "seconds_per_iteration": round(sum(r["time"] for r in logged) / len(logged), 3),

@@ -16,7 +16,9 @@ Usage (from the repository root)::
         --weights demo-output/train/model_final.pt --iterations 60 \\
         --variant "MODEL.ROI_MASK_HEAD.CONV_DIM 64" --variant "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE 64"
 
-The unchanged config is always the first row.
+The unchanged config is always the first row. ``--profile N`` first prints where the time of N
+iterations of the config as saved goes, operator by operator and input shape (``torch.profiler``; the
+profiler's own overhead makes those iterations slower than the timed ones).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import platform
 import shutil
 import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -34,17 +37,38 @@ from pcnacycle.config import load_config
 from pcnacycle.engine.trainer import train
 
 
+def short_training(config: str | Path, overrides: list, out: Path) -> tuple[list[dict], float]:
+    """Train ``config`` with ``overrides`` into ``out`` (an earlier one there is replaced).
+
+    Returns the rows of its ``metrics.jsonl`` and the wall-clock seconds of the whole training.
+    """
+    cfg = load_config(config, [str(value) for value in overrides])
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    train(cfg, out, progress=False)
+    seconds = time.perf_counter() - start
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()], seconds
+
+
+def _overrides(weights: str, iterations: int) -> list:
+    return ["MODEL.WEIGHTS", weights, "SOLVER.MAX_ITER", iterations, "SOLVER.STEPS", f"[{iterations - 1}]",
+            "SOLVER.WARMUP_ITERS", 1, "SOLVER.CHECKPOINT_PERIOD", 10 * iterations, "TEST.EVAL_PERIOD", 0,
+            "DATALOADER.NUM_WORKERS", 0, "SOLVER.LOG_PERIOD", 1]
+
+
 def seconds_per_iteration(config: str, weights: str, iterations: int, overrides: list[str], out: Path) -> float:
     """Median logged iteration time of a short training (s)."""
-    cfg = load_config(config, [
-        "MODEL.WEIGHTS", weights, "SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"[{iterations - 1}]",
-        "SOLVER.WARMUP_ITERS", "1", "SOLVER.CHECKPOINT_PERIOD", str(10 * iterations), "TEST.EVAL_PERIOD", "0",
-        "DATALOADER.NUM_WORKERS", "0", "SOLVER.LOG_PERIOD", "1", *overrides])
-    shutil.rmtree(out, ignore_errors=True)
-    train(cfg, out, progress=False)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows, _ = short_training(config, [*_overrides(weights, iterations), *overrides], out)
     times = [row["time"] for row in rows if "time" in row][2:]  # the first iterations allocate
     return statistics.median(times)
+
+
+def profile(config: str, weights: str, iterations: int, out: Path, rows: int = 25) -> None:
+    """Print the operators that took most CPU time over a short training, by input shape (torch.profiler)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        short_training(config, _overrides(weights, iterations), out)
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=rows,
+                                                             max_name_column_width=30, max_shapes_column_width=80))
 
 
 def main() -> None:
@@ -54,9 +78,13 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--variant", action="append", default=[], help='"KEY VALUE [KEY VALUE ...]"')
     parser.add_argument("--out", type=Path, default=Path("bench-out/train_speed"))
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="first profile N iterations of the config as saved and print where the time goes")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {args.iterations} iterations each")
+    if args.profile:
+        profile(args.config, args.weights, args.profile, args.out / "run")
     for variant in ["", *args.variant]:
         seconds = seconds_per_iteration(args.config, args.weights, args.iterations, variant.split(),
                                         args.out / "run")
