@@ -31,7 +31,8 @@ The models, each scored on the same things:
   fine-tuning moves the stage-1 weights less.
 
 Scores: (1) DSB2018 val (the 100 images of stage 1's split), class-agnostic segm AP50 —
-does the model keep real nuclei?; (2) CTC Fluo-N2DH-GOWT1 02 (real mouse ES cells,
+does the model keep real nuclei? — with one resize for the split (its median nucleus) and with each
+image resized by its own (``evaluate --scale-per-image``: DSB2018 mixes magnifications); (2) CTC Fluo-N2DH-GOWT1 02 (real mouse ES cells,
 1024², nuclei 40–60 px) end to end at its own pixel size with no option given
 (``pcnacycle run`` estimates the nucleus size and rescales), TRA/DET/SEG by
 ``evaluate-tracks`` and the matching F1 at IoU 0.5 on the frames 02_GT/SEG outlines completely;
@@ -224,6 +225,13 @@ def main(argv=None) -> int:
                "--split", "val", "--split-file", args.stage1 / "split.json", "--class-agnostic", "--output", dsb,
                "DATASETS.FORMAT", "dsb2018", "DATASETS.ROOT", args.dsb)
         scores["dsb2018_val"] = json.loads((dsb / "eval.json").read_text())
+        # DSB2018 gathers images of many magnifications; a user runs each on its own, at its own nucleus size
+        per_image = where / "dsb2018_val_per_image"
+        if not (per_image / "eval.json").exists():
+            sh(*PCNACYCLE, "evaluate", "--quiet", "--config", model / "config.yaml", "--weights", model,
+               "--split", "val", "--split-file", args.stage1 / "split.json", "--class-agnostic", "--scale-per-image",
+               "--output", per_image, "DATASETS.FORMAT", "dsb2018", "DATASETS.ROOT", args.dsb)
+        scores["dsb2018_val_per_image"] = json.loads((per_image / "eval.json").read_text())
         if name in args.skip_gowt1:
             scores["gowt1"] = {"skipped": gowt1_scale(model, out / "gowt1_02.tif")}
         else:

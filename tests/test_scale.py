@@ -200,6 +200,41 @@ def test_evaluate_rescales_images_whose_nuclei_are_off_the_training_size(tmp_pat
     assert kept["scale"] == 1.0 and set(seen) == {(64, 64)}
 
 
+def _dsb_image(root, image_id: str, radius: int, centres) -> None:
+    """One DSB2018-layout image of bright discs of one ``radius``, 64 × 64."""
+    yy, xx = np.mgrid[:64, :64]
+    masks = [(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2 for cy, cx in centres]
+    (root / image_id / "images").mkdir(parents=True)
+    (root / image_id / "masks").mkdir()
+    iio.imwrite(root / image_id / "images" / f"{image_id}.png", (200 * np.any(masks, axis=0)).astype(np.uint8))
+    for k, mask in enumerate(masks):
+        iio.imwrite(root / image_id / "masks" / f"{k}.png", mask.astype(np.uint8) * 255)
+
+
+def test_evaluate_per_image_resizes_each_image_by_its_own_nuclei(tmp_path, monkeypatch):
+    root = tmp_path / "dsb"
+    _dsb_image(root, "small", 5, [(16, 16), (16, 46), (46, 30)])  # nuclei 10 px across: twice too small
+    _dsb_image(root, "large", 10, [(16, 16), (44, 44)])  # nuclei 20 px across: as trained
+    cfg = load_config(None, ["DATASETS.ROOT", str(root), "MODEL.DEVICE", "cpu", "INPUT.NUCLEUS_DIAMETER", "20",
+                             "INPUT.MIN_SIZE_TEST", "0"])
+    seen = []
+    monkeypatch.setattr(evaluator, "Predictor", stand_in(ThresholdPredictor(cfg, seen)))
+    (tmp_path / "w.pt").write_bytes(b"stand-in")
+    results = evaluator.evaluate(cfg, tmp_path / "w.pt", split="all", progress=False, scale_per_image=True)
+    (kept, enlarged) = sorted(seen)  # the small nuclei enlarged about twice (discs of 10.2 px), the large left alone
+    assert kept == (64, 64) and enlarged[0] == enlarged[1] == pytest.approx(126, abs=1)
+    assert results["segm"]["AP50"] > 90
+    assert results["scale"][0] == pytest.approx(1.25, rel=0.05) and results["scale"][2] == pytest.approx(1.75, rel=0.05)
+    assert results["scale_note"].startswith("each image by its own")
+    seen.clear()
+    one_factor = evaluator.evaluate(cfg, tmp_path / "w.pt", split="all", progress=False)
+    assert len(set(seen)) == 1  # one factor for both images
+    with pytest.raises(PcnacycleError, match="scale per image"):
+        evaluator.evaluate(cfg, tmp_path / "w.pt", split="all", progress=False, scale_per_image=True,
+                           nucleus_diameter=12.0)
+    assert one_factor["scale_note"] == "measured on the annotations"
+
+
 def test_annotate_rescales_and_writes_outlines_at_the_images_own_pixels(tmp_path, monkeypatch):
     """Nuclei about 12 px across, a model trained on 24 px ones."""
     folder = tmp_path / "data" / "pcna"

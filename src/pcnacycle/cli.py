@@ -39,7 +39,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     results = evaluate(load_config(args.config, args.opts), args.weights, split=args.split, output=args.output,
                        progress=not args.quiet, split_file=args.split_file, class_agnostic=args.class_agnostic,
-                       nucleus_diameter=args.nucleus_diameter, rescale=not args.no_rescale)
+                       nucleus_diameter=args.nucleus_diameter, rescale=not args.no_rescale,
+                       scale_per_image=args.scale_per_image)
     print(format_evaluation(results))
 
 
@@ -226,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score nuclei whatever their class (e.g. a phase model on nuclei annotated without phases)")
     p.add_argument("--output", help="folder for the reports (none written without it)")
     _scale_arguments(p, "images")
+    p.add_argument("--scale-per-image", action="store_true",
+                   help="resize each image by its own annotated nucleus size, not one factor for the split "
+                        "(for datasets of many magnifications, such as DSB2018)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("opts", nargs="*", metavar="KEY VALUE", help=OVERRIDES_HELP)
     p.set_defaults(func=_cmd_evaluate)

@@ -19,6 +19,7 @@ Three views of the same predictions are offered:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from ..errors import PcnacycleError
 from ..io import atomic_write, write_json
 from ..report import score_table
 from ..safeguards import check_output_folder
+from ..settings import median_diameter
 from .coco import coco_metrics, format_table
 from .confusion import classification_report, phase_confusion
 from .loop import predict_dataset
@@ -43,7 +45,8 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = True, split_file=None,
-             class_agnostic: bool = False, nucleus_diameter: float | None = None, rescale: bool = True) -> dict:
+             class_agnostic: bool = False, nucleus_diameter: float | None = None, rescale: bool = True,
+             scale_per_image: bool = False) -> dict:
     """Score ``weights`` on a subset of ``cfg``'s dataset; write the reports to ``output``.
 
     Parameters
@@ -65,6 +68,10 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         for the whole split; the split's nucleus diameter is ``nucleus_diameter`` (px) or the
         median of its annotated masks (exact, and free of an undertrained model's fragments);
         ``rescale`` False keeps the images as they are. Scores are at the images' own pixels.
+    scale_per_image : each image resized by its own factor, from the median of its own annotated
+        masks, instead of one factor for the split: for a dataset that gathers images taken at
+        many magnifications (DSB2018), each of which a user would run on its own, its nucleus
+        size estimated alone. Not with ``nucleus_diameter``.
 
     Returns
     -------
@@ -72,8 +79,12 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     (rows of :func:`matching_scores`), ``phase`` (``confusion`` and
     ``report`` as nested dicts), ``images`` (count), ``weights``, ``split``, and
     the scale (``trained_nucleus_diameter_px``, ``movie_nucleus_diameter_px``, ``scale``,
-    ``scale_note``).
+    ``scale_note``; per image: ``scale`` and ``movie_nucleus_diameter_px`` are the quartiles over the
+    images).
     """
+    if scale_per_image and (nucleus_diameter is not None or not rescale):
+        raise PcnacycleError("scale per image: each image's nucleus size is measured on its annotations, so "
+                             "neither a nucleus diameter nor rescaling off can be given with it")
     weights = load_weights_path(weights)
     if output is not None:
         check_output_folder(output)  # before the scoring, not after it
@@ -92,13 +103,18 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     cfg = predictor.cfg
     if not chosen:
         raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
-    spread = sorted({0, len(chosen) // 2, len(chosen) - 1})
-    samples = [load_sample(cfg, chosen[i])["channels"] for i in spread]
-    source = "given"
-    if nucleus_diameter is None and rescale and cfg.INPUT.get("NUCLEUS_DIAMETER", 0):
-        nucleus_diameter, source = median_nucleus_diameter(cfg, chosen) or None, "measured on the annotations"
-    scale, scale_info = input_scale(predictor, samples, nucleus_diameter, rescale, diameter_source=source)
-    ground_truth, predictions = predict_dataset(predictor, chosen, progress=progress, scale=scale)
+    if scale_per_image:
+        scale_of, scales_used = _scale_per_image(predictor)
+        ground_truth, predictions = predict_dataset(predictor, chosen, progress=progress, scale_of=scale_of)
+        scale_info = scales_used()
+    else:
+        spread = sorted({0, len(chosen) // 2, len(chosen) - 1})
+        samples = [load_sample(cfg, chosen[i])["channels"] for i in spread]
+        source = "given"
+        if nucleus_diameter is None and rescale and cfg.INPUT.get("NUCLEUS_DIAMETER", 0):
+            nucleus_diameter, source = median_nucleus_diameter(cfg, chosen) or None, "measured on the annotations"
+        scale, scale_info = input_scale(predictor, samples, nucleus_diameter, rescale, diameter_source=source)
+        ground_truth, predictions = predict_dataset(predictor, chosen, progress=progress, scale=scale)
     if not any(len(gt["labels"]) for gt in ground_truth):
         raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
 
@@ -126,6 +142,47 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         with atomic_write(output / "matching.csv", "w") as handle:
             matching.to_csv(handle, index=False)
     return results
+
+
+def _scale_per_image(predictor: Predictor):
+    """A function giving each sample its factor from its own annotated nuclei, and one summing up those given."""
+    diameters, scales = [], []
+
+    def scale_of(sample: dict) -> float | None:
+        diameter = median_diameter(sample["masks"].reshape(len(sample["masks"]), -1).sum(axis=1))
+        if diameter is None:  # nothing annotated: the image is scored as the model takes it
+            return None
+        with _quiet(logging.getLogger("pcnacycle.engine.scale")):
+            scale, info = input_scale(predictor, [sample["channels"]], diameter,
+                                      diameter_source="the image's own annotations")
+        diameters.append(diameter)
+        scales.append(info["scale"])
+        return scale
+
+    def quartiles(values: list[float]) -> list[float] | None:
+        return [round(float(q), 3) for q in np.percentile(values, [25, 50, 75])] if values else None
+
+    def scales_used() -> dict:
+        return {"trained_nucleus_diameter_px": trained, "movie_nucleus_diameter_px": quartiles(diameters),
+                "scale": quartiles(scales),
+                "scale_note": "each image by its own annotated nuclei (quartiles over the images)"}
+
+    trained = float(predictor.cfg.INPUT.get("NUCLEUS_DIAMETER", 0) or 0)
+    if not trained:
+        raise PcnacycleError("scale per image: the model does not record its training nucleus size "
+                             "(INPUT.NUCLEUS_DIAMETER)")
+    return scale_of, scales_used
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger):
+    """One log line per image would bury the progress bar: the summary goes into the results instead."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def format_evaluation(results: dict) -> str:

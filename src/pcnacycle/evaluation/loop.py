@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from tqdm import tqdm
 
@@ -15,15 +16,16 @@ from .rle import encode_label_image, encode_masks
 log = logging.getLogger(__name__)
 
 
-def predict_dataset(predictor: Predictor, records, progress: bool = False,
-                    scale: float | None = None) -> tuple[list[dict], list[dict]]:
+def predict_dataset(predictor: Predictor, records, progress: bool = False, scale: float | None = None,
+                    scale_of: Callable[[dict], float | None] | None = None) -> tuple[list[dict], list[dict]]:
     """Ground truth and predictions for each record, predicted as ``pcnacycle run`` would.
 
     Frames go through :meth:`pcnacycle.engine.predictor.Predictor.predict` (tiled when large,
     overlaps resolved, at most ``TEST.DETECTIONS_PER_IMAGE`` detections per tile scoring over
     ``MODEL.ROI_HEADS.SCORE_THRESH_TEST``), resized by ``scale`` as
-    :func:`pcnacycle.engine.scale.predict_scaled` does (None: as the model takes them);
-    predictions come back at the images' own pixels. Each image's masks are encoded as RLEs as
+    :func:`pcnacycle.engine.scale.predict_scaled` does (None: as the model takes them), or by
+    ``scale_of(sample)`` when given (each image its own factor, from the sample :func:`load_sample`
+    gives); predictions come back at the images' own pixels. Each image's masks are encoded as RLEs as
     soon as they are read or predicted, so memory grows with the outlines, not with
     images × instances × pixels.
 
@@ -39,7 +41,7 @@ def predict_dataset(predictor: Predictor, records, progress: bool = False,
     model.eval()
     for record in tqdm(records, desc="evaluate", unit="image", disable=not progress, leave=False):
         sample = load_sample(cfg, record)
-        result = predict_scaled(predictor, sample["channels"], scale)
+        result = predict_scaled(predictor, sample["channels"], scale if scale_of is None else scale_of(sample))
         shape = tuple(sample["masks"].shape[1:])
         ground_truth.append({"rles": encode_masks(sample["masks"]), "shape": shape, "labels": sample["labels"]})
         predictions.append({"rles": encode_label_image(result["label_image"], len(result["scores"])),
