@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,7 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     if not chosen:
         raise PcnacycleError(f"{cfg.DATASETS.ROOT}: the {split} images hold no annotated nucleus to score against")
     if scale_per_image:
-        scale_of, scales_used = _scale_per_image(predictor)
+        scale_of, scales_used = own_nucleus_scale(predictor)
         ground_truth, predictions = predict_dataset(predictor, chosen, progress=progress, scale_of=scale_of)
         scale_info = scales_used()
     else:
@@ -144,7 +145,7 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
     return results
 
 
-def _scale_per_image(predictor: Predictor):
+def own_nucleus_scale(predictor: Predictor) -> tuple[Callable[[dict], float | None], Callable[[], dict]]:
     """A function giving each sample its factor from its own annotated nuclei, and one summing up those given."""
     diameters, scales = [], []
 
