@@ -33,8 +33,8 @@ The models, each scored on the same things:
 Scores: (1) DSB2018 val (the 100 images of stage 1's split), class-agnostic segm AP50 —
 does the model keep real nuclei? — with one resize for the split (its median nucleus) and with each
 image resized by its own (``evaluate --scale-per-image``: DSB2018 mixes magnifications);
-(2) CTC Fluo-N2DH-GOWT1 02 (real mouse ES cells, 1024², nuclei 40–60 px) end to end at its own pixel size with no option given
-(``pcnacycle run`` estimates the nucleus size and rescales), TRA/DET/SEG by
+(2) CTC Fluo-N2DH-GOWT1 02 (real mouse ES cells, 1024², nuclei 40–60 px) end to end at its own
+pixel size with no option given (``pcnacycle run`` estimates the nucleus size and rescales), TRA/DET/SEG by
 ``evaluate-tracks`` and the matching F1 at IoU 0.5 on the frames 02_GT/SEG outlines completely;
 (3) the annotated frames of 4 unseen randomised simulated movies (other seeds):
 segm AP50 per class and phase accuracy of matched nuclei (stage-3 models only; stage 1
