@@ -84,6 +84,18 @@ def log_to_file(path: str | os.PathLike) -> Iterator[None]:
         handler.close()
 
 
+@contextlib.contextmanager
+def quieter(name: str, level: int) -> Iterator[None]:
+    """Drop the lines of logger ``name`` below ``level`` while the block runs (its own level restored after)."""
+    logger = logging.getLogger(name)
+    saved = logger.level
+    logger.setLevel(max(saved, level))
+    try:
+        yield
+    finally:
+        logger.setLevel(saved)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_write(path, "w") as handle:

@@ -21,7 +21,6 @@ a run on them finds few or no nuclei, which is the right answer).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PcnacycleError
+from ..io import quieter
 
 # Axis letters tifffile uses for the time-like axis of a stack (T first).
 _TIME_AXES = "TZIQ"
@@ -305,13 +305,6 @@ def project_planes(planes: np.ndarray, how: str) -> np.ndarray:
     return planes[int(np.argmax(focus))]
 
 
-@contextlib.contextmanager
 def _quiet_tifffile():
     """Silence tifffile's log while a file is opened: a damaged file is reported by our own one line."""
-    logger = logging.getLogger("tifffile")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return quieter("tifffile", logging.CRITICAL)

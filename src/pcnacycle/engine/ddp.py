@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import PcnacycleError
+from ..io import quieter
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,9 @@ def from_environment() -> Processes:
     return Processes(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
 
 
-@contextlib.contextmanager
-def warnings_only() -> Iterator[None]:
+def warnings_only() -> contextlib.AbstractContextManager[None]:
     """Keep the package's INFO lines to process 0 while the block runs: the others would repeat them."""
-    logger = logging.getLogger("pcnacycle")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return quieter("pcnacycle", logging.WARNING)
 
 
 def images_per_process(global_batch: int, processes: Processes) -> int:

@@ -19,7 +19,6 @@ Three views of the same predictions are offered:
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..data.dataset import median_nucleus_diameter, read_split, select
 from ..engine.predictor import Predictor, load_weights_path
 from ..engine.scale import input_scale
 from ..errors import PcnacycleError
-from ..io import atomic_write, write_json
+from ..io import atomic_write, quieter, write_json
 from ..report import score_table
 from ..safeguards import check_output_folder
 from ..settings import median_diameter
@@ -153,7 +152,8 @@ def own_nucleus_scale(predictor: Predictor) -> tuple[Callable[[dict], float | No
         diameter = median_diameter(sample["masks"].reshape(len(sample["masks"]), -1).sum(axis=1))
         if diameter is None:  # nothing annotated: the image is scored as the model takes it
             return None
-        with _quiet(logging.getLogger("pcnacycle.engine.scale")):
+        # one log line per image would bury the progress bar: the summary goes into the results instead
+        with quieter("pcnacycle.engine.scale", logging.WARNING):
             scale, info = input_scale(predictor, [sample["channels"]], diameter,
                                       diameter_source="the image's own annotations")
         diameters.append(diameter)
@@ -173,17 +173,6 @@ def own_nucleus_scale(predictor: Predictor) -> tuple[Callable[[dict], float | No
         raise PcnacycleError("scale per image: the model does not record its training nucleus size "
                              "(INPUT.NUCLEUS_DIAMETER)")
     return scale_of, scales_used
-
-
-@contextlib.contextmanager
-def _quiet(logger: logging.Logger):
-    """One log line per image would bury the progress bar: the summary goes into the results instead."""
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def format_evaluation(results: dict) -> str:
