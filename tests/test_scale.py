@@ -228,11 +228,10 @@ def test_evaluate_per_image_resizes_each_image_by_its_own_nuclei(tmp_path, monke
     assert results["scale_note"].startswith("each image by its own")
     seen.clear()
     one_factor = evaluator.evaluate(cfg, tmp_path / "w.pt", split="all", progress=False)
-    assert len(set(seen)) == 1  # one factor for both images
+    assert len(set(seen)) == 1 and one_factor["scale_note"] == "measured on the annotations"  # one for both
     with pytest.raises(PcnacycleError, match="scale per image"):
         evaluator.evaluate(cfg, tmp_path / "w.pt", split="all", progress=False, scale_per_image=True,
                            nucleus_diameter=12.0)
-    assert one_factor["scale_note"] == "measured on the annotations"
 
 
 def test_annotate_rescales_and_writes_outlines_at_the_images_own_pixels(tmp_path, monkeypatch):

@@ -70,8 +70,8 @@ def evaluate(cfg, weights, split: str = "val", output=None, progress: bool = Tru
         ``rescale`` False keeps the images as they are. Scores are at the images' own pixels.
     scale_per_image : each image resized by its own factor, from the median of its own annotated
         masks, instead of one factor for the split: for a dataset that gathers images taken at
-        many magnifications (DSB2018), each of which a user would run on its own, its nucleus
-        size estimated alone. Not with ``nucleus_diameter``.
+        many magnifications (DSB2018), each scored as if it were a movie of its own. Not with
+        ``nucleus_diameter`` nor with ``rescale`` False.
 
     Returns
     -------
