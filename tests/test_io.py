@@ -1,12 +1,13 @@
 """Writing outputs: atomic, readable by collaborators, and removing only what was written."""
 
+import logging
 import os
 import stat
 
 import pytest
 
 from pcnacycle.errors import PcnacycleError
-from pcnacycle.io import read_manifest, remove_outputs, write_json, write_text
+from pcnacycle.io import quieter, read_manifest, remove_outputs, write_json, write_text
 
 
 def test_atomic_files_get_the_mode_the_umask_allows(tmp_path):
@@ -46,3 +47,18 @@ def test_read_manifest_refuses_a_marker_it_did_not_write(tmp_path):
     (tmp_path / "masks.tif").write_text("ours")
     (tmp_path / "thesis.docx").write_text("theirs")
     assert read_manifest(tmp_path, "run.json", legacy=("masks.tif", "*.csv")) == ["masks.tif", "run.json"]
+
+
+def test_quieter_drops_lower_lines_only_inside_the_block_and_restores_the_level(caplog):
+    logger = logging.getLogger("pcnacycle.test_quieter")
+    logger.setLevel(logging.INFO)
+    with caplog.at_level(logging.INFO, logger="pcnacycle.test_quieter"):
+        with pytest.raises(RuntimeError), quieter("pcnacycle.test_quieter", logging.WARNING):
+            logger.info("dropped")
+            logger.warning("kept")
+            raise RuntimeError("the level comes back even so")
+        logger.info("after")
+    assert [r.getMessage() for r in caplog.records] == ["kept", "after"]
+    assert logger.level == logging.INFO
+    with quieter("pcnacycle.test_quieter", logging.DEBUG):  # never lowers a level
+        assert logger.level == logging.INFO
