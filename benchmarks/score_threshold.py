@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from skimage.segmentation import relabel_sequential
+from transfer_recipe import complete_seg_frames
 
 from pcnacycle.config import load_config
 from pcnacycle.data.catalog import read_records
@@ -58,18 +60,16 @@ def dsb2018_val(model: Path, root: Path, split_file: Path) -> dict:
     return f1_curve(*predict_dataset(predictor, records, scale_of=scale_of))
 
 
-def gowt1(model: Path, movie: Path, truth: Path, run: Path, frames=(1, 52, 55, 72)) -> dict:
+def gowt1(model: Path, movie: Path, truth: Path, run: Path) -> dict:
     """GOWT1 02's frames whose SEG outlines every nucleus, at the scale ``run`` used (its ``run.json``)."""
     predictor = predictor_on(model)
     scale = json.loads((run / "run.json").read_text())["scale"]
     ground_truth, predictions = [], []
-    for frame in frames:
-        seg = tifffile.imread(truth / "SEG" / f"man_seg{frame:03d}.tif")
-        ids = np.unique(seg[seg > 0])
-        relabel = np.zeros(int(seg.max()) + 1, np.int32)
-        relabel[ids] = np.arange(1, len(ids) + 1)
-        ground_truth.append({"rles": encode_label_image(relabel[seg], len(ids)), "shape": seg.shape,
-                             "labels": np.ones(len(ids), np.int64)})
+    for frame, seg, _ in complete_seg_frames(truth):
+        seg = relabel_sequential(seg)[0]
+        count = int(seg.max())
+        ground_truth.append({"rles": encode_label_image(seg, count), "shape": seg.shape,
+                             "labels": np.ones(count, np.int64)})
         image = tifffile.imread(movie, key=frame)
         result = predict_scaled(predictor, {"pcna": image, "gray": image}, scale)
         predictions.append({"rles": encode_label_image(result["label_image"], len(result["scores"])),

@@ -59,6 +59,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -101,26 +102,35 @@ def gowt1_stack(sequence: Path, path: Path) -> None:
         tifffile.imwrite(path, np.stack([tifffile.imread(f) for f in frames]), photometric="minisblack")
 
 
-def matching_f1(run: Path, truth: Path) -> dict:
-    """One-to-one matches at IoU 0.5 against the SEG ground truth of the frames where it is complete.
+def complete_seg_frames(truth: Path) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(frame, SEG labels, TRA markers)`` of the frames whose SEG outlines every nucleus.
 
     GOWT1's 02_GT/SEG outlines every nucleus in a few frames and one nucleus in
-    the others: only frames whose SEG nuclei cover at least 90 % of that
-    frame's TRA markers are scored, and a predicted nucleus lying on a TRA
-    marker that SEG left out is neither right nor wrong.
+    the others: a frame counts when its SEG nuclei cover at least 90 % of its
+    TRA markers.
     """
-    masks = tifffile.imread(run / "masks.tif")
-    tp = fp = fn = 0
-    frames = []
     for path in sorted((truth / "SEG").glob("man_seg*.tif")):
         index = path.stem[len("man_seg"):]
         seg, markers = tifffile.imread(path), tifffile.imread(truth / "TRA" / f"man_track{index}.tif")
         marker_ids = np.unique(markers[markers > 0])
+        if len(np.unique(markers[(markers > 0) & (seg > 0)])) >= 0.9 * len(marker_ids):
+            yield int(index), seg, markers
+
+
+def matching_f1(run: Path, truth: Path) -> dict:
+    """One-to-one matches at IoU 0.5 against the SEG ground truth of the frames where it is complete.
+
+    Only :func:`complete_seg_frames` are scored, and a predicted nucleus lying on
+    a TRA marker that SEG left out is neither right nor wrong.
+    """
+    masks = tifffile.imread(run / "masks.tif")
+    tp = fp = fn = 0
+    frames = []
+    for index, seg, markers in complete_seg_frames(truth):
+        marker_ids = np.unique(markers[markers > 0])
         outlined = np.unique(markers[(markers > 0) & (seg > 0)])
-        if len(outlined) < 0.9 * len(marker_ids):
-            continue
-        frames.append(int(index))
-        pred = masks[int(index)]
+        frames.append(index)
+        pred = masks[index]
         matched = match_frame(seg, pred)
         left_out = np.isin(markers, np.setdiff1d(marker_ids, outlined))
         ignored = set(np.unique(pred[left_out & (pred > 0)]).tolist()) - set(matched["pred"].tolist())
