@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the movie's nucleus diameter in pixels (default: measured on the model's detections); frames "
                         "are resized so nuclei look the size the model was trained on")
     p.add_argument("--no-rescale", action="store_true", help="keep frames at their own size")
-    p.add_argument("--score-threshold", type=float, help="least detection score (default 0.5)")
+    p.add_argument("--score-threshold", type=float, help="least detection score (default 0.7)")
     p.add_argument("--min-area", type=int, help="least nucleus area in pixels (default 20)")
     p.add_argument("--exclude-border", action="store_true", help="drop nuclei touching the frame edge")
     p.add_argument("--max-distance", type=float,

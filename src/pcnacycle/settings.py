@@ -51,7 +51,11 @@ class RunSettings:
         False keeps frames at their own size whatever the nuclei measure.
     score_threshold, min_area, exclude_border
         Detections below this score or area (pixels), or touching the frame
-        edge when ``exclude_border``, are dropped.
+        edge when ``exclude_border``, are dropped. 0.7: the matching F1 of
+        simulated, DSB2018, GOWT1 and real PCNA frames rises with the threshold
+        up to 0.7, and on movies tracked end to end it leaves fewer spurious
+        divisions (BENCHMARKS.md, "The score threshold end to end"); lower it
+        for a movie of very dim nuclei.
     link_reach : float
         Largest step of a nucleus between the frames it is seen in, in nucleus
         diameters (ground truth: 95 % of steps under 0.27).
@@ -146,7 +150,7 @@ class RunSettings:
 
     nucleus_diameter: float | None = None
     rescale: bool = True
-    score_threshold: float = 0.5
+    score_threshold: float = 0.7
     min_area: int = 20
     exclude_border: bool = False
     link_reach: float = 1.0
