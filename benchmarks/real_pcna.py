@@ -25,6 +25,10 @@ frames rescaled as ``pcnacycle run`` does on any movie):
    11 cells are left out because their masks have another size than their crops (they belong to
    other crops).
 
+With ``--threshold-curve`` only the fields are run, each once keeping detections from score 0.1, and the
+matches are given at each score threshold from 0.1 to 0.8 (as ``benchmarks/score_threshold.py`` gives them on
+other data), to see what ``run``'s ``score_threshold`` does on real PCNA.
+
 The frame interval of these movies is not published with them; 10 minutes is given to ``run`` (it
 matters to the resolved phases only, through the expected durations).
 
@@ -56,6 +60,8 @@ FIELDS_COMMIT, CELLS_COMMIT = "0e01b4a", "427f06b"
 FRAME_INTERVAL = 10.0
 #: cells.csv columns: id, then (frame, position) for each mark, in this order.
 MARKS = ["G1", "earlyS", "midS", "lateS", "G2", "end"]
+#: Score thresholds of ``--threshold-curve`` (those of ``benchmarks/score_threshold.py``).
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 MARK_CLASS = {"G1": "G1/G2", "earlyS": "S", "midS": "S", "lateS": "S", "G2": "G1/G2"}
 
 
@@ -89,29 +95,53 @@ def field(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     return frames, np.stack([measure.label(io.imread(original / "masks" / p.name) > 0) for p in images])
 
 
+#: ``run`` options given to every run (``--score-threshold``)
+RUN_OPTIONS: list[str] = []
+
+
 def run(weights: Path, movie: Path, output: Path, *extra) -> Path:
     if not (output / "run.json").exists():
         subprocess.run([*PCNACYCLE, "run", "--quiet", "--weights", str(weights), "--pcna", str(movie),
-                        "--output", str(output), "--frame-interval", str(FRAME_INTERVAL), "--overwrite", *extra],
+                        "--output", str(output), "--frame-interval", str(FRAME_INTERVAL), "--overwrite",
+                        *RUN_OPTIONS, *extra],
                        check=True, capture_output=True, text=True)
     return output
 
 
-def score_field(run_dir: Path, reference: np.ndarray) -> dict:
-    masks = tifffile.imread(run_dir / "masks.tif")
+def match_counts(masks: np.ndarray, reference: np.ndarray, dropped=None) -> dict:
+    """One-to-one matches at IoU 0.5, frame by frame: tp, fp, fn and their precision, recall and F1.
+
+    ``dropped``: for each frame, the labels of ``masks`` to leave out (e.g. those scoring under a threshold).
+    """
     tp = fp = fn = 0
-    for truth, pred in zip(reference, masks):
+    for index, (truth, pred) in enumerate(zip(reference, masks)):
+        if dropped is not None:
+            pred = np.where(np.isin(pred, dropped[index]), 0, pred)
         matched = match_frame(truth, pred)
         tp += len(matched)
         fn += int(truth.max()) - len(matched)
         fp += len(np.unique(pred[pred > 0])) - len(matched)
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1),
+            "f1": 2 * tp / max(2 * tp + fp + fn, 1)}
+
+
+def score_field(run_dir: Path, reference: np.ndarray) -> dict:
     objects = pd.read_csv(run_dir / "objects.csv")
     record = json.loads((run_dir / "run.json").read_text())
-    return {"tp": tp, "fp": fp, "fn": fn, "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1),
-            "f1": 2 * tp / max(2 * tp + fp + fn, 1),
+    return {**match_counts(tifffile.imread(run_dir / "masks.tif"), reference),
             "called": objects["predicted_phase"].value_counts(normalize=True).round(3).to_dict(),
             "resolved": objects["phase"].value_counts(normalize=True).round(3).to_dict(),
             "scale": {k: record.get(k) for k in ("movie_nucleus_diameter_px", "scale", "scale_note")}}
+
+
+def threshold_curve(run_dir: Path, reference: np.ndarray) -> dict:
+    """Matches at each of :data:`THRESHOLDS` from one run that kept detections from the lowest of them."""
+    masks = tifffile.imread(run_dir / "masks.tif")
+    objects = pd.read_csv(run_dir / "objects.csv")  # masks.tif is labelled by track
+    by_frame = [objects[objects["frame"] == t] for t in range(len(masks))]
+    return {threshold: match_counts(masks, reference, [f.loc[f["score"] < threshold, "track"].to_numpy()
+                                                       for f in by_frame])
+            for threshold in THRESHOLDS}
 
 
 def person_marks(cells_csv: Path) -> dict[str, dict[str, int]]:
@@ -194,7 +224,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-out/real_pcna"))
     parser.add_argument("--biolapse-git", type=Path, required=True, help="git directory of lebrat/Biolapse")
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME=WEIGHTS")
+    parser.add_argument("--score-threshold", type=float,
+                        help="give run this --score-threshold (default: run's own; it was 0.5 until 2026-11-30, "
+                             "so give 0.5 to compare with the models scored before)")
+    parser.add_argument("--threshold-curve", action="store_true",
+                        help="also run each field keeping detections from score 0.1, and give the matches at "
+                             "each score threshold from 0.1 to 0.8 (fields only; the tracked cells are not run)")
     args = parser.parse_args(argv)
+    if args.score_threshold is not None:
+        RUN_OPTIONS[:] = ["--score-threshold", str(args.score_threshold)]
     folder = extract(args.biolapse_git, args.out / "biolapse")
     results = {"date": time.strftime("%Y-%m-%d"), "frame_interval_given": FRAME_INTERVAL}
     references = {}  # read once for every model
@@ -210,10 +248,22 @@ def main(argv=None) -> int:
         started = time.time()
         for field_name, reference in references.items():
             key = f"field_{field_name.lower()}"
-            scores[key] = score_field(run(Path(weights), args.out / f"{key}.tif", out / key), reference)
-        scores["tracked_cells"] = score_cells(folder, Path(weights), out)
+            if args.threshold_curve:
+                lowest = run(Path(weights), args.out / f"{key}.tif", out / f"{key}_from_{THRESHOLDS[0]}",
+                             "--score-threshold", str(THRESHOLDS[0]))
+                scores[key + "_by_threshold"] = threshold_curve(lowest, reference)
+            else:
+                scores[key] = score_field(run(Path(weights), args.out / f"{key}.tif", out / key), reference)
+        if args.threshold_curve:
+            curves = [scores[f"field_{f.lower()}_by_threshold"] for f in references]
+            scores["both_fields_f1_by_threshold"] = {
+                t: round(2 * tp / max(2 * tp + fp + fn, 1), 3)
+                for t in THRESHOLDS for tp, fp, fn in [[sum(c[t][k] for c in curves) for k in ("tp", "fp", "fn")]]}
+        else:
+            scores["tracked_cells"] = score_cells(folder, Path(weights), out)
         scores["seconds"] = round(time.time() - started)
-    path = args.out / ("results_" + "_".join(pair.split("=", 1)[0] for pair in args.models) + ".json")
+    path = args.out / ("results_" + "_".join(pair.split("=", 1)[0] for pair in args.models)
+                       + ("_by_threshold" if args.threshold_curve else "") + ".json")
     path.write_text(json.dumps(results, indent=1, default=str))
     print(json.dumps(results, indent=1, default=str))
     return 0

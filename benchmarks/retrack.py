@@ -4,6 +4,8 @@ A tracker or resolver change measured on the same detections, without running th
 ``objects.csv`` (one row per nucleus, its model probabilities and measurements) and ``masks.tif`` (labelled
 by the run's track ids) are read, every row forgets its track, and :func:`pcnacycle.pipeline.analyse`
 links and resolves them anew with :class:`~pcnacycle.settings.RunSettings` defaults (or ``--settings``).
+A ``score_threshold`` above the earlier run's drops the detections scoring below it first (their masks
+too), as ``pcnacycle run`` would have; one below it cannot bring back what the run never kept.
 ``OUT`` gets a run's outputs (``objects.csv``, ``phases.csv``, ``masks.tif``, ``ctc/``, ``run.json``),
 scored by ``evaluate-tracks`` against ``--gt`` (a CTC GT folder, e.g.
 ``../shared/data/ctc/Fluo-N2DH-GOWT1/02_GT``, or a ``pcnacycle simulate`` folder; ``--report`` prints its
@@ -41,6 +43,11 @@ def track_again(earlier_run: Path, run_dir: Path, settings: RunSettings) -> dict
     summary = json.loads((earlier_run / "run.json").read_text())
     objects = pd.read_csv(earlier_run / "objects.csv")
     detections = objects.drop(columns=[c for c in TRACKING_COLUMNS if c in objects]).assign(label=objects["track"])
+    kept_from = summary.get("settings", {}).get("score_threshold", RunSettings().score_threshold)
+    if settings.score_threshold < kept_from:
+        raise SystemExit(f"{earlier_run}: score_threshold {settings.score_threshold} is below the "
+                         f"{kept_from} the run kept detections from")
+    detections = detections[detections["score"] >= settings.score_threshold]
     tracked, durations, result = analyse(detections, summary["frame_interval"], settings, summary["class_names"])
     run_dir.mkdir(parents=True, exist_ok=True)
     write_outputs(run_dir, tracked, durations, tifffile.imread(earlier_run / "masks.tif"), summary["frame_interval"],

@@ -28,7 +28,11 @@ The models, each scored on the same things:
   stage 3 cannot unlearn what they see in real nuclei; its folder is ``stage3_with_nuclei_frozen<N>``;
 * ``stage3_with_nuclei_low_lr``: ``stage3_with_nuclei_long`` at a quarter of its learning rate
   (``SOLVER.BASE_LR`` 0.0025 instead of the from-scratch 0.01; the report fine-tuned at 0.001), so that
-  fine-tuning moves the stage-1 weights less.
+  fine-tuning moves the stage-1 weights less;
+* ``stage3_with_nuclei_sqrt``: ``stage3_with_nuclei_long`` with every channel's square root taken after
+  the percentile scaling (``INPUT.NORMALIZE.GAMMA 0.5``, in training and wherever the model is run): the
+  square root makes photon (Poisson) noise the same at every brightness, so a nucleus expressing a
+  tenth of its neighbours' PCNA is no longer a hundredth of the range.
 
 Scores: (1) DSB2018 val (the 100 images of stage 1's split), class-agnostic segm AP50 —
 does the model keep real nuclei? — with one resize for the split (its median nucleus) and with each
@@ -72,7 +76,7 @@ from pcnacycle.evaluation.tracks import match_frame
 PCNACYCLE = [sys.executable, "-m", "pcnacycle"]
 MODELS = ["stage1", "stage3_scratch", "stage3_from_stage1", "stage3_with_nuclei", "stage3_with_nuclei_per_image",
           "stage3_with_nuclei_long", "stage3_with_nuclei_half", "stage3_with_nuclei_long_mitoses",
-          "stage3_with_nuclei_frozen", "stage3_with_nuclei_low_lr"]
+          "stage3_with_nuclei_frozen", "stage3_with_nuclei_low_lr", "stage3_with_nuclei_sqrt"]
 
 
 def sh(*args, cwd=None) -> str:
@@ -187,6 +191,9 @@ def main(argv=None) -> int:
     parser.add_argument("--gowt1-diameter", type=float,
                         help="give GOWT1's nucleus diameter to run (--nucleus-diameter) instead of letting it measure; "
                              "results go to gowt1_run_given/ and are reported apart")
+    parser.add_argument("--score-threshold", type=float,
+                        help="give run this --score-threshold on GOWT1 (default: run's own; it was 0.5 until "
+                             "2026-11-30, so give 0.5 to compare with the models scored before)")
     parser.add_argument("--freeze-at", type=int, default=3, choices=range(1, 6),
                         help="MODEL.BACKBONE.FREEZE_AT of stage3_with_nuclei_frozen")
     args = parser.parse_args(argv)
@@ -211,7 +218,8 @@ def main(argv=None) -> int:
              ("stage3_with_nuclei_half", "image", 0.5, round(args.iterations / 0.5), train),
              ("stage3_with_nuclei_long_mitoses", "image", 0.25, round(args.iterations / 0.75), mitoses),
              ("stage3_with_nuclei_frozen", "image", 0.25, round(args.iterations / 0.75), train),
-             ("stage3_with_nuclei_low_lr", "image", 0.25, round(args.iterations / 0.75), train))
+             ("stage3_with_nuclei_low_lr", "image", 0.25, round(args.iterations / 0.75), train),
+             ("stage3_with_nuclei_sqrt", "image", 0.25, round(args.iterations / 0.75), train))
     labels = {name: name for name in MODELS}  # the folder name of each model's training and evaluation
     labels["stage3_with_nuclei_frozen"] += str(args.freeze_at)
     folders = {"stage1": args.stage1, **{name: out / labels[name] for name in MODELS[1:]}}
@@ -219,6 +227,7 @@ def main(argv=None) -> int:
         if name in args.models:
             extra = ["MODEL.BACKBONE.FREEZE_AT", args.freeze_at] if name == "stage3_with_nuclei_frozen" else []
             extra += ["SOLVER.BASE_LR", 0.0025] if name == "stage3_with_nuclei_low_lr" else []
+            extra += ["INPUT.NORMALIZE.GAMMA", 0.5] if name == "stage3_with_nuclei_sqrt" else []
             train_stage3(folders[name], frames, iterations,
                          "MODEL.WEIGHTS", args.stage1 / "model_final.pt", "DATASETS.NUCLEI_ONLY.ROOT", args.dsb,
                          "DATASETS.NUCLEI_ONLY.SPLIT_FILE", args.stage1 / "split.json",
@@ -246,6 +255,7 @@ def main(argv=None) -> int:
             scores["gowt1"] = {"skipped": gowt1_scale(model, out / "gowt1_02.tif")}
         else:
             given = ["--nucleus-diameter", args.gowt1_diameter] if args.gowt1_diameter else []
+            given += ["--score-threshold", args.score_threshold] if args.score_threshold is not None else []
             suffix = "_given" if given else ""
             run = where / f"gowt1_run{suffix}"
             if not (run / "run.json").exists():
