@@ -32,7 +32,9 @@ The models, each scored on the same things:
 * ``stage3_with_nuclei_sqrt``: ``stage3_with_nuclei_long`` with every channel's square root taken after
   the percentile scaling (``INPUT.NORMALIZE.GAMMA 0.5``, in training and wherever the model is run): the
   square root makes photon (Poisson) noise the same at every brightness, so a nucleus expressing a
-  tenth of its neighbours' PCNA is no longer a hundredth of the range.
+  tenth of its neighbours' PCNA is no longer a hundredth of the range. The README recipe since
+  2026-11-30 (``configs/stage3_real_cpu.yaml`` sets it); every other stage-3 model here is trained with
+  ``GAMMA`` 1, as it was before.
 
 Scores: (1) DSB2018 val (the 100 images of stage 1's split), class-agnostic segm AP50 —
 does the model keep real nuclei? — with one resize for the split (its median nucleus) and with each
@@ -91,12 +93,14 @@ def simulate_set(folder: Path, movies: int, seed: int, annotated: int, *extra) -
            "--output", folder, *extra)
 
 
-def train_stage3(folder: Path, data: Path, iterations: int, *extra) -> None:
+def train_stage3(folder: Path, data: Path, iterations: int, *extra, gamma: float = 1.0) -> None:
+    """Stage 3 from ``configs/stage3_real_cpu.yaml``; ``gamma``: its ``INPUT.NORMALIZE.GAMMA`` (0.5 in the
+    config since 2026-11-30; 1 for every model but ``stage3_with_nuclei_sqrt``, as they were trained)."""
     if not (folder / "model_final.pt").exists():
         started = time.time()
         sh(*PCNACYCLE, "train", "--quiet", "--config", "stage3_real_cpu", "--output", folder, "DATASETS.ROOT", data,
            "SOLVER.MAX_ITER", iterations, "SOLVER.STEPS", f"[{iterations * 4 // 5}]", "SOLVER.CHECKPOINT_PERIOD",
-           iterations, "TEST.EVAL_PERIOD", 0, "DATALOADER.NUM_WORKERS", 0, *extra)
+           iterations, "TEST.EVAL_PERIOD", 0, "DATALOADER.NUM_WORKERS", 0, "INPUT.NORMALIZE.GAMMA", gamma, *extra)
         (folder / "train_seconds.txt").write_text(f"{time.time() - started:.0f}\n")
 
 
@@ -227,12 +231,11 @@ def main(argv=None) -> int:
         if name in args.models:
             extra = ["MODEL.BACKBONE.FREEZE_AT", args.freeze_at] if name == "stage3_with_nuclei_frozen" else []
             extra += ["SOLVER.BASE_LR", 0.0025] if name == "stage3_with_nuclei_low_lr" else []
-            extra += ["INPUT.NORMALIZE.GAMMA", 0.5] if name == "stage3_with_nuclei_sqrt" else []
             train_stage3(folders[name], frames, iterations,
                          "MODEL.WEIGHTS", args.stage1 / "model_final.pt", "DATASETS.NUCLEI_ONLY.ROOT", args.dsb,
                          "DATASETS.NUCLEI_ONLY.SPLIT_FILE", args.stage1 / "split.json",
                          "DATASETS.NUCLEI_ONLY.SIZE_MATCH", size_match, "DATASETS.NUCLEI_ONLY.FRACTION", fraction,
-                         *extra)
+                         *extra, gamma=0.5 if name == "stage3_with_nuclei_sqrt" else 1.0)
     gowt1_stack(args.gowt1, out / "gowt1_02.tif")
     results = {"date": time.strftime("%Y-%m-%d"), "iterations": args.iterations}
     for name, model in ((name, folders[name]) for name in args.models):
