@@ -95,15 +95,10 @@ def field(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     return frames, np.stack([measure.label(io.imread(original / "masks" / p.name) > 0) for p in images])
 
 
-#: ``run`` options given to every run (``--score-threshold``)
-RUN_OPTIONS: list[str] = []
-
-
 def run(weights: Path, movie: Path, output: Path, *extra) -> Path:
     if not (output / "run.json").exists():
         subprocess.run([*PCNACYCLE, "run", "--quiet", "--weights", str(weights), "--pcna", str(movie),
-                        "--output", str(output), "--frame-interval", str(FRAME_INTERVAL), "--overwrite",
-                        *RUN_OPTIONS, *extra],
+                        "--output", str(output), "--frame-interval", str(FRAME_INTERVAL), "--overwrite", *extra],
                        check=True, capture_output=True, text=True)
     return output
 
@@ -172,7 +167,8 @@ def person_class(marks: dict[str, int], frame: int) -> str | None:
     return None if mark is None else MARK_CLASS[mark]
 
 
-def score_cells(folder: Path, weights: Path, out: Path) -> dict:
+def score_cells(folder: Path, weights: Path, out: Path, *options) -> dict:
+    """The tracked cells' frames found and their phases against the person's; ``options``: more ``run`` options."""
     base = folder / "Data/Outputs/nn"
     marks = person_marks(folder / "cells.csv")
     rows, skipped = [], []
@@ -188,7 +184,7 @@ def score_cells(folder: Path, weights: Path, out: Path) -> dict:
         reference = np.stack(reference)
         # one nucleus per crop is too few to measure its size on three frames: it is given, from the masks
         diameter = float(np.median(2 * np.sqrt(reference.sum(axis=(1, 2)) / np.pi)))
-        run_dir = run(weights, movie, out / "cell_runs" / cell, "--nucleus-diameter", f"{diameter:.1f}")
+        run_dir = run(weights, movie, out / "cell_runs" / cell, "--nucleus-diameter", f"{diameter:.1f}", *options)
         masks = tifffile.imread(run_dir / "masks.tif")
         objects = pd.read_csv(run_dir / "objects.csv").set_index(["frame", "track"])  # masks.tif: label = track
         for index, (path, truth, pred) in enumerate(zip(crops, reference, masks)):
@@ -231,8 +227,7 @@ def main(argv=None) -> int:
                         help="also run each field keeping detections from score 0.1, and give the matches at "
                              "each score threshold from 0.1 to 0.8 (fields only; the tracked cells are not run)")
     args = parser.parse_args(argv)
-    if args.score_threshold is not None:
-        RUN_OPTIONS[:] = ["--score-threshold", str(args.score_threshold)]
+    options = ["--score-threshold", str(args.score_threshold)] if args.score_threshold is not None else []
     folder = extract(args.biolapse_git, args.out / "biolapse")
     results = {"date": time.strftime("%Y-%m-%d"), "frame_interval_given": FRAME_INTERVAL}
     references = {}  # read once for every model
@@ -253,14 +248,14 @@ def main(argv=None) -> int:
                              "--score-threshold", str(THRESHOLDS[0]))
                 scores[key + "_by_threshold"] = threshold_curve(lowest, reference)
             else:
-                scores[key] = score_field(run(Path(weights), args.out / f"{key}.tif", out / key), reference)
+                scores[key] = score_field(run(Path(weights), args.out / f"{key}.tif", out / key, *options), reference)
         if args.threshold_curve:
             curves = [scores[f"field_{f.lower()}_by_threshold"] for f in references]
             scores["both_fields_f1_by_threshold"] = {
                 t: round(2 * tp / max(2 * tp + fp + fn, 1), 3)
                 for t in THRESHOLDS for tp, fp, fn in [[sum(c[t][k] for c in curves) for k in ("tp", "fp", "fn")]]}
         else:
-            scores["tracked_cells"] = score_cells(folder, Path(weights), out)
+            scores["tracked_cells"] = score_cells(folder, Path(weights), out, *options)
         scores["seconds"] = round(time.time() - started)
     path = args.out / ("results_" + "_".join(pair.split("=", 1)[0] for pair in args.models)
                        + ("_by_threshold" if args.threshold_curve else "") + ".json")

@@ -258,13 +258,13 @@ def main(argv=None) -> int:
             scores["gowt1"] = {"skipped": gowt1_scale(model, out / "gowt1_02.tif")}
         else:
             given = ["--nucleus-diameter", args.gowt1_diameter] if args.gowt1_diameter else []
-            given += ["--score-threshold", args.score_threshold] if args.score_threshold is not None else []
+            threshold = ["--score-threshold", args.score_threshold] if args.score_threshold is not None else []
             suffix = "_given" if given else ""
             run = where / f"gowt1_run{suffix}"
             if not (run / "run.json").exists():
                 started = time.time()
                 sh(*PCNACYCLE, "run", "--quiet", "--weights", model, "--pcna", out / "gowt1_02.tif", "--output", run,
-                   "--frame-interval", 5, "--overwrite", *given)
+                   "--frame-interval", 5, "--overwrite", *given, *threshold)
                 (where / f"gowt1_run{suffix}_seconds.txt").write_text(f"{time.time() - started:.0f}\n")
             tracks = where / f"gowt1_eval{suffix}"
             if not (tracks / "track_eval.json").exists():
