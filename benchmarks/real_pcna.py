@@ -60,7 +60,7 @@ FIELDS_COMMIT, CELLS_COMMIT = "0e01b4a", "427f06b"
 FRAME_INTERVAL = 10.0
 #: cells.csv columns: id, then (frame, position) for each mark, in this order.
 MARKS = ["G1", "earlyS", "midS", "lateS", "G2", "end"]
-#: Score thresholds of ``--threshold-curve`` (those of ``benchmarks/score_threshold.py``).
+#: Score thresholds of ``--threshold-curve`` and of ``benchmarks/score_threshold.py``.
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 MARK_CLASS = {"G1": "G1/G2", "earlyS": "S", "midS": "S", "lateS": "S", "G2": "G1/G2"}
 
@@ -116,6 +116,11 @@ def match_counts(masks: np.ndarray, reference: np.ndarray, dropped=None) -> dict
         tp += len(matched)
         fn += int(truth.max()) - len(matched)
         fp += len(np.unique(pred[pred > 0])) - len(matched)
+    return counts_scores(tp, fp, fn)
+
+
+def counts_scores(tp: int, fp: int, fn: int) -> dict:
+    """tp, fp, fn with their precision, recall and F1."""
     return {"tp": tp, "fp": fp, "fn": fn, "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1),
             "f1": 2 * tp / max(2 * tp + fp + fn, 1)}
 
@@ -252,8 +257,8 @@ def main(argv=None) -> int:
         if args.threshold_curve:
             curves = [scores[f"field_{f.lower()}_by_threshold"] for f in references]
             scores["both_fields_f1_by_threshold"] = {
-                t: round(2 * tp / max(2 * tp + fp + fn, 1), 3)
-                for t in THRESHOLDS for tp, fp, fn in [[sum(c[t][k] for c in curves) for k in ("tp", "fp", "fn")]]}
+                t: round(counts_scores(*(sum(c[t][k] for c in curves) for k in ("tp", "fp", "fn")))["f1"], 3)
+                for t in THRESHOLDS}
         else:
             scores["tracked_cells"] = score_cells(folder, Path(weights), out, *options)
         scores["seconds"] = round(time.time() - started)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from real_pcna import THRESHOLDS
 from skimage.segmentation import relabel_sequential
 from transfer_recipe import complete_seg_frames
 
@@ -34,8 +35,6 @@ from pcnacycle.evaluation.evaluator import own_nucleus_scale
 from pcnacycle.evaluation.loop import predict_dataset
 from pcnacycle.evaluation.matching import matching_scores
 from pcnacycle.evaluation.rle import encode_label_image
-
-THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def f1_curve(ground_truth: list[dict], predictions: list[dict]) -> dict[float, float]:

@@ -73,7 +73,8 @@ class MovieReader:
         if not self.path.is_file():
             raise PcnacycleError(f"{self.path}: no such file")
         try:
-            with _quiet_tifffile():  # its warnings about a damaged file would precede our one line
+            # tifffile's warnings about a damaged file would precede our one line
+            with quieter("tifffile", logging.CRITICAL):
                 self._tiff = tifffile.TiffFile(self.path)
                 series = self._tiff.series[0]
         except Exception as exc:
@@ -131,7 +132,7 @@ class MovieReader:
         self._time_pos = time_axes[0] if time_axes else None
         planes = math.prod(n for _, n in leading)
         try:
-            with _quiet_tifffile():
+            with quieter("tifffile", logging.CRITICAL):
                 self._check_complete(planes)
                 # One page per plane: read pages directly. Otherwise (e.g. ImageJ's
                 # contiguous >4 GB layout) fall back to a memory map of the series.
@@ -304,7 +305,3 @@ def project_planes(planes: np.ndarray, how: str) -> np.ndarray:
     focus = [ndimage.laplace(plane.astype(np.float32)).var() for plane in planes]
     return planes[int(np.argmax(focus))]
 
-
-def _quiet_tifffile():
-    """Silence tifffile's log while a file is opened: a damaged file is reported by our own one line."""
-    return quieter("tifffile", logging.CRITICAL)
