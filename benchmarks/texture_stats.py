@@ -10,20 +10,26 @@ Every statistic is free of the image's scale and intensity units, so that a
 - ``snr``: (nucleus mean − background) / background noise sd (background: median of the pixels
   outside the dilated masks and below the image's Otsu threshold; noise: the larger of their sd,
   robust sd (1.4826 MAD) and 0.5 grey levels);
-- ``edge``: mean gradient magnitude on the mask boundary × diameter / nucleus mean (edge sharpness).
+- ``edge``: mean gradient magnitude on the mask boundary × diameter / nucleus mean (edge sharpness);
+- ``spread`` (a second table, one value per image): sd of the log background-subtracted nucleus mean
+  over the nuclei of one image or frame (how far nuclei differ in brightness side by side: PCNA
+  expression between cells, and phase), with the ratio of its 95th to 5th percentile nucleus.
 
 Sources: the simulator with its default look (per phase) and with ``--randomise`` draws (per
 phase); DSB2018 stage1_train grey fluorescence images (nuclei brighter than the background) with
 their masks; CTC Fluo-N2DH-GOWT1 02 with the 02_GT/SEG masks; and, when ``--pcnadeep-figure`` is
-given, panel 1 of pcnaDeep's tutorial figure (see ``pcnadeep_panel``).
+given, panel 1 of pcnaDeep's tutorial figure (see ``pcnadeep_panel``); with ``--biolapse``, the two
+real PCNA fields of Biolapse as ``benchmarks/real_pcna.py`` extracts them (every frame, each connected
+region of the reference masks one nucleus).
 
 Usage: python benchmarks/texture_stats.py [--shared ../shared/data] [--dsb-images 40] [--movies 12]
-       [--pcnadeep-figure cls_demo.png]
+       [--pcnadeep-figure cls_demo.png] [--biolapse bench-out/real_pcna/biolapse]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -79,19 +85,24 @@ def nucleus_stats(image: np.ndarray, mask: np.ndarray, background: float, noise:
     boundary = inside & ~ndi.binary_erosion(inside)
     gradient = filters.sobel(ndi.gaussian_filter(crop, 0.5))
     return {"diameter": diameter, "cv": float(values.std() / mean), "spots": len(peaks),
-            "snr": mean / noise, "edge": float(gradient[boundary].mean() * diameter / mean)}
+            "snr": mean / noise, "edge": float(gradient[boundary].mean() * diameter / mean), "level": mean}
 
 
 def label_stats(image: np.ndarray, labels: np.ndarray, keys: dict | None = None) -> list[dict]:
-    """Statistics of every labelled nucleus of one image; ``keys`` maps a label to extra columns."""
+    """Statistics of every labelled nucleus of one image; ``keys`` maps a label to extra columns.
+
+    Each row also holds ``image``, a number shared by the nuclei of this image (for ``spread``)."""
     image = image.astype(np.float64)
     background, noise = background_level(image, labels)
-    rows = []
+    rows, image_id = [], next(_IMAGE_IDS)
     for region in measure.regionprops(labels):
         stats = nucleus_stats(image, labels == region.label, background, noise)
         if stats is not None:
-            rows.append({**(keys or {}).get(region.label, {}), **stats})
+            rows.append({**(keys or {}).get(region.label, {}), **stats, "image": image_id})
     return rows
+
+
+_IMAGE_IDS = itertools.count()
 
 
 def simulated_rows(movies: int, randomise: bool) -> list[dict]:
@@ -141,6 +152,20 @@ def gowt1_rows(folder: Path) -> list[dict]:
         image = tifffile.imread(folder / f"t{path.stem[len('man_seg'):]}.tif")
         keys = {int(k): {"source": "GOWT1 02 (confocal)", "phase": "all"} for k in np.unique(labels)[1:]}
         rows += label_stats(image, labels, keys)
+    return rows
+
+
+def biolapse_rows(folder: Path) -> list[dict]:
+    """Nuclei of Biolapse's two real PCNA fields (``real_pcna.py``'s extraction), every frame."""
+    rows = []
+    for field in ("Train", "Test"):
+        where = folder / "segmentation" / "Data" / field / "Original"
+        for path in sorted((where / "images").glob("*.png")):
+            image, mask = iio.imread(path), iio.imread(where / "masks" / path.name)
+            labels = measure.label((mask[..., 0] if mask.ndim == 3 else mask) > 0)
+            keys = {k: {"source": f"Biolapse PCNA, {field.lower()} field", "phase": "all"}
+                    for k in range(1, labels.max() + 1)}
+            rows += label_stats(image[..., 0] if image.ndim == 3 else image, labels, keys)
     return rows
 
 
@@ -219,6 +244,23 @@ def summary(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def spread_summary(rows: list[dict], least: int = 5) -> pd.DataFrame:
+    """Per source, over its images with at least ``least`` nuclei: median [quartiles] and largest sd of the
+    log nucleus level within an image, and the median ratio of an image's 95th to 5th percentile nucleus."""
+    table = pd.DataFrame(rows)
+    out = []
+    for source, group in table.groupby("source", sort=False):
+        per_image = [(np.log(g["level"]).std(), np.percentile(g["level"], 95) / np.percentile(g["level"], 5))
+                     for _, g in group.groupby("image") if len(g) >= least]
+        if not per_image:
+            continue
+        sd, ratio = np.array(per_image).T
+        q25, q50, q75 = np.percentile(sd, [25, 50, 75])
+        out.append({"source": source, "images": len(sd), "spread (log sd)": f"{q50:.2f} [{q25:.2f}–{q75:.2f}]",
+                    "largest": f"{sd.max():.2f}", "95th / 5th percentile nucleus": f"{np.median(ratio):.1f}"})
+    return pd.DataFrame(out)
+
+
 def markdown(table: pd.DataFrame) -> str:
     """A pipe table of ``table``'s rows."""
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
@@ -232,6 +274,7 @@ def main():
     parser.add_argument("--dsb-images", type=int, default=40, help="grey fluorescence DSB2018 images to sample")
     parser.add_argument("--movies", type=int, default=12, help="simulated movies of each kind")
     parser.add_argument("--pcnadeep-figure", type=Path, help="pcnaDeep's tutorial/assets/cls_demo.png")
+    parser.add_argument("--biolapse", type=Path, help="Biolapse's fields as real_pcna.py extracts them")
     args = parser.parse_args()
     started = time.perf_counter()
     rows = simulated_rows(args.movies, randomise=False) + simulated_rows(args.movies, randomise=True)
@@ -239,7 +282,11 @@ def main():
     rows += gowt1_rows(args.shared / "ctc" / "Fluo-N2DH-GOWT1" / "02")
     if args.pcnadeep_figure:
         rows += pcnadeep_panel(args.pcnadeep_figure)
+    if args.biolapse:
+        rows += biolapse_rows(args.biolapse)
     print(markdown(summary(rows)))
+    print()
+    print(markdown(spread_summary(rows)))
     print(f"\n{len(rows)} nuclei in {time.perf_counter() - started:.0f} s")
 
 

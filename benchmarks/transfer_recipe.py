@@ -34,7 +34,11 @@ The models, each scored on the same things:
   square root makes photon (Poisson) noise the same at every brightness, so a nucleus expressing a
   tenth of its neighbours' PCNA is no longer a hundredth of the range. The README recipe since
   2026-11-30 (``configs/stage3_real_cpu.yaml`` sets it); every other stage-3 model here is trained with
-  ``GAMMA`` 1, as it was before.
+  ``GAMMA`` 1, as it was before;
+* ``stage3_with_nuclei_sqrt_spread``: ``stage3_with_nuclei_sqrt`` trained on 12 randomised movies of the
+  same seeds drawn with the ranges as they are since 2026-11-30 (``sim_random_train_spread``): PCNA
+  expression differing between cells by up to a log sd of 1.4 (``cell_brightness_sd`` up to 2.5, drawn in
+  the logarithm), as in real PCNA fields; nothing else about the movies differs from ``sim_random_train``.
 
 Scores: (1) DSB2018 val (the 100 images of stage 1's split), class-agnostic segm AP50 —
 does the model keep real nuclei? — with one resize for the split (its median nucleus) and with each
@@ -78,7 +82,8 @@ from pcnacycle.evaluation.tracks import match_frame
 PCNACYCLE = [sys.executable, "-m", "pcnacycle"]
 MODELS = ["stage1", "stage3_scratch", "stage3_from_stage1", "stage3_with_nuclei", "stage3_with_nuclei_per_image",
           "stage3_with_nuclei_long", "stage3_with_nuclei_half", "stage3_with_nuclei_long_mitoses",
-          "stage3_with_nuclei_frozen", "stage3_with_nuclei_low_lr", "stage3_with_nuclei_sqrt"]
+          "stage3_with_nuclei_frozen", "stage3_with_nuclei_low_lr", "stage3_with_nuclei_sqrt",
+          "stage3_with_nuclei_sqrt_spread"]
 
 
 def sh(*args, cwd=None) -> str:
@@ -95,7 +100,7 @@ def simulate_set(folder: Path, movies: int, seed: int, annotated: int, *extra) -
 
 def train_stage3(folder: Path, data: Path, iterations: int, *extra, gamma: float = 1.0) -> None:
     """Stage 3 from ``configs/stage3_real_cpu.yaml``; ``gamma``: its ``INPUT.NORMALIZE.GAMMA`` (0.5 in the
-    config since 2026-11-30; 1 for every model but ``stage3_with_nuclei_sqrt``, as they were trained)."""
+    config since 2026-11-30; 1 for every model but the ``stage3_with_nuclei_sqrt`` ones, as they were trained)."""
     if not (folder / "model_final.pt").exists():
         started = time.time()
         sh(*PCNACYCLE, "train", "--quiet", "--config", "stage3_real_cpu", "--output", folder, "DATASETS.ROOT", data,
@@ -210,12 +215,15 @@ def main(argv=None) -> int:
     simulate_set(out / "sim_random_test", 4, 201, 4)
     if "stage3_with_nuclei_long_mitoses" in args.models:
         simulate_set(out / "sim_random_train_mitoses", 12, 101, 5, "--phase-minutes", "M=104")
+    if "stage3_with_nuclei_sqrt_spread" in args.models:
+        simulate_set(out / "sim_random_train_spread", 12, 101, 5)
     if "stage3_scratch" in args.models:
         train_stage3(out / "stage3_scratch", out / "sim_random_train" / "annotated", args.iterations)
     if "stage3_from_stage1" in args.models:
         train_stage3(out / "stage3_from_stage1", out / "sim_random_train" / "annotated", args.iterations,
                      "MODEL.WEIGHTS", args.stage1 / "model_final.pt")
-    train, mitoses = out / "sim_random_train" / "annotated", out / "sim_random_train_mitoses" / "annotated"
+    train, mitoses, spread = (out / name / "annotated" for name in (
+        "sim_random_train", "sim_random_train_mitoses", "sim_random_train_spread"))
     mixed = (("stage3_with_nuclei", "dataset", 0.25, args.iterations, train),
              ("stage3_with_nuclei_per_image", "image", 0.25, args.iterations, train),
              ("stage3_with_nuclei_long", "image", 0.25, round(args.iterations / 0.75), train),
@@ -223,7 +231,8 @@ def main(argv=None) -> int:
              ("stage3_with_nuclei_long_mitoses", "image", 0.25, round(args.iterations / 0.75), mitoses),
              ("stage3_with_nuclei_frozen", "image", 0.25, round(args.iterations / 0.75), train),
              ("stage3_with_nuclei_low_lr", "image", 0.25, round(args.iterations / 0.75), train),
-             ("stage3_with_nuclei_sqrt", "image", 0.25, round(args.iterations / 0.75), train))
+             ("stage3_with_nuclei_sqrt", "image", 0.25, round(args.iterations / 0.75), train),
+             ("stage3_with_nuclei_sqrt_spread", "image", 0.25, round(args.iterations / 0.75), spread))
     labels = {name: name for name in MODELS}  # the folder name of each model's training and evaluation
     labels["stage3_with_nuclei_frozen"] += str(args.freeze_at)
     folders = {"stage1": args.stage1, **{name: out / labels[name] for name in MODELS[1:]}}
@@ -235,7 +244,7 @@ def main(argv=None) -> int:
                          "MODEL.WEIGHTS", args.stage1 / "model_final.pt", "DATASETS.NUCLEI_ONLY.ROOT", args.dsb,
                          "DATASETS.NUCLEI_ONLY.SPLIT_FILE", args.stage1 / "split.json",
                          "DATASETS.NUCLEI_ONLY.SIZE_MATCH", size_match, "DATASETS.NUCLEI_ONLY.FRACTION", fraction,
-                         *extra, gamma=0.5 if name == "stage3_with_nuclei_sqrt" else 1.0)
+                         *extra, gamma=0.5 if name.startswith("stage3_with_nuclei_sqrt") else 1.0)
     gowt1_stack(args.gowt1, out / "gowt1_02.tif")
     results = {"date": time.strftime("%Y-%m-%d"), "iterations": args.iterations}
     for name, model in ((name, folders[name]) for name in args.models):

@@ -49,6 +49,16 @@ def test_expression_spread_is_drawn_last_so_earlier_draws_keep_their_values():
     assert wide[0].cell_brightness_sd > 0.5 and narrow[0].cell_brightness_sd == 0.1
 
 
+def test_expression_spread_spans_stable_lines_and_transfections():
+    """Drawn in the logarithm: most movies vary little between cells, some a hundredfold as real PCNA fields do."""
+    spreads = np.array([draw_params(replace(BASE, seed=seed))[1]["cell_brightness_sd"] for seed in range(80)])
+    assert spreads.min() < 0.2 and spreads.max() > 1.8 and 0.3 < np.median(spreads) < 0.8
+    wide = replace(BASE, cells=60, size=(256, 256), cell_brightness_sd=2.5)
+    brightness = np.array([cell.brightness for cell in _founders(wide, np.random.default_rng(0))])
+    low, high = np.percentile(brightness, [5, 95])
+    assert high / low > 30
+
+
 def test_draws_differ_between_seeds_and_span_the_size_range():
     large = replace(BASE, size=(512, 512))
     diameters = [draw_params(replace(large, seed=seed))[1]["nucleus_diameter"] for seed in range(40)]

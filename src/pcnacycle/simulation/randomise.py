@@ -48,11 +48,14 @@ coverage
     Fraction of the field covered by nuclei; caps the number of cells (the movie's
     ``cells`` is the most).
 debris : specks per 100 000 px
-cell_brightness_sd : sd / mean
+cell_brightness_sd : sd / mean, *log*
     How far PCNA expression differs between cells (log-normal): a stable line
     under one promoter varies little, a transient transfection or a mixed population a lot,
-    and a dim nucleus is still a nucleus. Drawn after the others, so that movies drawn before
-    it existed keep their other values.
+    and a dim nucleus is still a nucleus. The upper end (2.5: a log sd of 1.4 between cells)
+    reaches the spread measured in real PCNA fields, where nuclei differ up to a hundredfold
+    within one frame (``benchmarks/texture_stats.py``, "spread"); drawn in the logarithm, half
+    the movies stay below 0.5, as stable lines, DSB2018 and GOWT1 do. Drawn after the others,
+    so that movies drawn before it existed keep their other values.
 """
 
 from __future__ import annotations
@@ -73,9 +76,9 @@ _LIMITS = {
     "g2_ratio": (1.0, 3.0), "m_ratio": (0.05, 1.0), "m_cytoplasm": (0.0, 1.0), "mitotic_spread": (1.0, 2.0),
     "g1_photons": (10.0, 1e5), "background_photons": (0.0, 1e4), "cytoplasm_ratio": (0.0, 1.0),
     "defocus": (0.0, 6.0), "read_noise": (0.0, 50.0), "contact": (0.6, 1.2), "coverage": (0.01, 0.5),
-    "debris": (0.0, 50.0), "cell_brightness_sd": (0.0, 1.5),
+    "debris": (0.0, 50.0), "cell_brightness_sd": (0.0, 3.0),
 }
-_LOG = ("nucleus_diameter", "g1_photons", "background_photons")
+_LOG = ("nucleus_diameter", "g1_photons", "background_photons", "cell_brightness_sd")
 #: Ranges added later, drawn after all others so that earlier draws keep their values.
 _DRAWN_LAST = ("cell_brightness_sd",)
 
@@ -108,7 +111,7 @@ class RandomisationRanges:
     contact: tuple[float, float] = (0.8, 1.0)
     coverage: tuple[float, float] = (0.1, 0.4)
     debris: tuple[float, float] = (0.0, 5.0)
-    cell_brightness_sd: tuple[float, float] = (0.1, 0.7)
+    cell_brightness_sd: tuple[float, float] = (0.1, 2.5)
 
     def __post_init__(self):
         for name, (lowest, highest) in _LIMITS.items():
@@ -125,8 +128,12 @@ class RandomisationRanges:
 def _uniform(rng: np.random.Generator, name: str, bounds: tuple[float, float]) -> float:
     low, high = bounds
     if name in _LOG and low > 0:
-        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-    return float(rng.uniform(low, high))
+        value = math.exp(rng.uniform(math.log(low), math.log(high)))
+    else:
+        value = rng.uniform(low, high)
+    # a range fixed by the user is that value exactly (not its logarithm's round trip); the draw is still
+    # made, so that the values drawn after it stay those of any other range
+    return float(low) if low == high else float(value)
 
 
 def draw_values(ranges: RandomisationRanges, rng: np.random.Generator) -> dict:
