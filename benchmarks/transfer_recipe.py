@@ -59,7 +59,10 @@ Usage::
     OMP_NUM_THREADS=2 PYTHONPATH=src .venv/bin/python benchmarks/transfer_recipe.py --out bench-out/transfer \\
         [--stage1 bench-out/stage1_cpu] [--iterations 600] [--pcnadeep-figure cls_demo.png]
 
-Steps already done (a model_final.pt, a movies.json, an evaluation's output) are not redone.
+Steps already done (a model_final.pt, a movies.json, an evaluation's output) are not redone. The
+figures in BENCHMARKS.md use ``sim_random_train`` and ``sim_random_test`` as drawn on 2026-11-29, before
+the ranges spread PCNA expression between cells; drawn afresh they would hold today's spread (the
+simulator has no option for the older ranges), which ``stage3_with_nuclei_sqrt_spread`` measures.
 """
 
 from __future__ import annotations
