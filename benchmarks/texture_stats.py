@@ -88,6 +88,10 @@ def nucleus_stats(image: np.ndarray, mask: np.ndarray, background: float, noise:
             "snr": mean / noise, "edge": float(gradient[boundary].mean() * diameter / mean), "level": mean}
 
 
+#: Numbers the images label_stats reads, so that a spread is taken over one image's nuclei.
+_IMAGE_IDS = itertools.count()
+
+
 def label_stats(image: np.ndarray, labels: np.ndarray, keys: dict | None = None) -> list[dict]:
     """Statistics of every labelled nucleus of one image; ``keys`` maps a label to extra columns.
 
@@ -101,8 +105,6 @@ def label_stats(image: np.ndarray, labels: np.ndarray, keys: dict | None = None)
             rows.append({**(keys or {}).get(region.label, {}), **stats, "image": image_id})
     return rows
 
-
-_IMAGE_IDS = itertools.count()
 
 
 def simulated_rows(movies: int, randomise: bool) -> list[dict]:
