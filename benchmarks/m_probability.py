@@ -2,9 +2,9 @@
 
 An M AP50 of 0 says no mitosis wins the argmax; it does not say whether M is being learnt and merely loses
 to G1/G2. This runs a model (``Predictor``, frames at their own pixel size, as the model was trained on
-them) on the annotated frames of a ``pcnacycle simulate`` folder that hold a mitosis, takes for each
-annotated nucleus the detection covering most of it, and gives the quartiles of p_M for the mitoses and
-for the other nuclei, with what the mitoses were called.
+them) on the annotated frames of a ``pcnacycle simulate`` folder that hold a mitosis, matches annotated
+nuclei and detections one to one at IoU ≥ 0.5 (``match_frame``, as ``evaluate-tracks`` does), and gives the
+quartiles of p_M for the mitoses and for the other nuclei, with what the mitoses were called.
 
 Usage::
 
@@ -22,10 +22,11 @@ import pandas as pd
 import tifffile
 
 from pcnacycle.engine.predictor import Predictor
+from pcnacycle.evaluation.tracks import match_frame
 
 
 def m_probabilities(weights: Path, annotated: Path, frames: int) -> dict:
-    """p_M quartiles of found mitoses and of other found nuclei on the first ``frames`` frames holding an M."""
+    """p_M quartiles of matched mitoses and of other matched nuclei on the first ``frames`` frames holding an M."""
     predictor = Predictor(weights)
     m_column = predictor.class_names.index("M")
     classes = pd.read_csv(annotated / "classes.csv")
@@ -35,16 +36,13 @@ def m_probabilities(weights: Path, annotated: Path, frames: int) -> dict:
     for image in images:
         labels = tifffile.imread(annotated / "labels" / f"{image}.tif")
         found = predictor.predict({"pcna": tifffile.imread(annotated / "pcna" / f"{image}.tif")})
-        for label, phase in classes[classes["image"] == image].set_index("label")["class"].items():
-            covering = found["label_image"][labels == label]
-            covering = covering[covering > 0]
-            if covering.size == 0:
-                continue
-            probs = found["probs"][np.bincount(covering).argmax() - 1]
-            p_m["M" if phase == "M" else "other"].append(float(probs[m_column]))
-            if phase == "M":
+        phases = classes[classes["image"] == image].set_index("label")["class"]
+        for truth, pred in match_frame(labels, found["label_image"])[["truth", "pred"]].itertuples(index=False):
+            probs = found["probs"][pred - 1]
+            p_m["M" if phases[truth] == "M" else "other"].append(float(probs[m_column]))
+            if phases[truth] == "M":
                 calls.append(predictor.class_names[int(np.argmax(probs))])
-    return {"frames": len(images), "mitoses_found": len(p_m["M"]),
+    return {"frames": len(images), "mitoses_matched": len(p_m["M"]),
             "p_M_of_mitoses_quartiles": np.percentile(p_m["M"], [25, 50, 75]).round(3).tolist(),
             "p_M_of_others_quartiles": np.percentile(p_m["other"], [25, 50, 75]).round(3).tolist(),
             "mitoses_called": pd.Series(calls).value_counts().to_dict()}
