@@ -49,6 +49,7 @@ from .io import (
 from .phases import CLASSES, PHASE_COLOURS, PHASES
 from .safeguards import check_free_space, check_output_folder, output_lock, reserve_disk_space
 from .settings import RunSettings, median_diameter
+from .tracking.merges import separate_merged_neighbours
 from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
 from .tracking.tracker import frame_detections, probability_column, relabel_masks, track, write_ctc
 
@@ -328,6 +329,8 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
                         steady_log_area_sd=settings.steady_log_area_sd,
                         motion_persistence=settings.motion_persistence)
         summary["motion_persistence_used"] = tracked.attrs["motion_persistence"]
+        tracked = separate_merged_neighbours(tracked, settings.merge_frames, settings.steady_log_area_sd)
+        summary["merges_undone"] = tracked.attrs["merges_undone"]
         bar.update()
         if resolvable:
             tracked = resolve_phases(tracked, frame_interval, settings.replace(division_distance=division_distance),

@@ -63,6 +63,12 @@ class RunSettings:
         The same in pixels; overrides ``link_reach``.
     max_gap : int
         Most consecutive frames a nucleus may go undetected and keep its track.
+    merge_frames : int
+        Most frames two touching nuclei may be outlined as one and still be told
+        apart: a division whose two daughters are, in size and place, the two
+        nuclei that met in the mother's last frames is undone
+        (:func:`pcnacycle.tracking.merges.separate_merged_neighbours`;
+        BENCHMARKS.md, "Neighbours outlined as one"). 0 turns it off.
     motion_persistence : float or None
         How much of its last step a nucleus is expected to take again (0 to
         1): it is linked from ``position + persistence × last step``, so two
@@ -156,6 +162,7 @@ class RunSettings:
     link_reach: float = 1.0
     max_distance: float | None = None
     max_gap: int = 2
+    merge_frames: int = 3
     motion_persistence: float | None = 0.0
     division_reach: float = 1.5
     division_distance: float | None = None
@@ -217,6 +224,7 @@ class RunSettings:
             _number(name, getattr(self, name), low=0.0, high=1.0, open_interval=True)
         _integer("min_area", self.min_area, 0)
         _integer("max_gap", self.max_gap, 0)
+        _integer("merge_frames", self.merge_frames, 0)
         _integer("mitosis_window", self.mitosis_window, 1)
         _integer("min_phases_for_estimate", self.min_phases_for_estimate, 1)
         if self.min_arrest_frames is not None:
