@@ -20,6 +20,8 @@ def test_changes_merge_phase_minutes_and_are_validated():
     assert changed.phase_minutes == {**DEFAULT_PHASE_MINUTES, "S": 300} and changed.max_gap == 4
     with pytest.raises(PcnacycleError, match="max_gap=-1"):
         RunSettings(max_gap=-1)
+    with pytest.raises(PcnacycleError, match=r"merge_frames=1\.5"):
+        RunSettings(merge_frames=1.5)
     with pytest.raises(PcnacycleError, match="class_prior_correction"):
         RunSettings(class_prior_correction=2.0)
     with pytest.raises(PcnacycleError, match="division_log_area"):
