@@ -40,6 +40,8 @@ def test_overrides_are_parsed_as_yaml_and_python_tuples():
     (["SOLVER", "1"], "SOLVER"),
     (["INPUT.CROP.SIZE", "[1.5, 0.9]"], "INPUT.CROP.SIZE"),
     (["SOLVER.MAX_ITER"], "KEY VALUE"),
+    (["MODEL.ROI_HEADS.CLASS_LOSS_WEIGHTS", "[1.0, 4.0]"], "MODEL.ROI_HEADS.CLASS_LOSS_WEIGHTS"),  # 1 class
+    (["MODEL.ROI_HEADS.CLASS_LOSS_WEIGHTS", "[0]"], "MODEL.ROI_HEADS.CLASS_LOSS_WEIGHTS"),
 ])
 def test_bad_keys_and_values_are_rejected_by_name(overrides, named):
     with pytest.raises(PcnacycleError, match=named.replace(".", r"\.")):

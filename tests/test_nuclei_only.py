@@ -53,6 +53,32 @@ def test_the_classification_loss_is_cross_entropy_when_every_phase_is_known():
     assert torch.allclose(phase_classification_loss(logits, labels), F.cross_entropy(logits, labels))
 
 
+def test_class_loss_weights_weigh_each_proposal_by_its_phase_and_reach_the_training_loss():
+    logits = torch.randn(7, 4, generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([0, 1, 2, 3, 0, UNKNOWN_PHASE, 3])
+    weights = torch.tensor([1.0, 1.0, 1.5, 4.0])
+    each = -logits.log_softmax(dim=1)
+    expected = (sum(weights[int(y)] * each[i, int(y)] for i, y in enumerate(labels) if y != UNKNOWN_PHASE)
+                - torch.logsumexp(-each[5, 1:], dim=0)) / len(labels)
+    assert phase_classification_loss(logits, labels, weights).item() == pytest.approx(expected.item(), rel=1e-6)
+    # the same with equal weights: the unweighted loss
+    assert torch.allclose(phase_classification_loss(logits, labels, torch.ones(4)),
+                          phase_classification_loss(logits, labels))
+    # and the config key reaches the model's training loss: M weighted 4 raises it on an image of an M nucleus
+    image, target = image_and_target([3])
+    losses = []
+    for weights in ("[]", "[1.0, 1.0, 4.0]"):
+        cfg = load_config(None, tiny_overrides("unused", **{"MODEL.ROI_HEADS.NUM_CLASSES": 3,
+                                                            "MODEL.CLASS_NAMES": "[G1/G2, S, M]",
+                                                            "MODEL.ROI_HEADS.CLASS_LOSS_WEIGHTS": weights}))
+        torch.manual_seed(0)
+        model = build_model(cfg).train()
+        torch.manual_seed(5)
+        losses.append(model([image], [target]))
+    assert losses[1]["loss_classifier"] > losses[0]["loss_classifier"]
+    assert torch.allclose(losses[1]["loss_box_reg"], losses[0]["loss_box_reg"])
+
+
 def test_a_nucleus_of_unknown_phase_costs_minus_log_of_its_foreground_probability():
     logits = torch.tensor([[2.0, 0.0, 1.0, -1.0], [0.0, 3.0, 0.0, 0.0]])
     labels = torch.tensor([UNKNOWN_PHASE, 1])

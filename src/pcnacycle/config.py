@@ -77,6 +77,9 @@ DEFAULTS: dict[str, Any] = {
             # "NAME=CLASS": extra predictor outputs, after CLASS_NAMES, whose probability counts as CLASS's
             # (pcnaDeep's emerging daughters: ["E=G1/G2"]); set by convert-weights.
             "FOLDED_CLASSES": [],
+            # One weight per class of MODEL.CLASS_NAMES (background 1) multiplying each sampled proposal's
+            # classification loss, so that a rare phase (M) counts more; [] weighs every class alike.
+            "CLASS_LOSS_WEIGHTS": [],
         },
         # POOLER_TYPE ROIAlign: torchvision's RoIAlign (aligned=False); ROIAlignV2: detectron2's half-pixel
         # aligned one. POOLER_SAMPLING_RATIO 0: adaptive, as detectron2.
@@ -494,6 +497,11 @@ def validate(cfg: CfgNode) -> None:
     need("MODEL.PIXEL_STD", all(v > 0 for v in cfg.MODEL.PIXEL_STD), "positive numbers")
     need("MODEL.BACKBONE.FREEZE_AT", cfg.MODEL.BACKBONE.FREEZE_AT == 0 or cfg.MODEL.RESNETS.NORM != "BN",
          "0 with MODEL.RESNETS.NORM BN (a frozen stage's batch statistics would still move; use GN or FrozenBN)")
+    weights = cfg.MODEL.ROI_HEADS.CLASS_LOSS_WEIGHTS
+    need("MODEL.ROI_HEADS.CLASS_LOSS_WEIGHTS",
+         len(weights) in (0, len(cfg.MODEL.CLASS_NAMES))
+         and all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < float("inf") for w in weights),
+         f"empty or {len(cfg.MODEL.CLASS_NAMES)} positive numbers (one per MODEL.CLASS_NAMES entry)")
     folded = cfg.MODEL.ROI_HEADS.FOLDED_CLASSES
     need("MODEL.ROI_HEADS.FOLDED_CLASSES",
          all(entry.count("=") == 1 and entry.split("=")[1] in cfg.MODEL.CLASS_NAMES for entry in folded),

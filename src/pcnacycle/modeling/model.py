@@ -208,6 +208,9 @@ def build_model(cfg: CfgNode) -> MaskRCNN:
     )
     model.transform = ResizeTransform(cfg)
     model.roi_heads.__class__ = PhaseRoIHeads  # same tensors; only inference differs
+    weights = m.ROI_HEADS.CLASS_LOSS_WEIGHTS
+    # not a buffer: a training choice, not part of what the weights file holds
+    model.roi_heads.class_loss_weights = torch.tensor([1.0, *weights]) if weights else None
     if m.RPN.STYLE == "detectron2":
         model.rpn.__class__ = Detectron2RPN  # same tensors; proposals ranked on logits
     return model

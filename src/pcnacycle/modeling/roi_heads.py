@@ -14,24 +14,33 @@ from torchvision.ops import boxes as box_ops
 from ..data.classes import UNKNOWN_PHASE
 
 
-def phase_classification_loss(class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def phase_classification_loss(class_logits: torch.Tensor, labels: torch.Tensor,
+                              class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of the sampled proposals; for a nucleus of unknown phase, of "any foreground class".
 
     Parameters
     ----------
     class_logits : (N, K + 1) float, background first
     labels : (N,) int64, 0 (background), 1..K, or :data:`UNKNOWN_PHASE`
+    class_weights : (K + 1,) float, optional
+        Each proposal's loss is multiplied by its label's weight
+        (``MODEL.ROI_HEADS.CLASS_LOSS_WEIGHTS``, background 1): a rare phase
+        counts more. Nuclei of unknown phase weigh 1.
 
     Returns
     -------
     The mean over the N proposals of -log p(label), where p(unknown phase) is the
     sum of the foreground probabilities (the likelihood of a partial label): the
     phases share it as the model sees fit. Equal to torchvision's loss when no
-    label is unknown.
+    label is unknown and no weight is given.
     """
     unknown = labels == UNKNOWN_PHASE
     log_probs = F.log_softmax(class_logits, dim=1)
-    known = -log_probs[~unknown].gather(1, labels[~unknown, None]).sum()
+    known_labels = labels[~unknown]
+    known = -log_probs[~unknown].gather(1, known_labels[:, None])[:, 0]
+    if class_weights is not None:
+        known = known * class_weights.to(known.device, known.dtype)[known_labels]
+    known = known.sum()
     foreground = -torch.logsumexp(log_probs[unknown, 1:], dim=1).sum()
     return (known + foreground) / max(len(labels), 1)
 
@@ -102,7 +111,8 @@ class PhaseRoIHeads(RoIHeads):
         box_regression = box_regression.reshape(len(box_regression), -1, 4)
         box_loss = F.smooth_l1_loss(box_regression[positive, trained[positive]],
                                     torch.cat(regression_targets)[positive], beta=1 / 9, reduction="sum")
-        losses = {"loss_classifier": phase_classification_loss(class_logits, all_labels),
+        losses = {"loss_classifier": phase_classification_loss(class_logits, all_labels,
+                                                               getattr(self, "class_loss_weights", None)),
                   "loss_box_reg": box_loss / max(len(all_labels), 1)}
         if not self.has_mask():
             return losses
