@@ -62,6 +62,10 @@ class PhaseRoIHeads(RoIHeads):
     ``(N, K)`` tensor, one row per detection.
     """
 
+    #: (K + 1,) weights of the classification loss by label (``MODEL.ROI_HEADS.CLASS_LOSS_WEIGHTS``, set by
+    #: :func:`~pcnacycle.modeling.model.build_model`); None weighs every class alike.
+    class_loss_weights: torch.Tensor | None = None
+
     def forward(self, features, proposals, image_shapes, targets=None):
         # torchvision's forward builds the result dicts from the (boxes, scores, labels) that
         # postprocess_detections returns; the probabilities of the same call join them here.
@@ -111,8 +115,7 @@ class PhaseRoIHeads(RoIHeads):
         box_regression = box_regression.reshape(len(box_regression), -1, 4)
         box_loss = F.smooth_l1_loss(box_regression[positive, trained[positive]],
                                     torch.cat(regression_targets)[positive], beta=1 / 9, reduction="sum")
-        losses = {"loss_classifier": phase_classification_loss(class_logits, all_labels,
-                                                               getattr(self, "class_loss_weights", None)),
+        losses = {"loss_classifier": phase_classification_loss(class_logits, all_labels, self.class_loss_weights),
                   "loss_box_reg": box_loss / max(len(all_labels), 1)}
         if not self.has_mask():
             return losses
