@@ -103,5 +103,5 @@ def test_a_run_resolves_the_two_neighbours_as_two_cells_in_g1():
         cell = tracked[tracked["centroid_x"] == x]
         assert cell["track"].nunique() == 1 and (cell["parent"] == 0).all()
         assert set(cell["phase"]) <= {"G1", "G2"}
-    without, _, summary = analyse(table, 15.0, RunSettings(estimate_durations=False, merge_frames=0))
+    _, _, summary = analyse(table, 15.0, RunSettings(estimate_durations=False, merge_frames=0))
     assert summary["divisions"] == 1  # what the tracker made of it before

@@ -108,6 +108,7 @@ class _Lineage:
             if self.parents[rows[0]] > 0:
                 self.daughters.setdefault(int(self.parents[rows[0]]), []).append(track)
         self.next_id = int(ids.max()) + 1
+        self._ends = None  # (track ids, last rows) of the tracks without daughters; None after a change
 
     def end_frame(self, track: int) -> int:
         return int(self.frames[self.rows[track][-1]])
@@ -118,12 +119,16 @@ class _Lineage:
 
     def childless_ends(self, before: int, since: int, other_than: int) -> np.ndarray:
         """Last rows of the tracks without daughters ending in frames ``since`` to ``before - 1``."""
-        return np.array([rows[-1] for track, rows in self.rows.items()
-                         if track != other_than and not self.daughters.get(track)
-                         and since <= self.frames[rows[-1]] < before], np.int64)
+        if self._ends is None:  # built once per lineage, not once per mother
+            ids = [track for track in self.rows if not self.daughters.get(track)]
+            self._ends = np.array(ids, np.int64), np.array([self.rows[t][-1] for t in ids], np.int64)
+        ids, last = self._ends
+        frames = self.frames[last]
+        return last[(frames >= since) & (frames < before) & (ids != other_than)]
 
     def undo(self, mother: int, partner: int, merged: np.ndarray, heirs: tuple[int, int]) -> None:
         """``heirs`` go on as ``mother``'s and ``partner``'s tracks; ``merged`` rows (if any) become a track."""
+        self._ends = None
         if len(merged):
             merged_track = self.next_id
             self.next_id += 1
