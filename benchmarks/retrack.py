@@ -22,12 +22,14 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import tifffile
 
 from pcnacycle.evaluation.tracks import evaluate_tracks, format_report
 from pcnacycle.pipeline import analyse, write_outputs
 from pcnacycle.settings import RunSettings
+from pcnacycle.tracking.tracker import border_labels
 
 #: Columns that tracking and resolving wrote; everything else is what the detector measured.
 TRACKING_COLUMNS = ["track", "parent", "phase", "arrested", "fixed_phase", "lineage_fixed"]
@@ -43,6 +45,11 @@ def track_again(earlier_run: Path, run_dir: Path, settings: RunSettings) -> dict
     summary = json.loads((earlier_run / "run.json").read_text())
     objects = pd.read_csv(earlier_run / "objects.csv")
     detections = objects.drop(columns=[c for c in TRACKING_COLUMNS if c in objects]).assign(label=objects["track"])
+    masks = tifffile.imread(earlier_run / "masks.tif")
+    if "edge" not in detections:  # runs before 2026-11-30 did not write it: read it off the masks
+        edge = pd.concat([pd.DataFrame({"frame": t, "label": border_labels(m)}) for t, m in enumerate(masks)])
+        detections["edge"] = pd.MultiIndex.from_frame(detections[["frame", "label"]]).isin(
+            pd.MultiIndex.from_frame(edge.astype(np.int64)))
     kept_from = summary.get("settings", {}).get("score_threshold", RunSettings().score_threshold)
     if settings.score_threshold < kept_from:
         raise SystemExit(f"{earlier_run}: score_threshold {settings.score_threshold} is below the "
@@ -50,7 +57,7 @@ def track_again(earlier_run: Path, run_dir: Path, settings: RunSettings) -> dict
     detections = detections[detections["score"] >= settings.score_threshold]
     tracked, durations, result = analyse(detections, summary["frame_interval"], settings, summary["class_names"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_outputs(run_dir, tracked, durations, tifffile.imread(earlier_run / "masks.tif"), summary["frame_interval"],
+    write_outputs(run_dir, tracked, durations, masks, summary["frame_interval"],
                   summary["class_names"])
     result.update(frame_interval=summary["frame_interval"], settings=settings.to_dict(),
                   tracked_again_from=str(earlier_run))

@@ -24,6 +24,9 @@ def test_changes_merge_phase_minutes_and_are_validated():
         RunSettings(merge_frames=1.5)
     with pytest.raises(PcnacycleError, match="class_prior_correction"):
         RunSettings(class_prior_correction=2.0)
+    for share in (-0.1, 1.5, "a quarter"):
+        with pytest.raises(PcnacycleError, match="min_area_share"):
+            RunSettings(min_area_share=share)
     with pytest.raises(PcnacycleError, match="division_log_area"):
         RunSettings(division_log_area=(-0.9,))
     with pytest.raises(PcnacycleError, match="estimate_durations"):

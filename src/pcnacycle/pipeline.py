@@ -33,7 +33,7 @@ from tqdm import tqdm
 from .config import CfgNode
 from .data.movie import MovieReader
 from .engine.predictor import Predictor, load_weights_path
-from .engine.scale import input_scale, predict_scaled
+from .engine.scale import input_scale, predict_scaled, typical_nucleus_area
 from .errors import PcnacycleError
 from .io import (
     MANIFEST_KEY,
@@ -51,7 +51,7 @@ from .safeguards import check_free_space, check_output_folder, output_lock, rese
 from .settings import RunSettings, median_diameter
 from .tracking.merges import separate_merged_neighbours
 from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
-from .tracking.tracker import frame_detections, probability_column, relabel_masks, track, write_ctc
+from .tracking.tracker import border_labels, frame_detections, probability_column, relabel_masks, track, write_ctc
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ def filter_objects(result: dict, score_threshold: float, min_area: int, exclude_
     areas = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     keep = (result["scores"] >= score_threshold) & (areas >= max(min_area, 1))
     if exclude_border:
-        edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        keep[edge[edge > 0] - 1] = False
+        keep[border_labels(labels) - 1] = False
     new_ids = np.zeros(n + 1, np.int32)
     new_ids[1:][keep] = np.arange(1, keep.sum() + 1)
     out = {key: value[keep] for key, value in result.items() if key != "label_image"}
@@ -281,6 +280,38 @@ def nucleus_diameter(detections: pd.DataFrame) -> float | None:
     return median_diameter(detections["area"].to_numpy()) if len(detections) else None
 
 
+def drop_specks(detections: pd.DataFrame, share: float, max_distance: float, max_gap: int) -> pd.DataFrame:
+    """The detections less the specks: those under ``share`` of a typical nucleus' area (the area-weighted median
+    of the movie's detections, :func:`~pcnacycle.engine.scale.typical_nucleus_area`).
+
+    Specks, micronuclei and pieces cut off a nucleus are no cells to follow. The line is the one the
+    nucleus-size estimate draws (a quarter of the area, half the diameter). Two kinds of small detection are
+    kept. One is a nucleus outlined small for a frame or two inside its own track, as found by linking the
+    detections frame to frame (``max_distance`` px, gaps of ``max_gap`` frames, no divisions) with a nucleus
+    of full size before and after it: dropping it would break the track. The other is a nucleus the frame's
+    edge cuts (``edge`` True, when the table has that column): it is small because of the frame. ``share`` 0
+    keeps all.
+    """
+    typical = typical_nucleus_area(detections["area"].to_numpy()) if len(detections) and share > 0 else None
+    if typical is None:
+        return detections
+    small = detections["area"].to_numpy() < share * typical
+    if "edge" in detections:
+        small &= ~detections["edge"].fillna(False).to_numpy(bool)
+    if not small.any():
+        return detections
+    linked = track(detections, max_distance=max_distance, max_gap=max_gap, division_distance=0)
+    # full-size nuclei of the same track in earlier and in later frames (a track holds one row per frame)
+    tracks = linked["track"].to_numpy()
+    order = np.lexsort((linked["frame"].to_numpy(), tracks))
+    whole = (~small[order]).astype(np.int64)
+    by_track = pd.Series(whole).groupby(tracks[order])
+    running, total = by_track.cumsum().to_numpy(), by_track.transform("sum").to_numpy()
+    inside = np.empty(len(order), bool)
+    inside[order] = (running - whole > 0) & (total - running > 0)
+    return detections[~(small & ~inside)]
+
+
 def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettings | None = None,
             class_names=CLASSES, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
     """Track detections and resolve their phases: everything ``run`` does after the detector.
@@ -306,19 +337,27 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
     """
     settings = settings or RunSettings()
     detections = detections.copy()
-    diameter = nucleus_diameter(detections)
-    max_distance, division_distance = settings.distances(diameter) if diameter else (1.0, 0.0)
-    log.info("nucleus diameter %s px: linking reach %.1f px, division reach %.1f px",
-             f"{diameter:.1f}" if diameter else "unknown", max_distance, division_distance)
     mitosis = probability_column("M")
     if mitosis not in detections:
         # A model without an M class gives no mitotic evidence: divisions are
         # then accepted on geometry alone (see track.pair_mitoses).
         detections[mitosis] = np.nan
+    diameter = nucleus_diameter(detections)
+    max_distance, division_distance = settings.distances(diameter) if diameter else (1.0, 0.0)
+    kept = drop_specks(detections, settings.min_area_share, max_distance, settings.max_gap)
+    specks = len(detections) - len(kept)
+    if specks:
+        log.info("%d detection(s) under %g of a typical nucleus' area dropped as specks", specks,
+                 settings.min_area_share)
+        detections = kept
+        diameter = nucleus_diameter(detections)
+        max_distance, division_distance = settings.distances(diameter) if diameter else (1.0, 0.0)
+    log.info("nucleus diameter %s px: linking reach %.1f px, division reach %.1f px",
+             f"{diameter:.1f}" if diameter else "unknown", max_distance, division_distance)
     resolvable = sorted(class_names) == sorted(CLASSES)
     durations = None
     summary = {"frames": int(detections["frame"].max() + 1) if len(detections) else 0,
-               "nucleus_diameter_px": diameter, "max_distance_px": max_distance,
+               "specks_dropped": specks, "nucleus_diameter_px": diameter, "max_distance_px": max_distance,
                "division_distance_px": division_distance}
     with tqdm(total=2, desc="track + resolve", disable=not progress) as bar:
         tracked = track(detections, max_distance=max_distance, max_gap=settings.max_gap,
@@ -381,8 +420,8 @@ def _mean_intensity(labels: np.ndarray, image: np.ndarray, count: int) -> np.nda
 
 
 def _objects_table(tracked: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
-    columns = ["frame", "track", "parent", "label", "centroid_y", "centroid_x", "area", "mean_pcna", "texture_pcna",
-               "mean_dic", "score", *[probability_column(c) for c in class_names], "predicted_phase"]
+    columns = ["frame", "track", "parent", "label", "centroid_y", "centroid_x", "area", "edge", "mean_pcna",
+               "texture_pcna", "mean_dic", "score", *[probability_column(c) for c in class_names], "predicted_phase"]
     columns = [c for c in columns if c in tracked]
     # fixed_phase, lineage_fixed: a corrected run's corrections (pcnacycle.correct), kept for the next correction
     columns += [c for c in ("phase", "arrested", "fixed_phase", "lineage_fixed") if c in tracked]

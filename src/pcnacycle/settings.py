@@ -56,6 +56,14 @@ class RunSettings:
         up to 0.7, and on movies tracked end to end it leaves fewer spurious
         divisions (BENCHMARKS.md, "The score threshold end to end"); lower it
         for a movie of very dim nuclei.
+    min_area_share : float
+        Detections under this share of a typical nucleus' area (the
+        area-weighted median of the movie's detections) are dropped before
+        tracking: specks, micronuclei and pieces of nuclei, which are no cells
+        to follow (:func:`pcnacycle.pipeline.drop_specks`; 0.25 is half the
+        diameter, the line the nucleus-size estimate draws). Kept: nuclei cut
+        by the frame's edge, and a nucleus outlined small for a frame or two
+        inside its own track. 0 keeps them all.
     link_reach : float
         Largest step of a nucleus between the frames it is seen in, in nucleus
         diameters (ground truth: 95 % of steps under 0.27).
@@ -158,6 +166,7 @@ class RunSettings:
     rescale: bool = True
     score_threshold: float = 0.7
     min_area: int = 20
+    min_area_share: float = 0.25
     exclude_border: bool = False
     link_reach: float = 1.0
     max_distance: float | None = None
@@ -230,6 +239,7 @@ class RunSettings:
         if self.min_arrest_frames is not None:
             _integer("min_arrest_frames", self.min_arrest_frames, 1)
         _number("class_prior_correction", self.class_prior_correction, low=0.0, high=1.0)
+        _number("min_area_share", self.min_area_share, low=0.0, high=1.0)
         for name in ("exclude_border", "estimate_durations", "rescale"):
             if not isinstance(getattr(self, name), bool):
                 raise PcnacycleError(f"{name}={getattr(self, name)!r}: must be true or false")

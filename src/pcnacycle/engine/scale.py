@@ -114,25 +114,34 @@ def estimate_reliability(areas: np.ndarray) -> dict:
             "estimate_reliable": bool(reliable)}
 
 
-def nucleus_areas(areas: np.ndarray) -> np.ndarray:
-    """The detection ``areas`` (px) that measure nuclei: those whose diameter is at least half the diameter of
-    the nucleus a random detected pixel lies in (the area-weighted median).
+def typical_nucleus_area(areas: np.ndarray) -> float | None:
+    """The area (px) of the nucleus a random detected pixel lies in: the area-weighted median of ``areas``.
 
     Debris, specks and a few fragments are many and small; whole nuclei hold most of the detected pixels, so
-    the weighted median is a nucleus' size and what is under half of it is not one. Nuclei of one size lose
-    none. One detection holding more than half of all the detected pixels (a clump, a stretch of background)
-    does not set the weighted median, else it alone would be measured. (A model that cuts every nucleus into
-    pieces leaves only pieces: :func:`search_larger_nuclei`.)
+    this is a nucleus' size however many specks there are. One detection holding more than half of all the
+    detected pixels (a clump, a stretch of background) does not set it, else it alone would be measured.
+    None when no area is positive.
     """
-    areas = np.asarray(areas, np.float64)
-    areas = areas[areas > 0]
-    order = np.sort(areas)
+    order = np.sort(np.asarray(areas, np.float64))
+    order = order[order > 0]
     if len(order) > 1 and order[-1] > order[:-1].sum():
         order = order[:-1]
     if len(order) == 0:
+        return None
+    return float(order[np.searchsorted(np.cumsum(order), order.sum() / 2)])
+
+
+def nucleus_areas(areas: np.ndarray) -> np.ndarray:
+    """The detection ``areas`` (px) that measure nuclei: those whose diameter is at least half that of
+    :func:`typical_nucleus_area`. Nuclei of one size lose none. (A model that cuts every nucleus into pieces
+    leaves only pieces: :func:`search_larger_nuclei`.)
+    """
+    areas = np.asarray(areas, np.float64)
+    areas = areas[areas > 0]
+    typical = typical_nucleus_area(areas)
+    if typical is None:
         return areas
-    weighted_median = order[np.searchsorted(np.cumsum(order), order.sum() / 2)]
-    return areas[areas >= weighted_median / 4]  # half the diameter: a quarter of the area
+    return areas[areas >= typical / 4]  # half the diameter: a quarter of the area
 
 
 def _measured_areas(predictor: Predictor, samples: Sequence[dict[str, np.ndarray]], scale: float | None,

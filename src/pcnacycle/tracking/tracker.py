@@ -43,6 +43,7 @@ from ..phases import CLASSES
 
 __all__ = [
     "COORDINATES",
+    "border_labels",
     "ctc_tracks",
     "detections_table",
     "frame_detections",
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 COORDINATES = ["centroid_y", "centroid_x"]
-_DETECTION_COLUMNS = ["frame", "label", *COORDINATES, "area"]
+_DETECTION_COLUMNS = ["frame", "label", *COORDINATES, "area", "edge"]
 
 
 def probability_column(class_name: str) -> str:
@@ -203,8 +204,9 @@ def frame_detections(label_image: np.ndarray, probs: np.ndarray, frame: int,
     -------
     DataFrame
         One row per nucleus, sorted by label: ``frame, label, centroid_y,
-        centroid_x, area[, mean_pcna, texture_pcna], p_<class>...`` (centroids
-        in pixels, float64; area in pixels, int64).
+        centroid_x, area, edge[, mean_pcna, texture_pcna], p_<class>...``
+        (centroids in pixels, float64; area in pixels, int64; ``edge`` True
+        where the nucleus touches the frame's border, so the frame may cut it).
     """
     label_image = np.asarray(label_image)
     probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(class_names))
@@ -218,7 +220,7 @@ def frame_detections(label_image: np.ndarray, probs: np.ndarray, frame: int,
     columns = {
         "frame": np.full(len(labels), frame, np.int64), "label": labels,
         "centroid_y": table["centroid-0"], "centroid_x": table["centroid-1"],
-        "area": table["area"].astype(np.int64),
+        "area": table["area"].astype(np.int64), "edge": np.isin(labels, border_labels(label_image)),
     }
     if intensity_image is not None:
         columns["mean_pcna"] = table["intensity_mean"]
@@ -226,6 +228,14 @@ def frame_detections(label_image: np.ndarray, probs: np.ndarray, frame: int,
     for k, name in enumerate(class_names):
         columns[probability_column(name)] = probs[labels - 1, k]
     return pd.DataFrame(columns)
+
+
+def border_labels(label_image: np.ndarray) -> np.ndarray:
+    """The labels (int64, sorted, 0 left out) of a (H, W) label image's objects that touch its border."""
+    label_image = np.asarray(label_image)
+    border = np.concatenate([label_image[0], label_image[-1], label_image[:, 0], label_image[:, -1]])
+    found = np.unique(border).astype(np.int64)
+    return found[found > 0]
 
 
 def detections_table(label_images: Iterable[np.ndarray], probs: Iterable[np.ndarray],
@@ -241,7 +251,8 @@ def detections_table(label_images: Iterable[np.ndarray], probs: Iterable[np.ndar
               for t, (labels, p, intensity) in enumerate(zip(label_images, probs, intensity_images))]
     if not frames:
         columns = _DETECTION_COLUMNS + [probability_column(c) for c in class_names]
-        return pd.DataFrame({c: pd.Series(dtype=np.float64 if c.startswith("p_") else np.int64) for c in columns})
+        dtypes = {c: np.float64 if c.startswith("p_") else bool if c == "edge" else np.int64 for c in columns}
+        return pd.DataFrame({c: pd.Series(dtype=dtype) for c, dtype in dtypes.items()})
     return pd.concat(frames, ignore_index=True)
 
 
