@@ -292,7 +292,7 @@ def mitoses_in_a_row(cells=8, onset_p_m=0.12, seed=0):
 
 
 def test_m_probability_read_against_the_cells_own_level_finds_the_first_m_frame():
-    from pcnacycle.tracking.resolve import mitosis_log_ratio
+    from pcnacycle.tracking.evidence import mitosis_log_ratio
 
     cells = mitoses_in_a_row()
     evidence = mitosis_log_ratio(cells["p_M"].to_numpy(), cells["track"].to_numpy(), cells["frame"].to_numpy())

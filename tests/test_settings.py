@@ -27,6 +27,9 @@ def test_changes_merge_phase_minutes_and_are_validated():
     for share in (-0.1, 1.5, "a quarter"):
         with pytest.raises(PcnacycleError, match="min_area_share"):
             RunSettings(min_area_share=share)
+    for level in (0.5, 1.0, 0.3):
+        with pytest.raises(PcnacycleError, match=f"texture_min_confidence={level}"):
+            RunSettings(texture_min_confidence=level)
     with pytest.raises(PcnacycleError, match="division_log_area"):
         RunSettings(division_log_area=(-0.9,))
     with pytest.raises(PcnacycleError, match="estimate_durations"):

@@ -9,7 +9,8 @@ from scipy import ndimage as ndi
 
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.phases import CLASSES
-from pcnacycle.tracking.resolve import resolve_phases, texture_log_ratio
+from pcnacycle.tracking.evidence import confidence_levels, confident_calls, texture_log_ratio
+from pcnacycle.tracking.resolve import resolve_phases
 from pcnacycle.tracking.tracker import frame_detections, nuclear_texture
 
 
@@ -120,6 +121,29 @@ def test_smooth_s_calls_weaken_smoothness_as_evidence_against_s_but_not_foci_as_
     assert np.median(mixed[grainy]) > 2 and np.median(mixed[grainy]) > np.median(clean[grainy]) - 0.5
 
 
+def test_an_unsure_model_still_teaches_the_texture_from_its_surest_calls():
+    """A model shown nuclei unlike its training movies calls S at 0.82 at best: the texture is learnt from
+    its calls at 0.8 and tells S from not S as it would from calls at 0.9; calls at 0.6 teach nothing."""
+    rng = np.random.default_rng(3)
+    is_s, texture, _ = _calls_and_texture(rng)
+    unsure = np.where(is_s, 0.82, 0.15)
+    assert not texture_log_ratio(texture, unsure, confident=(0.9,)).any()  # 0.9 only: nothing learnt
+    llr = texture_log_ratio(texture, unsure)
+    assert (llr[is_s] > 0).mean() > 0.99 and (llr[~is_s] < 0).mean() > 0.99
+    np.testing.assert_allclose(llr, texture_log_ratio(texture, np.where(is_s, 0.97, 0.02)))
+    assert not texture_log_ratio(texture, np.where(is_s, 0.6, 0.4)).any()
+
+
+def test_confident_calls_are_taken_at_the_highest_level_that_gives_enough_of_both():
+    assert confidence_levels(0.7) == (0.9, 0.8, 0.7) and confidence_levels(0.9) == (0.9,)
+    assert confidence_levels(0.95) == (0.95,) and confidence_levels(0.75) == (0.9, 0.8)
+    p_s = np.r_[np.full(25, 0.95), np.full(10, 0.03), np.full(15, 0.15), np.full(30, 0.5), np.nan]
+    s_calls, other, level = confident_calls(p_s)  # 10 not-S calls at 0.9 are too few; 25 at 0.8
+    assert level == 0.8 and s_calls.sum() == 25 and other.sum() == 25 and not s_calls[-1] and not other[-1]
+    assert confident_calls(p_s, (0.9,)) is None and confident_calls(p_s, 0.8, min_count=26) is None
+    assert confident_calls(np.full(40, 0.5)) is None
+
+
 @pytest.mark.parametrize("case", ["too few", "S smoother"])
 def test_no_texture_term_when_the_movie_cannot_teach_one(case):
     rng = np.random.default_rng(4)
@@ -218,3 +242,33 @@ def test_a_track_without_smooth_calls_is_read_against_the_movie():
     llr = texture_log_ratio(table["texture"].to_numpy(), table["p_s"].to_numpy(), table["track"].to_numpy())
     assert llr[-1] == pytest.approx(llr[-2])
     assert llr[-1] != pytest.approx(texture_log_ratio(table["texture"].to_numpy(), table["p_s"].to_numpy())[-1])
+
+
+def _still_cells(rng, top):
+    """30 nuclei standing 60 px apart for 20 frames, G1 (6) → S (10) → G2 (4), the detector's call at ``top``."""
+    rows = []
+    for cell in range(30):
+        for t in range(20):
+            phase = "G1/G2" if t < 6 or t >= 16 else "S"
+            rest = (1 - top) / 2
+            rows.append({"frame": t, "label": cell + 1, "centroid_y": 40.0, "centroid_x": 40.0 + 60 * cell,
+                         "area": 300.0, "mean_pcna": 500.0,
+                         "texture_pcna": np.exp((-1.2 if phase == "S" else -2.0) + rng.normal(0, 0.1)),
+                         **{f"p_{c}": top if c == phase else rest for c in CLASSES}})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("top, lowest, texture_from, warned", [
+    (0.95, 0.7, 0.9, False), (0.85, 0.7, 0.8, False), (0.85, 0.9, None, True), (0.6, 0.7, None, True)])
+def test_run_json_says_how_sure_the_calls_were_and_what_the_texture_was_learnt_from(top, lowest, texture_from,
+                                                                                     warned, caplog):
+    from pcnacycle.pipeline import analyse
+    from pcnacycle.settings import RunSettings
+
+    with caplog.at_level("INFO"):
+        _, _, summary = analyse(_still_cells(np.random.default_rng(0), top), 30.0,
+                                RunSettings(estimate_durations=False, texture_min_confidence=lowest))
+    assert summary["confident_calls_share"] == (1.0 if top >= 0.9 else 0.0)
+    assert summary["texture_evidence_from"] == texture_from
+    assert ("no second look at S from texture" in caplog.text) == warned
+    assert f"{100 * summary['confident_calls_share']:.0f} % of nuclei called with probability ≥ 0.9" in caplog.text

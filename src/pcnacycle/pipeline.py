@@ -49,6 +49,7 @@ from .io import (
 from .phases import CLASSES, PHASE_COLOURS, PHASES
 from .safeguards import check_free_space, check_output_folder, output_lock, reserve_disk_space
 from .settings import RunSettings, median_diameter
+from .tracking.evidence import CONFIDENT_CALL
 from .tracking.merges import separate_merged_neighbours
 from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
 from .tracking.tracker import border_labels, frame_detections, probability_column, relabel_masks, track, write_ctc
@@ -379,6 +380,7 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
             summary["phase_minutes_used"] = tracked.attrs["phase_minutes"]
             summary["divisions_inferred"] = tracked.attrs["divisions_inferred"]
             summary["divisions_undone"] = tracked.attrs["divisions_undone"]
+            summary.update(_second_looks(tracked, settings, class_names))
         else:
             log.warning("classes %s are not %s: tracks are written, phases are not resolved",
                         class_names, list(CLASSES))
@@ -387,6 +389,29 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
                     "divisions": int((tracked.groupby("track")["parent"].first() > 0).sum() // 2),
                     "class_names": list(class_names), "phases_resolved": resolvable})
     return tracked, durations, summary
+
+
+def _second_looks(tracked: pd.DataFrame, settings: RunSettings, class_names) -> dict:
+    """How sure the detector was of the phases, and what the resolver's texture and M evidence were learnt from.
+
+    A model shown nuclei unlike its training movies calls few of them with
+    confidence; the texture evidence is then learnt from its less confident
+    calls, or not at all, and the user should know (log and run.json).
+    """
+    probabilities = tracked[[probability_column(c) for c in class_names]].to_numpy(np.float64)
+    seen = np.isfinite(probabilities).any(axis=1)
+    top = np.nanmax(np.where(seen[:, None], probabilities, 0.0), axis=1)[seen]
+    share = float(np.mean(top >= CONFIDENT_CALL)) if len(top) else None
+    texture_from = tracked.attrs.get("texture_evidence_from")
+    if share is not None:
+        log.info("phase calls: %.0f %% of nuclei called with probability ≥ %g; texture evidence %s", 100 * share,
+                 CONFIDENT_CALL, f"learnt from the calls at ≥ {texture_from:g}" if texture_from else "off")
+        if settings.texture_evidence and texture_from is None:
+            log.warning("no second look at S from texture in this movie: too few nuclei called S, or not S, with "
+                        "probability ≥ %g (or the S calls are not grainier); phases rest on the detector's calls "
+                        "alone", settings.texture_min_confidence)
+    return {"confident_calls_share": share, "texture_evidence_from": texture_from,
+            "mitosis_evidence_learnt": bool(tracked.attrs.get("mitosis_evidence_learnt", False))}
 
 
 def write_outputs(folder: Path, tracked: pd.DataFrame, durations: pd.DataFrame | None, label_frames,

@@ -117,10 +117,16 @@ class RunSettings:
         G1/G2, which the model's transitions would otherwise count twice.
     texture_evidence : float
         Weight of the texture evidence for S (grainy PCNA foci, learnt from the
-        movie's confident calls; :func:`pcnacycle.tracking.resolve.texture_log_ratio`); 0 turns it off.
+        movie's confident calls; :func:`pcnacycle.tracking.evidence.texture_log_ratio`); 0 turns it off.
+    texture_min_confidence : float
+        The least probability of the detector's calls the texture evidence
+        is learnt from: 0.9 where the movie has enough calls so sure (20 of
+        S and of not S), else 0.8, and so on down to this. A model shown
+        nuclei unlike its training movies is seldom sure, yet its surer calls
+        are still mostly right; 0.9 learns from sure calls only.
     mitosis_evidence : float
         Weight of the detector's M probability read against the cell's own
-        frames (:func:`pcnacycle.tracking.resolve.mitosis_log_ratio`): a cell
+        frames (:func:`pcnacycle.tracking.evidence.mitosis_log_ratio`): a cell
         entering M lifts its p_M far above its own interphase level before
         the detector calls it M. 0 turns it off.
     phase_duration_cv : float
@@ -185,6 +191,7 @@ class RunSettings:
     emission_temperature: float = 1.0
     class_prior_correction: float = 0.5
     texture_evidence: float = 1.0
+    texture_min_confidence: float = 0.7
     mitosis_evidence: float = 1.0
     phase_duration_cv: float = 0.7
     atypical_duration_share: float = 0.05
@@ -225,6 +232,7 @@ class RunSettings:
         _number("sister_evidence", self.sister_evidence, low=0.0)
         _number("texture_evidence", self.texture_evidence, low=0.0)
         _number("mitosis_evidence", self.mitosis_evidence, low=0.0)
+        _number("texture_min_confidence", self.texture_min_confidence, low=0.5, high=1.0, open_interval=True)
         _number("phase_duration_cv", self.phase_duration_cv, low=0.05, high=1.0)
         for name in ("score_threshold", "min_mitosis_probability"):
             _number(name, getattr(self, name), low=0.0, high=1.0)

@@ -38,9 +38,11 @@ with the detector's probabilities as emissions:
   replication foci in S, so S nuclei are grainy (``texture_pcna``, see
   :func:`~pcnacycle.tracking.tracker.nuclear_texture`). How grainy S and
   non-S nuclei are differs between microscopes, so it is learnt from the
-  movie itself: the log texture of the nuclei the detector calls S
-  confidently against those it confidently calls something else, one
-  Gaussian each, every nucleus read against its own track's smooth calls
+  movie itself (:mod:`~pcnacycle.tracking.evidence`): the log texture of the
+  nuclei the detector calls S confidently against those it confidently calls
+  something else (at probability 0.9, or 0.8 or 0.7 where the movie has too
+  few such calls, as a model shown nuclei unlike its training movies does),
+  one Gaussian each, every nucleus read against its own track's smooth calls
   (cells differ in grain more than frames do); S's admits smooth nuclei in
   the share of the S calls that are smooth (foci are faint as S begins and
   ends, so smoothness is weaker evidence against S than foci are for it).
@@ -80,23 +82,16 @@ from ..errors import PcnacycleError
 from ..phases import CLASSES, PHASES
 from ..settings import RunSettings
 from .divisions import division_evidence_in_tracks, split_tracks, undo_divisions
+from .evidence import confidence_levels, confident_calls, mitosis_log_ratio, texture_log_ratio
 from .hmm import G1, G2, M_EXIT, M, S, StateSpace, viterbi
 from .tracker import probability_column, require_columns
 
-__all__ = ["estimate_phase_minutes", "mitosis_log_ratio", "phase_durations", "resolve_phases", "texture_log_ratio"]
+__all__ = ["estimate_phase_minutes", "phase_durations", "resolve_phases"]
 
 _STATE_PHASE = np.array(["G1", "S", "G2", "M", "M"])
 _CLASS_OF_STATE = [0, 1, 0, 2, 2]  # G1, S, G2, M, M-exit → columns G1/G2, S, M
 _MAX_PASSES = 3
 _PRIOR_PSEUDO_COUNT = 30.0
-#: Texture evidence: the detector's calls it is learnt from, how many of each class it needs, its bound (log units).
-_CONFIDENT = 0.9
-_MIN_CONFIDENT = 20
-_EVIDENCE_LIMIT = 4.0
-#: Rows before a nucleus whose median p_M (log odds) is its cell's level when M evidence reads it.
-_ONSET_WINDOW = 5
-#: How many nuclei's worth the movie's smooth texture weighs in a track's own baseline (set beforehand, not swept).
-_TRACK_PSEUDO_COUNT = 3.0
 
 
 def check_frame_interval(frame_interval) -> None:
@@ -247,15 +242,21 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
         return result
     space = StateSpace(frame_interval, minutes, settings)
     features = np.zeros((len(result), 5))  # log-likelihood ratios per row and state, besides the detector's
+    texture_from, mitosis_learnt = None, False  # what the second looks were learnt from, for run.json
     if settings.texture_evidence and "texture_pcna" in result.columns:
-        features[:, S] += settings.texture_evidence * texture_log_ratio(
-            result["texture_pcna"].to_numpy(np.float64), result[prob_columns[1]].to_numpy(np.float64),
-            result["track"].to_numpy())
+        texture = result["texture_pcna"].to_numpy(np.float64)
+        p_s = result[prob_columns[1]].to_numpy(np.float64)
+        levels = confidence_levels(settings.texture_min_confidence)
+        llr = texture_log_ratio(texture, p_s, result["track"].to_numpy(), confident=levels)
+        features[:, S] += settings.texture_evidence * llr
+        if llr.any():
+            texture_from = confident_calls(np.where(texture > 0, p_s, np.nan), levels)[2]  # the calls' level
     if settings.mitosis_evidence and prob_columns[2] in result.columns:
         onset = mitosis_log_ratio(result[prob_columns[2]].to_numpy(np.float64), result["track"].to_numpy(),
                                   result["frame"].to_numpy(), settings.min_probability)
         # not M-exit: a daughter's first frames have no level of her own to rise from
         features[:, M] += settings.mitosis_evidence * onset
+        mitosis_learnt = bool(onset.any())
     splits = undone = 0
     for attempt in range(_MAX_PASSES):
         grid = _TrackGrid(result)
@@ -269,6 +270,8 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
         result = split_tracks(result, restart_rows, settings, constraints.frozen)
     result.attrs["divisions_inferred"] = splits
     result.attrs["divisions_undone"] = undone
+    result.attrs["texture_evidence_from"] = texture_from
+    result.attrs["mitosis_evidence_learnt"] = mitosis_learnt
 
     # tracks the order cannot place: all G1/G2, no parent, no daughters → G1 or G2 by brightness
     seen = np.zeros((grid.count, 5), bool)
@@ -360,137 +363,6 @@ def _best_states(table: pd.DataFrame, grid: _TrackGrid, space: StateSpace, setti
     ends_early = np.zeros(grid.count, bool)
     ends_early[grid.index[last_row & ~constraints.fixed]] = np.isin(states[last_row & ~constraints.fixed], [G1, S])
     return states, np.flatnonzero(restart), grid.tracks[ends_early & may_be_false]
-
-
-def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, track: np.ndarray | None = None,
-                      confident: float = _CONFIDENT, min_count: int = _MIN_CONFIDENT,
-                      limit: float = _EVIDENCE_LIMIT) -> np.ndarray:
-    """Log-likelihood ratio of S against not-S from each nucleus' texture, learnt from the movie's confident calls.
-
-    Parameters
-    ----------
-    texture : (n,) float
-        :func:`~pcnacycle.tracking.tracker.nuclear_texture` per nucleus (NaN: none).
-    p_s : (n,) float
-        The detector's S probability per nucleus.
-    track : (n,) int, optional
-        Each nucleus' track. Texture is then read against the track's own
-        smooth frames: how grainy a G1 nucleus looks differs from cell to
-        cell more than from frame to frame, so the faint first and last foci
-        of S stand out against the cell's own G1 or G2 where they would not
-        against all cells'.
-
-    Returns
-    -------
-    (n,) float64
-        ``log p(texture | S) - log p(texture | not S)``, 0 where texture is missing,
-        bounded to ±``limit``. Each class is learnt from the nuclei called
-        ``p_s ≥ confident`` (S) and ``p_s ≤ 1 - confident`` (not S): a Gaussian
-        of log texture with its median and robust spread. Smooth nuclei vary
-        little, S nuclei a lot (early, mid and late S foci), so the two spreads
-        differ; beyond the texture where the ratio of the two Gaussians would
-        turn back, it is held (it never rises as a nucleus gets smoother, nor
-        falls as it gets grainier).
-        With ``track``, each nucleus' log texture is first shifted by its
-        track's median over the confident not-S calls, shrunk towards the
-        movie's (:data:`_TRACK_PSEUDO_COUNT` nuclei' worth); a track without
-        such calls keeps the movie's. S's Gaussian is mixed with not-S's in
-        the share of the S calls that are smoother than the midpoint between
-        the two: an S nucleus need not show foci (they are faint or below
-        resolution as S begins and ends), while foci do show S, so where the
-        S calls include smooth nuclei, smoothness weighs less against S (never
-        below the log of that share), and graininess as much for it. Not-S is
-        not mixed: the grainy nuclei a detector confidently calls G1/G2 are the
-        early S it misses, which is what the texture is there to find. All 0
-        when either class has fewer than ``min_count`` nuclei or S is not the
-        grainier.
-    """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.log(np.asarray(texture, np.float64))
-    p_s = np.asarray(p_s, np.float64)
-    valid = np.isfinite(x)
-    s_phase, other = valid & (p_s >= confident), valid & (p_s <= 1 - confident)
-    if s_phase.sum() < min_count or other.sum() < min_count:
-        return np.zeros(len(x))
-    if track is not None:
-        movie = np.median(x[other])
-        smooth_calls = pd.Series(np.where(other, x, np.nan)).groupby(np.asarray(track))
-        count = smooth_calls.transform("count").to_numpy()
-        median = np.nan_to_num(smooth_calls.transform("median").to_numpy())
-        x = x - (count * median + _TRACK_PSEUDO_COUNT * movie) / (count + _TRACK_PSEUDO_COUNT) + movie
-    (centre_s, sd_s), (centre_other, sd_other) = _robust_gaussian(x[s_phase]), _robust_gaussian(x[other])
-    if centre_s <= centre_other:
-        return np.zeros(len(x))
-    held = np.where(valid, x, centre_other)
-    if sd_s != sd_other:  # the quadratic log ratio turns where its slope is 0: outside the two centres
-        turn = (centre_other / sd_other ** 2 - centre_s / sd_s ** 2) / (1 / sd_other ** 2 - 1 / sd_s ** 2)
-        held = np.maximum(held, turn) if sd_s > sd_other else np.minimum(held, turn)
-    gaussian = _gaussian_log_ratio(held, (centre_s, sd_s), (centre_other, sd_other))
-    smooth_s = float(np.mean(x[s_phase] < (centre_s + centre_other) / 2))
-    # log of [(1 - a) N_S + a N_O] / N_O, with N_S / N_O = exp(gaussian)
-    llr = np.log((1 - smooth_s) * np.exp(np.clip(gaussian, -50, 50)) + smooth_s)
-    return np.where(valid, np.clip(llr, -limit, limit), 0.0)
-
-
-def mitosis_log_ratio(p_m: np.ndarray, track: np.ndarray, frame: np.ndarray, min_probability: float = 1e-3,
-                      min_count: int = _MIN_CONFIDENT, limit: float = _EVIDENCE_LIMIT) -> np.ndarray:
-    """Log-likelihood ratio of M against not-M from each nucleus' p_M read against its track's own frames.
-
-    A cell's p_M stays near a level of its own and leaves it as the cell
-    enters M, often a frame before the detector's call crosses one half. So
-    each nucleus' log odds of M are taken less the median of its track's
-    previous ``_ONSET_WINDOW`` rows (a track's first row gets 0). Not-M is a
-    Gaussian of that shift (median and robust spread over the calls of
-    p_M < 0.5), and so is M
-    (over the calls of p_M ≥ 0.5). The ratio is held below not-M's centre
-    and above M's (it never rises as p_M falls), and bounded to ±``limit``.
-
-    Parameters
-    ----------
-    p_m : (n,) float
-        The detector's M probability per nucleus (NaN: none).
-    track, frame : (n,) int
-        Each nucleus' track and frame.
-    min_probability : float
-        Probabilities are clipped to ``[min_probability, 1 - min_probability]``.
-
-    Returns
-    -------
-    (n,) float64
-        0 where p_M is missing or nothing comes before in the track, and
-        everywhere when either class has fewer than ``min_count`` calls or
-        M's centre is not above not-M's.
-    """
-    p = np.clip(np.asarray(p_m, np.float64), min_probability, 1 - min_probability)
-    x = np.log(p / (1 - p))
-    # the level the cell was at just before: the median of its previous rows (none for a track's first)
-    order = np.lexsort((np.asarray(frame), np.asarray(track)))
-    by_track = pd.Series(x[order]).groupby(np.asarray(track)[order])
-    level = np.empty(len(x))
-    level[order] = by_track.transform(lambda v: v.shift(1).rolling(_ONSET_WINDOW, min_periods=1).median())
-    valid = np.isfinite(x) & np.isfinite(level)
-    mitotic, other = valid & (p >= 0.5), valid & (p < 0.5)
-    if mitotic.sum() < min_count or other.sum() < min_count:
-        return np.zeros(len(x))
-    shift = x - level
-    (centre_m, sd_m), (centre_other, sd_other) = _robust_gaussian(shift[mitotic]), _robust_gaussian(shift[other])
-    if centre_m <= centre_other:
-        return np.zeros(len(x))
-    held = np.clip(np.where(valid, shift, centre_other), centre_other, centre_m)
-    llr = _gaussian_log_ratio(held, (centre_m, sd_m), (centre_other, sd_other))
-    return np.where(valid, np.clip(llr, -limit, limit), 0.0)
-
-
-def _robust_gaussian(values: np.ndarray) -> tuple[float, float]:
-    """Median and robust sd (1.4826 × the median absolute deviation, at least 1e-3) of ``values``."""
-    centre = float(np.median(values))
-    return centre, max(1.4826 * float(np.median(np.abs(values - centre))), 1e-3)
-
-
-def _gaussian_log_ratio(x: np.ndarray, first: tuple[float, float], second: tuple[float, float]) -> np.ndarray:
-    """``log N(x; first) - log N(x; second)`` for two (centre, sd) Gaussians."""
-    (centre_a, sd_a), (centre_b, sd_b) = first, second
-    return 0.5 * ((x - centre_b) / sd_b) ** 2 - 0.5 * ((x - centre_a) / sd_a) ** 2 + math.log(sd_b / sd_a)
 
 
 def _g1_or_g2(intensity: np.ndarray, states: np.ndarray, track_index: np.ndarray, unplaced: np.ndarray) -> np.ndarray:
