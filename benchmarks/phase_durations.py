@@ -64,8 +64,9 @@ from pcnacycle.settings import RunSettings
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
 from pcnacycle.simulation.writers import write_movie
+from pcnacycle.tracking.detections import detections_table
 from pcnacycle.tracking.resolve import phase_durations
-from pcnacycle.tracking.tracker import detections_table, track_table
+from pcnacycle.tracking.tracker import track_table
 
 #: Every value differs from SimulationParams' defaults (durations 540/420/210/52, 10-min frames, radius 11,
 #: speed 0.25) and from the resolver's prior (660/480/240/60).

@@ -1,6 +1,6 @@
 """Copy a ``phase_durations.py --out`` folder's runs with each nucleus' texture measured again.
 
-A change to :func:`pcnacycle.tracking.tracker.nuclear_texture` measured on the same detections, without
+A change to :func:`pcnacycle.tracking.detections.nuclear_texture` measured on the same detections, without
 running the model again: each run's ``masks.tif`` (labelled by track) and its movie's ``pcna.tif`` give
 ``texture_pcna`` anew (``--rim``: the edge layers left out; default today's), written to ``DST/runs``;
 ``DST/movies`` links to ``SRC/movies``. Then ``phase_durations.py --resolve-again DST`` tracks and resolves
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from pcnacycle.tracking.tracker import TEXTURE_RIM, nuclear_texture
+from pcnacycle.tracking.detections import TEXTURE_RIM, nuclear_texture
 
 
 def remeasure(run: Path, movie: Path, out: Path, rim: int) -> None:

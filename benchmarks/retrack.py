@@ -29,7 +29,7 @@ import tifffile
 from pcnacycle.evaluation.tracks import evaluate_tracks, format_report
 from pcnacycle.pipeline import analyse, write_outputs
 from pcnacycle.settings import RunSettings
-from pcnacycle.tracking.tracker import border_labels
+from pcnacycle.tracking.detections import border_labels
 
 #: Columns that tracking and resolving wrote; everything else is what the detector measured.
 TRACKING_COLUMNS = ["track", "parent", "phase", "arrested", "fixed_phase", "lineage_fixed"]

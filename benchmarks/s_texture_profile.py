@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from pcnacycle.tracking.tracker import detections_table
+from pcnacycle.tracking.detections import detections_table
 
 
 def profile(folder: Path, positions: int = 5) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """How far nuclear texture sets S apart from G1/G2 with 1, 2 or 3 edge layers left out.
 
-:func:`pcnacycle.tracking.tracker.nuclear_texture` is the resolver's texture evidence. Two sources:
+:func:`pcnacycle.tracking.detections.nuclear_texture` is the resolver's texture evidence. Two sources:
 
 - **simulated movies** (a ``phase_durations.py --out`` folder: its ``movies/`` with their truth and its
   ``runs/`` of a model): log texture of each true nucleus, measured on its true mask and on the run's
@@ -32,7 +32,7 @@ from scipy.stats import rankdata
 from skimage import io, transform
 
 from pcnacycle.evaluation.tracks import _frame_matches, _label_frames
-from pcnacycle.tracking.tracker import nuclear_texture
+from pcnacycle.tracking.detections import nuclear_texture
 
 RIMS = (1, 2, 3)
 BIOLAPSE_DIAMETER = 30.7  # px, the median nucleus of Biolapse's two fields (real_pcna.py)

@@ -35,7 +35,8 @@ import tifffile
 from pcnacycle.evaluation.tracks import evaluate_tracks
 from pcnacycle.phases import CLASSES
 from pcnacycle.pipeline import analyse
-from pcnacycle.tracking.tracker import detections_table, track, write_ctc
+from pcnacycle.tracking.detections import detections_table
+from pcnacycle.tracking.tracker import track, write_ctc
 
 DEFAULT_SETTING = (20.0, 2)  # track()'s defaults
 

@@ -110,6 +110,10 @@ def test_batch_runs_every_movie_loads_the_model_once_and_summarises(detector, sc
     assert (out / "summary_by_condition.png").read_bytes()[:4] == b"\x89PNG"
     record = json.loads((out / "batch.json").read_text())
     assert {m["movie"]: m["status"] for m in record["movies"]} == dict.fromkeys(MOVIES, "done")
+    for entry in record["movies"]:  # how sure the detector was, as each run.json says
+        summary = json.loads((out / entry["movie"] / "run.json").read_text())
+        assert entry["confident_calls_share"] == summary["confident_calls_share"] is not None
+        assert entry["texture_evidence_from"] == summary["texture_evidence_from"]
 
 
 def test_a_failing_movie_is_reported_and_the_others_finish_and_a_rerun_retries_only_it(detector, screen,
@@ -139,8 +143,9 @@ def test_a_failing_movie_is_reported_and_the_others_finish_and_a_rerun_retries_o
     assert {name: (out / name / "run.json").stat().st_mtime_ns for name in finished} == finished  # skipped
     assert (out / "ctrl_2" / "run.json").is_file() and len(detector["frames"]) == 6  # its 6 frames only
     assert set(pd.read_csv(out / "summary.csv")["movie"]) == set(MOVIES)
-    statuses = {m["movie"]: m["status"] for m in json.loads((out / "batch.json").read_text())["movies"]}
-    assert statuses == {"ctrl_1": "skipped", "ctrl_2": "done", "drug_1": "skipped"}
+    record = json.loads((out / "batch.json").read_text())["movies"]
+    assert {m["movie"]: m["status"] for m in record} == {"ctrl_1": "skipped", "ctrl_2": "done", "drug_1": "skipped"}
+    assert all(m["confident_calls_share"] is not None for m in record)  # skipped runs report theirs too
 
 
 def _edit_manifest(screen, edit):

@@ -404,7 +404,7 @@ def test_a_run_folder_whose_masks_and_table_disagree_is_refused(run_dir, tmp_pat
 def test_a_run_made_by_the_pipeline_from_label_masks_is_corrected(tmp_path):
     """Three still nuclei; the third is missed for 4 frames, more than max_gap, so the tracker breaks it in two."""
     from pcnacycle.pipeline import analyse, write_outputs
-    from pcnacycle.tracking.tracker import detections_table
+    from pcnacycle.tracking.detections import detections_table
 
     centres = [(12, 12), (12, 40), (40, 26)]
     label_images = np.zeros((12, 56, 56), np.uint16)

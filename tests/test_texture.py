@@ -9,9 +9,9 @@ from scipy import ndimage as ndi
 
 from pcnacycle.errors import PcnacycleError
 from pcnacycle.phases import CLASSES
+from pcnacycle.tracking.detections import frame_detections, nuclear_texture
 from pcnacycle.tracking.evidence import confidence_levels, confident_calls, texture_log_ratio
 from pcnacycle.tracking.resolve import resolve_phases
-from pcnacycle.tracking.tracker import frame_detections, nuclear_texture
 
 
 def _disk(shape, centre, radius):

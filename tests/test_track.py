@@ -12,15 +12,8 @@ from pcnacycle.errors import PcnacycleError
 from pcnacycle.phases import CLASSES
 from pcnacycle.simulation.params import SimulationParams
 from pcnacycle.simulation.simulator import simulate_movie
-from pcnacycle.tracking.tracker import (
-    ctc_tracks,
-    detections_table,
-    frame_detections,
-    relabel_masks,
-    track,
-    track_table,
-    write_ctc,
-)
+from pcnacycle.tracking.detections import detections_table, frame_detections
+from pcnacycle.tracking.tracker import ctc_tracks, relabel_masks, track, track_table, write_ctc
 
 FRAMES = 40
 

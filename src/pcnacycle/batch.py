@@ -16,7 +16,7 @@ Outputs in the output folder, besides the run folders::
     summary.csv                  one row per cell: movie, condition, manifest columns, phase durations
     summary_by_condition.csv     per condition and phase: cells, median and IQR of complete phases (minutes)
     summary_by_condition.png     phase durations compared across conditions
-    batch.json                   each movie's status and error (written last)
+    batch.json                   each movie's status and error, how sure the detector was (written last)
 
 Dask is imported only here, inside functions: ``import pcnacycle`` never loads it.
 """
@@ -335,7 +335,10 @@ def run_batch(weights: str | os.PathLike, manifest: str | os.PathLike, output: s
     -------
     dict
         Per movie name: ``status`` ("done", "skipped": finished before, or
-        "failed"), ``error`` (one line or None), ``seconds``.
+        "failed"), ``error`` (one line or None), ``seconds``, and from its
+        ``run.json`` how sure the detector was (``confident_calls_share``) and
+        what the texture evidence was learnt from (``texture_evidence_from``;
+        both None without a finished run).
     """
     from .engine.predictor import load_weights_path
     from .settings import RunSettings
@@ -363,11 +366,28 @@ def run_batch(weights: str | os.PathLike, manifest: str | os.PathLike, output: s
             if cluster is not None:
                 cluster.close()
     write_summaries(output, movies)
+    for movie in movies:
+        results[movie.name].update(_how_sure(output / movie.name))
+    unsure = [m.name for m in movies if results[m.name]["confident_calls_share"] is not None
+              and results[m.name]["texture_evidence_from"] is None]
+    if unsure:
+        log.warning("no texture evidence for S in %d movie(s), whose phases rest on the detector's calls alone "
+                    "(too few calls sure enough to learn it from): %s", len(unsure), ", ".join(unsure))
     write_json(output / "batch.json", {"weights": str(weights), "manifest": str(Path(manifest).resolve()),
                                        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                                        "movies": list(results.values()),
                                        MANIFEST_KEY: [*SUMMARY_FILES]})
     return results
+
+
+def _how_sure(run_dir: Path) -> dict:
+    """A finished run's ``confident_calls_share`` and ``texture_evidence_from`` (None where not recorded)."""
+    keys = ("confident_calls_share", "texture_evidence_from")
+    try:
+        summary = json.loads((run_dir / _RUN_MARKER).read_text())
+    except (OSError, ValueError):
+        return dict.fromkeys(keys)
+    return {key: summary.get(key) if isinstance(summary, dict) else None for key in keys}
 
 
 def _run_movies(client, pending: list[Movie], weights: Path, output: Path, settings, torch_threads,

@@ -49,10 +49,11 @@ from .io import (
 from .phases import CLASSES, PHASE_COLOURS, PHASES
 from .safeguards import check_free_space, check_output_folder, output_lock, reserve_disk_space
 from .settings import RunSettings, median_diameter
+from .tracking.detections import border_labels, frame_detections
 from .tracking.evidence import CONFIDENT_CALL
 from .tracking.merges import separate_merged_neighbours
 from .tracking.resolve import check_frame_interval, phase_durations, resolve_phases
-from .tracking.tracker import border_labels, frame_detections, probability_column, relabel_masks, track, write_ctc
+from .tracking.tracker import probability_column, relabel_masks, track, write_ctc
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +321,7 @@ def analyse(detections: pd.DataFrame, frame_interval: float, settings: RunSettin
     Parameters
     ----------
     detections : DataFrame
-        :func:`pcnacycle.tracking.tracker.detections_table` output: ``frame, label,
+        :func:`pcnacycle.tracking.detections.detections_table` output: ``frame, label,
         centroid_y, centroid_x, area`` and ``p_<class>`` per class.
     frame_interval : float
         Minutes between frames.

@@ -1,2 +1,2 @@
-"""From detections to cells: tracks with divisions (``tracker``), then phases and durations (``resolve``, with the
-second looks at each nucleus of ``evidence``)."""
+"""From label images to cells: nuclei measured (``detections``), tracks with divisions (``tracker``), then phases
+and durations (``resolve``, with the second looks at each nucleus of ``evidence``)."""

@@ -43,7 +43,7 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, track: np.ndarray | 
     Parameters
     ----------
     texture : (n,) float
-        :func:`~pcnacycle.tracking.tracker.nuclear_texture` per nucleus (NaN: none).
+        :func:`~pcnacycle.tracking.detections.nuclear_texture` per nucleus (NaN: none).
     p_s : (n,) float
         The detector's S probability per nucleus.
     track : (n,) int, optional

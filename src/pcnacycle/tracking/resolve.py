@@ -36,7 +36,7 @@ with the detector's probabilities as emissions:
 * frames missing inside a track (closed gaps) carry no evidence;
 * **texture** is a second, independent look at S: PCNA gathers in
   replication foci in S, so S nuclei are grainy (``texture_pcna``, see
-  :func:`~pcnacycle.tracking.tracker.nuclear_texture`). How grainy S and
+  :func:`~pcnacycle.tracking.detections.nuclear_texture`). How grainy S and
   non-S nuclei are differs between microscopes, so it is learnt from the
   movie itself (:mod:`~pcnacycle.tracking.evidence`): the log texture of the
   nuclei the detector calls S confidently against those it confidently calls
