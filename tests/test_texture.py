@@ -136,7 +136,7 @@ def test_an_unsure_model_still_teaches_the_texture_from_its_surest_calls():
 
 def test_confident_calls_are_taken_at_the_highest_level_that_gives_enough_of_both():
     assert confidence_levels(0.7) == (0.9, 0.8, 0.7) and confidence_levels(0.9) == (0.9,)
-    assert confidence_levels(0.95) == (0.95,) and confidence_levels(0.75) == (0.9, 0.8)
+    assert confidence_levels(0.95) == (0.95,) and confidence_levels(0.75) == (0.9, 0.8, 0.75)
     p_s = np.r_[np.full(25, 0.95), np.full(10, 0.03), np.full(15, 0.15), np.full(30, 0.5), np.nan]
     s_calls, other, level = confident_calls(p_s)  # 10 not-S calls at 0.9 are too few; 25 at 0.8
     assert level == 0.8 and s_calls.sum() == 25 and other.sum() == 25 and not s_calls[-1] and not other[-1]

@@ -112,9 +112,9 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, track: np.ndarray | 
 
 
 def confidence_levels(lowest: float) -> tuple[float, ...]:
-    """0.9, 0.8, … down to ``lowest`` (``(lowest,)`` when it is above 0.9): the levels :func:`confident_calls` tries."""
-    levels = tuple(level for level in (0.9, 0.8, 0.7, 0.6) if level >= lowest - 1e-9)
-    return levels or (float(lowest),)
+    """The levels :func:`confident_calls` tries: 0.9, 0.8, … down to ``lowest``, which ends them (alone above 0.9)."""
+    levels = [level for level in (0.9, 0.8, 0.7, 0.6) if level > lowest + 1e-9]
+    return (*levels, float(lowest))
 
 
 def confident_calls(p_s: np.ndarray, levels: Sequence[float] | float = CONFIDENT_LEVELS,
