@@ -16,11 +16,17 @@ from skimage import measure, segmentation
 
 from ..errors import PcnacycleError
 from ..phases import CLASSES
-from .tracker import COORDINATES, probability_column
 
-__all__ = ["TEXTURE_RIM", "border_labels", "detections_table", "frame_detections", "nuclear_texture"]
+__all__ = ["COORDINATES", "TEXTURE_RIM", "border_labels", "detections_table", "frame_detections", "nuclear_texture",
+           "probability_column"]
 
+COORDINATES = ["centroid_y", "centroid_x"]
 _DETECTION_COLUMNS = ["frame", "label", *COORDINATES, "area", "edge"]
+
+
+def probability_column(class_name: str) -> str:
+    """The detections-table column holding the probability of ``class_name``: ``"p_" + name``."""
+    return f"p_{class_name}"
 
 
 #: Edge layers of a nucleus that :func:`nuclear_texture` leaves out: its blurred edge is no texture, and a

@@ -18,15 +18,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["CONFIDENT_CALL", "CONFIDENT_LEVELS", "confidence_levels", "confident_calls", "mitosis_log_ratio",
-           "texture_log_ratio"]
+from ..settings import RunSettings
 
-#: Texture evidence: the levels of the detector's calls it is learnt from (the first at which the movie has enough
-#: calls of both classes; by default none below 0.7, as the median and robust spread hold with up to about a
-#: quarter of the calls wrong), how many of each class it needs, its bound (log units).
-CONFIDENT_LEVELS = (0.9, 0.8, 0.7)
-#: A confident call: a class probability at least this.
-CONFIDENT_CALL = CONFIDENT_LEVELS[0]
+__all__ = ["CONFIDENT_CALL", "CONFIDENT_LEVELS", "confidence_levels", "confident_calls", "mitosis_log_ratio",
+           "texture_calls", "texture_log_ratio"]
+
+#: A confident call: a class probability at least this; the texture evidence is learnt from such calls first.
+CONFIDENT_CALL = 0.9
 _MIN_CONFIDENT = 20
 _EVIDENCE_LIMIT = 4.0
 #: Rows before a nucleus whose median p_M (log odds) is its cell's level when M evidence reads it.
@@ -36,7 +34,7 @@ _TRACK_PSEUDO_COUNT = 3.0
 
 
 def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, track: np.ndarray | None = None,
-                      confident: Sequence[float] = CONFIDENT_LEVELS, min_count: int = _MIN_CONFIDENT,
+                      confident: Sequence[float] | None = None, min_count: int = _MIN_CONFIDENT,
                       limit: float = _EVIDENCE_LIMIT) -> np.ndarray:
     """Log-likelihood ratio of S against not-S from each nucleus' texture, learnt from the movie's confident calls.
 
@@ -52,7 +50,7 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, track: np.ndarray | 
         cell more than from frame to frame, so the faint first and last foci
         of S stand out against the cell's own G1 or G2 where they would not
         against all cells'.
-    confident : levels of p_S, highest first
+    confident : levels of p_S, highest first (default :data:`CONFIDENT_LEVELS`)
         The classes are learnt from the nuclei called S with ``p_s ≥ level``
         and not S with ``p_s ≤ 1 - level``, at the first level where the
         movie has ``min_count`` of each (:func:`confident_calls`): a model
@@ -85,9 +83,8 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, track: np.ndarray | 
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.log(np.asarray(texture, np.float64))
-    p_s = np.asarray(p_s, np.float64)
     valid = np.isfinite(x)
-    calls = confident_calls(np.where(valid, p_s, np.nan), confident, min_count)
+    calls = texture_calls(texture, p_s, CONFIDENT_LEVELS if confident is None else confident, min_count)
     if calls is None:
         return np.zeros(len(x))
     s_phase, other, _ = calls
@@ -113,8 +110,22 @@ def texture_log_ratio(texture: np.ndarray, p_s: np.ndarray, track: np.ndarray | 
 
 def confidence_levels(lowest: float) -> tuple[float, ...]:
     """The levels :func:`confident_calls` tries: 0.9, 0.8, … down to ``lowest``, which ends them (alone above 0.9)."""
-    levels = [level for level in (0.9, 0.8, 0.7, 0.6) if level > lowest + 1e-9]
-    return (*levels, float(lowest))
+    tenths = np.round(np.arange(CONFIDENT_CALL, 0.5, -0.1), 1)
+    return (*(float(level) for level in tenths if level > lowest + 1e-9), float(lowest))
+
+
+#: Texture evidence: the levels of the detector's calls it is learnt from by default (the first at which the movie
+#: has enough calls of both classes; none below ``RunSettings.texture_min_confidence``, 0.7, as the median and robust
+#: spread hold with up to about a quarter of the calls wrong).
+CONFIDENT_LEVELS = confidence_levels(RunSettings.texture_min_confidence)
+
+
+def texture_calls(texture: np.ndarray, p_s: np.ndarray, levels: Sequence[float] | float = CONFIDENT_LEVELS,
+                  min_count: int = _MIN_CONFIDENT) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """:func:`confident_calls` among the nuclei whose texture was measured (finite and above 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        measured = np.isfinite(np.log(np.asarray(texture, np.float64)))
+    return confident_calls(np.where(measured, np.asarray(p_s, np.float64), np.nan), levels, min_count)
 
 
 def confident_calls(p_s: np.ndarray, levels: Sequence[float] | float = CONFIDENT_LEVELS,

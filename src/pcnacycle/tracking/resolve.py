@@ -82,7 +82,7 @@ from ..errors import PcnacycleError
 from ..phases import CLASSES, PHASES
 from ..settings import RunSettings
 from .divisions import division_evidence_in_tracks, split_tracks, undo_divisions
-from .evidence import confidence_levels, confident_calls, mitosis_log_ratio, texture_log_ratio
+from .evidence import confidence_levels, mitosis_log_ratio, texture_calls, texture_log_ratio
 from .hmm import G1, G2, M_EXIT, M, S, StateSpace, viterbi
 from .tracker import probability_column, require_columns
 
@@ -250,7 +250,7 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
         llr = texture_log_ratio(texture, p_s, result["track"].to_numpy(), confident=levels)
         features[:, S] += settings.texture_evidence * llr
         if llr.any():
-            texture_from = confident_calls(np.where(texture > 0, p_s, np.nan), levels)[2]  # the calls' level
+            texture_from = texture_calls(texture, p_s, levels)[2]  # the level of the calls it was learnt from
     if settings.mitosis_evidence and prob_columns[2] in result.columns:
         onset = mitosis_log_ratio(result[prob_columns[2]].to_numpy(np.float64), result["track"].to_numpy(),
                                   result["frame"].to_numpy(), settings.min_probability)

@@ -38,6 +38,7 @@ from scipy.sparse import csgraph
 
 from ..errors import PcnacycleError
 from ..io import write_text, write_tiff
+from .detections import COORDINATES, probability_column  # the columns of the tables it links
 
 __all__ = [
     "COORDINATES",
@@ -49,13 +50,6 @@ __all__ = [
     "track_table",
     "write_ctc",
 ]
-
-COORDINATES = ["centroid_y", "centroid_x"]
-
-
-def probability_column(class_name: str) -> str:
-    """The detections-table column holding the probability of ``class_name``: ``"p_" + name``."""
-    return f"p_{class_name}"
 
 
 def require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
