@@ -313,3 +313,43 @@ def test_m_probability_that_never_leaves_the_cells_level_gives_no_m():
     cells = mitoses_in_a_row(onset_p_m=0.005)
     resolved = resolve_phases(cells, 10.0, phase_minutes=FAST_MINUTES, mitosis_evidence=1.0)
     assert (resolved[(resolved["parent"] == 0) & (resolved["frame"] == 16)]["phase"] == "G2").all()
+
+
+def dimming_mitoses(cells=12, onset_dim=0.08, seed=1):
+    """:func:`mitoses_in_a_row` with each nucleus' mean PCNA (``mean_pcna``), the cells asynchronous (each
+    lineage shifted by its own number of frames; ``step`` is the frame within its lineage): steady in
+    interphase (1 % noise), dimmed by ``onset_dim`` in log on the M frame the detector misses (step 16) and
+    by 0.45 on the three it calls M; daughters as bright as the mother was."""
+    rng = np.random.default_rng(seed)
+    cells = mitoses_in_a_row(cells=cells, seed=seed)
+    mothers = (cells["parent"] == 0).to_numpy()
+    root = np.where(mothers, cells["track"], cells["parent"]).astype(int)
+    brightness = rng.uniform(500, 2000, root.max() + 1)[root]
+    step = cells["frame"].to_numpy()
+    dim = np.where(mothers & (step == 16), onset_dim, np.where(mothers & (step > 16), 0.45, 0))
+    return cells.assign(frame=step + rng.permutation(root.max() + 1)[root], step=step,
+                        mean_pcna=brightness * np.exp(rng.normal(0, 0.01, len(cells)) - dim))
+
+
+def test_pcna_dimming_read_against_the_cells_own_frames_speaks_for_m_only():
+    from pcnacycle.tracking.evidence import dimming_log_ratio
+
+    cells = dimming_mitoses()
+    columns = [cells[c].to_numpy() for c in ("mean_pcna", "p_M", "track", "frame")]
+    evidence = dimming_log_ratio(*columns)
+    mothers = cells["parent"] == 0
+    assert (evidence[mothers & (cells["step"] == 16)] > 1).all()  # 8 % dimmer: eight of interphase's spreads
+    assert (evidence[mothers & (cells["step"] == 17)] == 4.0).all()  # as far as M dims: the bound
+    assert (evidence >= 0).all() and np.mean(evidence[mothers & (cells["step"] < 16)] > 0) < 0.05
+    assert (evidence[cells.groupby("track").cumcount().to_numpy() == 0] == 0).all()  # nothing before to dim from
+
+    # a whole frame dimmed (the lamp, the focus) is not M
+    lamp = cells.assign(mean_pcna=cells["mean_pcna"] * np.where(cells["frame"] == 8, 0.6, 1.0))
+    lamp_evidence = dimming_log_ratio(*[lamp[c].to_numpy() for c in ("mean_pcna", "p_M", "track", "frame")])
+    assert (lamp_evidence[cells["frame"] == 8] == 0).all()
+    # too few entries into M to learn how far M dims, or M that does not dim: no evidence
+    assert not dimming_log_ratio(*columns, min_entries=13).any()
+    steady = dimming_mitoses(onset_dim=0.0).assign(mean_pcna=lambda t: t["mean_pcna"] * np.exp(
+        0.45 * ((t["parent"] == 0) & (t["step"] > 16))))
+    assert not dimming_log_ratio(*[steady[c].to_numpy() for c in ("mean_pcna", "p_M", "track", "frame")]).any()
+
