@@ -412,8 +412,7 @@ def _second_looks(tracked: pd.DataFrame, settings: RunSettings, class_names) -> 
                         "probability ≥ %g (or the S calls are not grainier); phases rest on the detector's calls "
                         "alone", settings.texture_min_confidence)
     return {"confident_calls_share": share, "texture_evidence_from": texture_from,
-            "mitosis_evidence_learnt": bool(tracked.attrs.get("mitosis_evidence_learnt", False)),
-            "dimming_evidence_learnt": bool(tracked.attrs.get("dimming_evidence_learnt", False))}
+            "mitosis_evidence_learnt": bool(tracked.attrs.get("mitosis_evidence_learnt", False))}
 
 
 def write_outputs(folder: Path, tracked: pd.DataFrame, durations: pd.DataFrame | None, label_frames,

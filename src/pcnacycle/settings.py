@@ -129,11 +129,6 @@ class RunSettings:
         frames (:func:`pcnacycle.tracking.evidence.mitosis_log_ratio`): a cell
         entering M lifts its p_M far above its own interphase level before
         the detector calls it M. 0 turns it off.
-    dimming_evidence : float
-        Weight of the nucleus' PCNA dimming below its own previous frames as
-        evidence for M (:func:`pcnacycle.tracking.evidence.dimming_log_ratio`):
-        PCNA spreads out of the nucleus from M's first frame, often a frame
-        before the detector calls M. It only ever speaks for M. 0 turns it off.
     phase_duration_cv : float
         How much a phase's duration varies between cells (sd / mean). The
         resolver lets G1, S and G2 last at least ``1 - cv`` of their expected
@@ -198,7 +193,6 @@ class RunSettings:
     texture_evidence: float = 1.0
     texture_min_confidence: float = 0.7
     mitosis_evidence: float = 1.0
-    dimming_evidence: float = 1.0
     phase_duration_cv: float = 0.7
     atypical_duration_share: float = 0.05
     mitosis_skip: float = 0.3
@@ -238,7 +232,6 @@ class RunSettings:
         _number("sister_evidence", self.sister_evidence, low=0.0)
         _number("texture_evidence", self.texture_evidence, low=0.0)
         _number("mitosis_evidence", self.mitosis_evidence, low=0.0)
-        _number("dimming_evidence", self.dimming_evidence, low=0.0)
         _number("texture_min_confidence", self.texture_min_confidence, low=0.5, high=1.0, open_interval=True)
         _number("phase_duration_cv", self.phase_duration_cv, low=0.05, high=1.0)
         for name in ("score_threshold", "min_mitosis_probability"):

@@ -5,8 +5,7 @@ classes look like from the detector's confident calls in the same movie, so
 that nothing about a microscope is assumed:
 
 * :func:`texture_log_ratio`: replication foci make S nuclei grainy;
-* :func:`mitosis_log_ratio`: a cell's p_M leaves its own level as it enters M;
-* :func:`dimming_log_ratio`: a nucleus' PCNA dims below its own level as the cell enters M.
+* :func:`mitosis_log_ratio`: a cell's p_M leaves its own level as it enters M.
 
 :mod:`pcnacycle.tracking.resolve` adds them to the emissions of its hidden Markov model.
 """
@@ -21,8 +20,8 @@ import pandas as pd
 
 from ..settings import RunSettings
 
-__all__ = ["CONFIDENT_CALL", "CONFIDENT_LEVELS", "confidence_levels", "confident_calls", "dimming_log_ratio",
-           "mitosis_log_ratio", "texture_calls", "texture_log_ratio"]
+__all__ = ["CONFIDENT_CALL", "CONFIDENT_LEVELS", "confidence_levels", "confident_calls", "mitosis_log_ratio",
+           "texture_calls", "texture_log_ratio"]
 
 #: A confident call: a class probability at least this; the texture evidence is learnt from such calls first.
 CONFIDENT_CALL = 0.9
@@ -30,8 +29,6 @@ _MIN_CONFIDENT = 20
 _EVIDENCE_LIMIT = 4.0
 #: Rows before a nucleus whose median p_M (log odds) is its cell's level when M evidence reads it.
 _ONSET_WINDOW = 5
-#: Entries into M (a track's first row called M after one not) the dimming evidence needs to learn how far M dims.
-_MIN_ENTRIES = 10
 #: How many nuclei's worth the movie's smooth texture weighs in a track's own baseline (set beforehand, not swept).
 _TRACK_PSEUDO_COUNT = 3.0
 
@@ -202,84 +199,6 @@ def mitosis_log_ratio(p_m: np.ndarray, track: np.ndarray, frame: np.ndarray, min
     held = np.clip(np.where(valid, shift, centre_other), centre_other, centre_m)
     llr = _gaussian_log_ratio(held, (centre_m, sd_m), (centre_other, sd_other))
     return np.where(valid, np.clip(llr, -limit, limit), 0.0)
-
-
-def dimming_log_ratio(brightness: np.ndarray, p_m: np.ndarray, track: np.ndarray, frame: np.ndarray,
-                      interphase: np.ndarray | None = None, min_count: int = _MIN_CONFIDENT,
-                      min_entries: int = _MIN_ENTRIES, limit: float = _EVIDENCE_LIMIT) -> np.ndarray:
-    """Log-likelihood ratio for M from how far a nucleus' PCNA dims below its track's own previous frames.
-
-    As a cell enters M its nuclear envelope breaks down and PCNA spreads
-    through the cell, so the nucleus dims from M's first frame on, while the
-    detector's p_M often rises enough only a frame later. Each nucleus'
-    change is its log brightness less the median of its track's previous
-    ``_ONSET_WINDOW`` rows, less the median change of its frame's nuclei
-    called not M (a lamp or focus that changes for the whole field is not
-    M). Not-M is a Gaussian of the change (median and robust spread) over
-    the ``interphase`` nuclei.
-    How far M dims is learnt where the detector first sees it: the median
-    change at the entries into M (a track's row called p_M ≥ 0.5 after a row
-    called below). A nucleus entering M is caught anywhere on its way there,
-    so M's change is uniform between that and not-M's centre.
-
-    The evidence is one-sided, ``max(0, log U - log N)``: dimming speaks for
-    M, but not dimming does not speak against it (a cell in M for several
-    frames is read against its own earlier M frames).
-
-    Parameters
-    ----------
-    brightness : (n,) float
-        Mean PCNA intensity per nucleus (NaN or ≤ 0: none).
-    p_m : (n,) float
-        The detector's M probability per nucleus.
-    track, frame : (n,) int
-        Each nucleus' track and frame.
-    interphase : (n,) bool, optional
-        The nuclei not-M is learnt from (default: called p_M < 0.5). The
-        resolver gives those called G1/G2: M follows G2, while S nuclei
-        brighten and dim as their foci come and go, which would widen not-M.
-
-    Returns
-    -------
-    (n,) float64
-        At least 0 and at most ``limit``; 0 where brightness is missing or
-        nothing comes before in the track, and everywhere when the movie has
-        fewer than ``min_count`` interphase nuclei or ``min_entries``
-        entries into M, or its entries into M do not dim by more than two
-        of not-M's spreads.
-    """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.log(np.asarray(brightness, np.float64))
-    p_m = np.asarray(p_m, np.float64)
-    track, frame = np.asarray(track), np.asarray(frame)
-    order = np.lexsort((frame, track))
-    by_track = pd.Series(x[order]).groupby(track[order])
-    level = np.empty(len(x))
-    level[order] = by_track.transform(lambda v: v.shift(1).rolling(_ONSET_WINDOW, min_periods=1).median())
-    change = x - level
-    valid = np.isfinite(change)
-    called = p_m >= 0.5
-    # the field's own change: the median over the frame's nuclei called not M (none: taken as 0)
-    field = pd.Series(np.where(valid & ~called, change, np.nan)).groupby(frame).transform("median")
-    change = change - field.fillna(0.0).to_numpy()
-    previous = np.zeros(len(x), bool)
-    previous[order] = pd.Series(called[order]).groupby(track[order]).shift(1, fill_value=True).to_numpy(bool)
-    other = valid & (~called if interphase is None else np.asarray(interphase, bool) & ~called)
-    entries = valid & called & ~previous
-    if entries.sum() < min_entries or other.sum() < min_count:
-        return np.zeros(len(x))
-    centre, sd = _robust_gaussian(change[other])
-    dimmed = float(np.median(change[entries]))
-    if dimmed >= centre - 2 * sd:
-        return np.zeros(len(x))
-    held = np.clip(np.where(valid, change, centre), dimmed, centre)
-    llr = -math.log(centre - dimmed) - _gaussian_log_density(held, centre, sd)
-    return np.where(valid, np.clip(llr, 0.0, limit), 0.0)
-
-
-def _gaussian_log_density(x: np.ndarray, centre: float, sd: float) -> np.ndarray:
-    """``log N(x; centre, sd)``."""
-    return -0.5 * ((x - centre) / sd) ** 2 - math.log(sd * math.sqrt(2 * math.pi))
 
 
 def _robust_gaussian(values: np.ndarray) -> tuple[float, float]:

@@ -82,7 +82,7 @@ from ..errors import PcnacycleError
 from ..phases import CLASSES, PHASES
 from ..settings import RunSettings
 from .divisions import division_evidence_in_tracks, split_tracks, undo_divisions
-from .evidence import confidence_levels, dimming_log_ratio, mitosis_log_ratio, texture_calls, texture_log_ratio
+from .evidence import confidence_levels, mitosis_log_ratio, texture_calls, texture_log_ratio
 from .hmm import G1, G2, M_EXIT, M, S, StateSpace, viterbi
 from .tracker import probability_column, require_columns
 
@@ -242,7 +242,7 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
         return result
     space = StateSpace(frame_interval, minutes, settings)
     features = np.zeros((len(result), 5))  # log-likelihood ratios per row and state, besides the detector's
-    texture_from, mitosis_learnt, dimming_learnt = None, False, False  # what the second looks learnt, for run.json
+    texture_from, mitosis_learnt = None, False  # what the second looks were learnt from, for run.json
     if settings.texture_evidence and "texture_pcna" in result.columns:
         texture = result["texture_pcna"].to_numpy(np.float64)
         p_s = result[prob_columns[1]].to_numpy(np.float64)
@@ -257,12 +257,6 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
         # not M-exit: a daughter's first frames have no level of her own to rise from
         features[:, M] += settings.mitosis_evidence * onset
         mitosis_learnt = bool(onset.any())
-    if settings.dimming_evidence and prob_columns[2] in result.columns and intensity_column in result.columns:
-        dimming = dimming_log_ratio(result[intensity_column].to_numpy(np.float64),
-                                    result[prob_columns[2]].to_numpy(np.float64), result["track"].to_numpy(),
-                                    result["frame"].to_numpy(), result[prob_columns[0]].to_numpy() >= 0.5)
-        features[:, M] += settings.dimming_evidence * dimming
-        dimming_learnt = bool(dimming.any())
     splits = undone = 0
     for attempt in range(_MAX_PASSES):
         grid = _TrackGrid(result)
@@ -278,7 +272,6 @@ def _resolve(objects: pd.DataFrame, frame_interval: float, settings: RunSettings
     result.attrs["divisions_undone"] = undone
     result.attrs["texture_evidence_from"] = texture_from
     result.attrs["mitosis_evidence_learnt"] = mitosis_learnt
-    result.attrs["dimming_evidence_learnt"] = dimming_learnt
 
     # tracks the order cannot place: all G1/G2, no parent, no daughters → G1 or G2 by brightness
     seen = np.zeros((grid.count, 5), bool)
