@@ -5,7 +5,8 @@ For each RUN MOVIE pair (a run of a ``pcnacycle simulate`` movie and that movie)
 its change from the median of its track's previous five rows. Printed: the median and robust sd
 (1.4826 × MAD) of that change over G2 frames that follow a G2 frame (how much a G2 nucleus moves from frame
 to frame), and its median on the first, second and third M frame of every cell, with the detector's p_M
-there and the share resolved M.
+there, the mean of the resolver's M evidence from p_M (``mitosis_log_ratio``, which reads p_M against the
+cell's own level) and the share resolved M.
 
 Usage (from the repository root)::
 
@@ -22,6 +23,7 @@ import pandas as pd
 import tifffile
 
 from pcnacycle.evaluation.tracks import match_frame
+from pcnacycle.tracking.evidence import mitosis_log_ratio
 
 FEATURES = {"brightness": "mean_pcna", "area": "area", "texture": "texture_pcna", "p_M log odds": "p_M"}
 
@@ -29,6 +31,8 @@ FEATURES = {"brightness": "mean_pcna", "area": "area", "texture": "texture_pcna"
 def changes(objects: pd.DataFrame) -> pd.DataFrame:
     """Each feature's change from the median of the track's previous five rows (NaN for a track's first row)."""
     objects = objects.sort_values(["track", "frame"]).copy()
+    objects["M evidence"] = mitosis_log_ratio(objects["p_M"].to_numpy(), objects["track"].to_numpy(),
+                                              objects["frame"].to_numpy())
     for name, column in FEATURES.items():
         values = objects[column].to_numpy(np.float64)
         if column == "p_M":
@@ -52,7 +56,7 @@ def matched(run: Path, movie: Path) -> pd.DataFrame:
     true["m_frame"] = true.groupby(["track", (true["phase"] != true["previous"]).cumsum()]).cumcount() + 1
     table = pairs.merge(true.rename(columns={"track": "truth", "phase": "true_phase"})
                         [["frame", "truth", "true_phase", "previous", "m_frame"]], on=["frame", "truth"])
-    return table.merge(objects[["frame", "pred", "p_M", "phase", *FEATURES]], on=["frame", "pred"])
+    return table.merge(objects[["frame", "pred", "p_M", "phase", "M evidence", *FEATURES]], on=["frame", "pred"])
 
 
 def main(argv=None) -> int:
@@ -62,13 +66,14 @@ def main(argv=None) -> int:
         g2 = table[(table["true_phase"] == "G2") & (table["previous"] == "G2")]
         spread = {n: f"{g2[n].median():+.3f} / {1.4826 * (g2[n] - g2[n].median()).abs().median():.3f}"
                   for n in FEATURES}
-        print(f"{run}: G2 frame to frame (median / robust sd): {spread}")
+        print(f"{run}: G2 frame to frame (median / robust sd): {spread}; "
+              f"M evidence in G2, mean {g2['M evidence'].mean():+.2f}")
         mitotic = table[table["true_phase"] == "M"]
         for k in (1, 2, 3):
             at = mitotic[mitotic["m_frame"] == k]
             medians = {n: round(float(at[n].median()), 3) for n in FEATURES}
             print(f"  M frame {k} ({len(at)} nuclei): {medians}, p_M {at['p_M'].median():.2f}, "
-                  f"resolved M {(at['phase'] == 'M').mean():.2f}")
+                  f"M evidence mean {at['M evidence'].mean():+.2f}, resolved M {(at['phase'] == 'M').mean():.2f}")
     return 0
 
 
