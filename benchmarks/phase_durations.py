@@ -22,7 +22,8 @@ resolver's prior (:data:`pcnacycle.settings.DEFAULT_PHASE_MINUTES`). On each:
 
 Scores: resolved phase per nucleus-frame, the detector's own class accuracy
 on the same nuclei, per-phase duration MAE and bias (complete phases of
-matched cells), division recall and precision.
+matched cells), division recall and precision; for the oracle also the
+identity switches (links inside one track from one true cell to another).
 
 Three more movies, ``dev-10min``, ``dev-20min`` and ``dev-8min`` (``--movies``), are for
 development: resolver settings are chosen on them and on the demo's own test
@@ -176,7 +177,11 @@ def score_on_truth_labels(tracked: pd.DataFrame, folder: Path) -> dict:
     errors = duration_errors(pairs, truth_durations, complete_phases(truth_durations, truth_objects),
                              durations, complete_phases(durations, tracked))
     missing = len(truth_objects) - len(tracked)
+    # a link from one true cell to another inside a track: the tracker followed the wrong nucleus
+    ordered = tracked.sort_values(["track", "frame"])
+    switches = int((ordered.groupby("track")["label"].diff().fillna(0) != 0).sum())
     return {"accuracy": per_frame["accuracy"] * len(tracked) / len(truth_objects), "dropped": int(missing),
+            "identity_switches": switches, "true_links": int(len(truth_objects) - truth_objects["track"].nunique()),
             "durations": errors,
             "divisions": division_scores(matches, track_table(truth_objects), track_table(tracked))}
 
@@ -255,6 +260,7 @@ def main() -> None:
             scores["seconds"] = round(seconds, 1)
             results[f"{name} oracle {accuracy}"] = scores
             print(name, "oracle", accuracy, summarise(scores), f"detector {scores['detector_accuracy']:.3f}",
+                  f"identity switches {scores['identity_switches']} of {scores['true_links']} links",
                   f"persistence {scores['motion_persistence_used']:.2f}", f"{seconds:.1f} s", flush=True)
             if args.sctrack:
                 sc = run_sctrack(args.sctrack, folder, detections, labels, args.out / "sctrack" / f"{name}-{accuracy}")
