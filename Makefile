@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` (the main job) and `make test`.
-# Both create the virtual environment in .venv on first use (with the napari extra).
+# Both create the virtual environment in .venv on first use: the demo needs the package alone; the tests
+# add the test and napari extras (pytest, dask, ONNX Runtime, napari, PyQt6), a minute more to install.
 PYTHON ?= python3
 VENV   ?= .venv
 DEMO   ?= demo-output
@@ -9,7 +10,7 @@ TORCH_INDEX ?=
 
 .PHONY: demo test env clean-env
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.package
 	$(VENV)/bin/pcnacycle demo --output $(DEMO) --overwrite
 
 # napari's canvas needs an X server: the tests run under Xvfb when it and the libraries Qt's xcb platform
@@ -31,12 +32,16 @@ test: $(VENV)/.installed
 
 env: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.package: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	if [ -n "$(TORCH_INDEX)" ]; then \
 	    $(VENV)/bin/python -m pip install "torch>=2.14,<2.15" "torchvision>=0.29,<0.30" --index-url "$(TORCH_INDEX)"; \
 	fi
+	$(VENV)/bin/python -m pip install -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.package
 	$(VENV)/bin/python -m pip install -e ".[test,napari]"
 	touch $@
 
